@@ -1,0 +1,31 @@
+"""Defaults shared by benchd and benchctl (stdlib only: benchctl imports it on every call)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SOCKET_ENV = "BENCHD_SOCKET"
+ROOT_ENV = "BENCHD_ROOT"
+SYSTEM_SOCKET = Path("/run/benchd/benchd.sock")  # where benchd.socket puts it
+DEFAULT_GRACE_S = 10.0
+
+
+def local_socket(root: Path) -> Path:
+    """A hand-started benchd listens here: <root>/run/benchd.sock."""
+    return root / "run" / "benchd.sock"
+
+
+def client_socket(explicit: str | None = None) -> Path:
+    """Socket a client should try: --socket, $BENCHD_SOCKET, the local lab root's socket if it
+    exists, the system service's if it exists, else the local one (for the error message)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(SOCKET_ENV):
+        return Path(os.environ[SOCKET_ENV])
+    root = Path(os.environ.get(ROOT_ENV) or ".")
+    local = local_socket(root)
+    if local.exists():
+        return local
+    if SYSTEM_SOCKET.exists():
+        return SYSTEM_SOCKET
+    return local

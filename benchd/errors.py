@@ -1,0 +1,57 @@
+"""Domain errors raised by the core and mapped once: to HTTP by benchd's middleware and to
+exit codes by benchctl. Each carries a stable machine code and a message naming the bad field
+or the conflicting job."""
+from __future__ import annotations
+
+
+class BenchdError(Exception):
+    code: str = "internal"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(BenchdError):
+    code, http_status = "invalid_request", 400
+
+
+class Forbidden(BenchdError):
+    code, http_status = "forbidden", 403
+
+
+class JobNotFound(BenchdError):
+    code, http_status = "job_not_found", 404
+
+
+class RunNotFound(BenchdError):
+    code, http_status = "run_not_found", 404
+
+
+class Busy(BenchdError):
+    """Another job is starting or running; the message names it."""
+    code, http_status = "busy", 409
+
+    def __init__(self, message: str, active_job_id: str) -> None:
+        super().__init__(message)
+        self.active_job_id = active_job_id
+
+
+class NotCancellable(BenchdError):
+    code, http_status = "not_cancellable", 409
+
+
+class PayloadTooLarge(BenchdError):
+    code, http_status = "payload_too_large", 413
+
+
+class CancelFailed(BenchdError):
+    code, http_status = "cancel_failed", 500
+
+
+ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
+    cls.code: cls
+    for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
+                NotCancellable, PayloadTooLarge, CancelFailed)
+}
