@@ -1,0 +1,376 @@
+"""HTTP handlers: parse the request, call one JobManager (or results loader) method, render.
+
+They never touch processes or job files themselves. ENDPOINTS is the one list of routes: the
+router and the OpenAPI document (benchd.openapi) are both built from it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from benchd.app import CONTEXT, Context, decode_body, json_response
+from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
+from benchd.peercred import PeerCred, peer_cred
+from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
+                           JobConfig, JobList, JobRecord, LogMessage)
+from benchd.states import JobState
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+EXPERIMENTS_TIMEOUT_S = 120.0
+_ws_encoder = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str          # "integer", "boolean", "string"
+    doc: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: enough to register it and to document it in OpenAPI."""
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    responses: Mapping[int, str]
+    ok_schema: type | None = None     # msgspec Struct of the 2xx body, None = free-form
+    body: type | None = None          # msgspec Struct of the request body
+    body_required: bool = False
+    query: tuple[Param, ...] = ()
+    ok_content: str = "application/json"
+
+
+# --- small parsing helpers ---------------------------------------------------------------
+
+def _ctx(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+def _caller(request: web.Request) -> PeerCred:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("client went away")
+    return peer_cred(transport.get_extra_info("socket"))
+
+
+def _job_id(request: web.Request) -> str:
+    """The {job_id} path segment, refused before any file is looked at unless it is an id."""
+    job_id = request.match_info["job_id"]
+    if not JOB_ID_RE.match(job_id):
+        raise JobNotFound(f"no job {job_id!r} (job ids are 12 lowercase hex digits)")
+    return job_id
+
+
+def _query(request: web.Request, allowed: tuple[Param, ...]) -> dict[str, str]:
+    names = {p.name for p in allowed}
+    unknown = sorted(set(request.query) - names)
+    if unknown:
+        raise InvalidRequest(f"{unknown[0]}: unknown query parameter; allowed: "
+                             f"{', '.join(sorted(names)) or 'none'}")
+    return {k: request.query[k] for k in names if k in request.query}
+
+
+def _int(q: Mapping[str, str], name: str, minimum: int = 0) -> int | None:
+    raw = q.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: expected an integer >= {minimum}, got {raw!r}") from None
+    if value < minimum:
+        raise InvalidRequest(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(q: Mapping[str, str], name: str) -> bool:
+    raw = q.get(name, "0").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidRequest(f"{name}: expected 1 or 0, got {raw!r}")
+
+
+def _statuses(q: Mapping[str, str]) -> frozenset[JobState] | None:
+    raw = q.get("status")
+    if raw is None:
+        return None
+    out = set()
+    for item in (s.strip() for s in raw.split(",")):
+        try:
+            out.add(JobState(item))
+        except ValueError:
+            raise InvalidRequest(f"status: unknown state {item!r}; known: "
+                                 f"{', '.join(s.value for s in JobState)}") from None
+    return frozenset(out)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+LIST_PARAMS = (Param("limit", "integer", "at most this many jobs (newest first)"),
+               Param("status", "string", "comma-separated states, e.g. running,failed"))
+LOG_PARAMS = (Param("offset", "integer", "byte offset to start from (a reconnecting client "
+                    "passes the offset it reached)"),
+              Param("tail", "integer", "start at the last N lines (not with offset)"),
+              Param("follow", "boolean", "1: keep streaming until the job ends"))
+WS_PARAMS = (Param("offset", "integer", "byte offset to start from"),)
+
+
+async def start_job(request: web.Request) -> web.StreamResponse:
+    config = await decode_body(request, JobConfig, optional=True) or JobConfig()
+    _query(request, ())
+    caller = _caller(request)
+    record = await _ctx(request).manager.start(config, caller.uid, caller.user)
+    return json_response(record, 201,
+                         {"Location": f"/api/benchmark/jobs/{record.job_id}"})
+
+
+async def list_jobs(request: web.Request) -> web.StreamResponse:
+    q = _query(request, LIST_PARAMS)
+    jobs = _ctx(request).manager.list_jobs(limit=_int(q, "limit", 1), statuses=_statuses(q))
+    return json_response(JobList(jobs=jobs))
+
+
+async def get_job(request: web.Request) -> web.StreamResponse:
+    _query(request, ())
+    return json_response(_ctx(request).manager.get(_job_id(request)))
+
+
+async def cancel_job(request: web.Request) -> web.StreamResponse:
+    job_id = _job_id(request)
+    _query(request, ())
+    body = await decode_body(request, CancelRequest, optional=True)
+    caller = _caller(request)
+    record = await _ctx(request).manager.cancel(job_id, caller.uid,
+                                                body.grace if body else None)
+    return json_response(record)
+
+
+def _log_start(manager: Any, job_id: str, offset: int | None, tail: int | None) -> int:
+    """Where a log read starts; refuses offsets past the end before anything is sent."""
+    manager.get(job_id)
+    if offset is not None and tail is not None:
+        raise InvalidRequest("tail: cannot be combined with offset")
+    start = manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
+    size = manager.log_size(job_id)
+    if start > size:
+        raise InvalidRequest(f"offset: {start} is past the end of the log ({size} bytes)")
+    return start
+
+
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    """Plain text, streamed; the chunks are whole lines, so a client that counts the bytes it
+    received can reconnect with ?offset= and get every line exactly once."""
+    manager = _ctx(request).manager
+    job_id = _job_id(request)
+    q = _query(request, LOG_PARAMS)
+    start = _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
+    resp = web.StreamResponse(headers={"X-Log-Offset": str(start),
+                                       "Cache-Control": "no-store"})
+    resp.content_type = "text/plain"
+    resp.charset = "utf-8"
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    try:
+        async for chunk in manager.follow_log(job_id, start, follow=_bool(q, "follow")):
+            await resp.write(chunk)
+        await resp.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # client went away or the daemon is stopping; the job is unaffected
+    except BenchdError as e:  # headers are out: all we can do is end the stream and log
+        log.warning("log stream for %s ended early: %s", job_id, e.message)
+    return resp
+
+
+async def job_logs_ws(request: web.Request) -> web.StreamResponse:
+    """WebSocket: one {"type":"log"} message per line, {"type":"cancelling"} when a cancel is
+    accepted, {"type":"done"} with the final status, then close."""
+    ctx = _ctx(request)
+    manager = ctx.manager
+    job_id = _job_id(request)
+    q = _query(request, WS_PARAMS)
+    start = _log_start(manager, job_id, _int(q, "offset"), None)
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    ctx.websockets.add(ws)
+
+    async def send(msg: Any) -> None:
+        await ws.send_str(_ws_encoder.encode(msg).decode())
+
+    async def lines() -> None:
+        pos, rest = start, b""
+        async for chunk in manager.follow_log(job_id, start, follow=True):
+            *done, rest = (rest + chunk).split(b"\n")
+            for line in done:
+                pos += len(line) + 1
+                await send(LogMessage(line=line.decode("utf-8", "replace"), offset=pos))
+        if rest:
+            pos += len(rest)
+            await send(LogMessage(line=rest.decode("utf-8", "replace"), offset=pos))
+
+    async def cancelling() -> None:
+        def msg(rec: JobRecord) -> CancellingMessage | None:
+            if rec.cancel_requested_by is None:
+                return None
+            grace = rec.cancel_grace if rec.cancel_grace is not None else ctx.grace
+            return CancellingMessage(by_uid=rec.cancel_requested_by, grace=grace)
+        first = msg(manager.get(job_id))
+        if first is not None:
+            await send(first)
+            return
+        async for rec in manager.watch(job_id):
+            m = msg(rec)
+            if m is not None:
+                await send(m)
+                return
+
+    async def client() -> None:
+        async for m in ws:
+            if m.type == WSMsgType.ERROR:
+                return
+
+    tasks = [asyncio.create_task(c) for c in (lines(), cancelling(), client())]
+    log_task, cancel_task, client_task = tasks
+    try:
+        await asyncio.wait((log_task, client_task), return_when=asyncio.FIRST_COMPLETED)
+        if log_task.done() and log_task.exception() is None and not ws.closed:
+            cancel_task.cancel()
+            await asyncio.gather(cancel_task, return_exceptions=True)
+            record = manager.get(job_id)
+            await send(DoneMessage(status=record.status, exit_code=record.exit_code))
+        elif log_task.done() and log_task.exception() is not None:
+            log.warning("WebSocket log stream for %s failed: %r", job_id, log_task.exception())
+    except ConnectionError:
+        pass
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ws.close()
+    return ws
+
+
+# --- daemon, results, experiments --------------------------------------------------------
+
+async def health(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    return json_response(Health(status="ok", version=ctx.version, pid=os.getpid(),
+                                uptime_s=round(time.monotonic() - ctx.started_monotonic, 3),
+                                root=str(ctx.root), socket=ctx.socket_path,
+                                active_job=ctx.manager.active()))
+
+
+def _loader() -> Any:
+    try:
+        from pipeline import loader
+    except ImportError as e:
+        raise BenchdError(f"results are unavailable: pipeline.loader cannot be imported ({e})")
+    return loader
+
+
+async def list_results(request: web.Request) -> web.StreamResponse:
+    _query(request, ())
+    loader = _loader()
+    runs = await asyncio.to_thread(loader.list_runs, _ctx(request).results_dir)
+    return json_response({"runs": runs})
+
+
+async def get_result(request: web.Request) -> web.StreamResponse:
+    _query(request, ())
+    run = request.match_info["run"]
+    if not run or run.startswith(".") or any(c in run for c in "/\\\0"):
+        raise RunNotFound(f"no run {run!r}")
+    loader = _loader()
+    try:
+        detail = await asyncio.to_thread(loader.load_run, _ctx(request).results_dir, run)
+    except loader.RunNotFoundError as e:
+        raise RunNotFound(str(e) or f"no run {run!r}") from None
+    return json_response(detail)
+
+
+_DESCRIBE = ("import sys, msgspec\nfrom pipeline.registry import describe\n"
+             "sys.stdout.buffer.write(msgspec.json.encode(describe()))\n")
+
+
+async def experiments(request: web.Request) -> web.StreamResponse:
+    """pipeline.registry.describe() run once in a child interpreter and cached: describing
+    adapters imports the astronomy libraries, which would cost the daemon seconds of a
+    blocked loop (watchdog) and a hundred MB of RSS for the rest of its life."""
+    _query(request, ())
+    ctx = _ctx(request)
+    async with ctx.experiments_lock:
+        if ctx.experiments_cache is None:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _DESCRIBE, cwd=str(ctx.root),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), EXPERIMENTS_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise BenchdError("describing experiments timed out") from None
+            if proc.returncode != 0:
+                last = (err.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
+                raise BenchdError(f"describing experiments failed: {last}")
+            ctx.experiments_cache = out
+    return web.Response(body=ctx.experiments_cache, content_type="application/json")
+
+
+async def openapi_json(request: web.Request) -> web.StreamResponse:
+    from benchd.openapi import document_bytes
+    return web.Response(body=document_bytes(ENDPOINTS, _ctx(request).version),
+                        content_type="application/json")
+
+
+_E400, _E404 = "invalid request (message names the field)", "unknown job"
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/api/health", health, "Daemon health and the active job",
+             {200: "ok"}, Health),
+    Endpoint("GET", "/api/openapi.json", openapi_json, "This OpenAPI document", {200: "ok"}),
+    Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
+             {201: "started (status running, or failed if it could not start)", 400: _E400,
+              409: "another job is active (message names it)",
+              413: "body too large"}, JobRecord, body=JobConfig),
+    Endpoint("GET", "/api/benchmark/jobs", list_jobs, "Job history, newest first",
+             {200: "ok", 400: _E400}, JobList, query=LIST_PARAMS),
+    Endpoint("GET", "/api/benchmark/jobs/{job_id}", get_job, "One job",
+             {200: "ok", 404: _E404}, JobRecord),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/cancel", cancel_job,
+             "Cancel a job (SIGTERM, SIGKILL after the grace); returns the final record",
+             {200: "final record", 400: _E400, 403: "another user's job", 404: _E404,
+              409: "job already final", 500: "could not be stopped"},
+             JobRecord, body=CancelRequest),
+    Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs", job_logs,
+             "The job's log as text (streamed; header X-Log-Offset = start offset)",
+             {200: "ok", 400: _E400, 404: _E404}, None, query=LOG_PARAMS,
+             ok_content="text/plain"),
+    Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs/ws", job_logs_ws,
+             "WebSocket: log, cancelling and done messages (benchd.schema WsMessage)",
+             {101: "switching protocols", 400: _E400, 404: _E404}, None, query=WS_PARAMS),
+    Endpoint("GET", "/api/results", list_results, "Result runs ({\"runs\": [RunSummary]})",
+             {200: "ok"}),
+    Endpoint("GET", "/api/results/{run}", get_result, "One run (RunDetail)",
+             {200: "ok", 404: "unknown run"}),
+    Endpoint("GET", "/api/experiments", experiments,
+             "Experiments and the adapters supporting each (pipeline.registry.describe())",
+             {200: "ok", 500: "the pipeline could not describe them"}),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for ep in ENDPOINTS:
+        app.router.add_route(ep.method, ep.path, ep.handler)

@@ -1,0 +1,161 @@
+"""The aiohttp application: routes, the one error middleware, body decoding and limits.
+
+Every error a client can see has the shape {"error": {"code": ..., "message": ...}}: domain
+errors (benchd.errors) carry their own code and status, aiohttp's HTTP errors (404 route,
+405 method, 413 body) are mapped to the same shape, anything unexpected is logged here and
+answered 500 without a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from benchd.errors import BenchdError, InvalidRequest
+from benchd.schema import ErrorBody, ErrorDetail
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # job and cancel bodies are a few hundred bytes
+JSON_TYPE = "application/json"
+
+T = TypeVar("T")
+
+_HTTP_CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "payload_too_large",
+               415: "unsupported_media_type"}
+_EXPECTED_RE = re.compile(r"^Expected `(?P<want>.+?)`, got `(?P<got>.+?)`(?: - at `\$(?P<path>.*)`)?$")
+_UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<name>.+?)`(?: - at `\$(?P<path>.*)`)?$")
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass
+class Context:
+    """What the handlers need besides the request: the job layer and facts about the daemon."""
+    manager: Any                      # benchd.jobs.JobManager (duck-typed for import cost)
+    root: Path
+    socket_path: str
+    version: str
+    grace: float                      # daemon default seconds between SIGTERM and SIGKILL
+    started_monotonic: float = field(default_factory=time.monotonic)
+    experiments_cache: bytes | None = None
+    experiments_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    websockets: "weakref.WeakSet[web.WebSocketResponse]" = field(default_factory=weakref.WeakSet)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+
+CONTEXT: web.AppKey[Context] = web.AppKey("benchd_context", Context)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> web.Response:
+    """Encode msgspec Structs (and plain data) with msgspec."""
+    return web.Response(body=_encoder.encode(obj), status=status,
+                        content_type=JSON_TYPE, headers=headers)
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: Any = None) -> web.Response:
+    return json_response(ErrorBody(ErrorDetail(code=code, message=message)), status, headers)
+
+
+def _field_name(path: str | None) -> str:
+    path = (path or "").lstrip(".")
+    return path or "body"
+
+
+def describe_validation(err: msgspec.ValidationError, allowed: tuple[str, ...]) -> str:
+    """msgspec's "Expected `int | null`, got `str` - at `$.n`" -> "n: expected int or null,
+    got str": the message starts with the field so a person sees what to fix."""
+    text = str(err)
+    m = _EXPECTED_RE.match(text)
+    if m:
+        want = m["want"].replace(" | ", " or ")
+        return f"{_field_name(m['path'])}: expected {want}, got {m['got']}"
+    m = _UNKNOWN_RE.match(text)
+    if m:
+        prefix = f"{_field_name(m['path'])}." if m["path"] else ""
+        return f"{prefix}{m['name']}: unknown field; allowed: {', '.join(allowed)}"
+    return f"body: {text}"
+
+
+async def decode_body(request: web.Request, type_: type[T], *, optional: bool) -> T | None:
+    """The request body as `type_`. An empty body is None when `optional`, else a 400. A body
+    must be JSON with Content-Type application/json; over MAX_BODY it is a 413 (aiohttp
+    raises that while reading, before it is all in memory)."""
+    body = await request.read()
+    if not body.strip():
+        if optional:
+            return None
+        raise InvalidRequest("body: a JSON object is required")
+    if request.content_type != JSON_TYPE:
+        raise InvalidRequest(f"Content-Type must be {JSON_TYPE} (got "
+                             f"{request.content_type or 'none'}); with curl add "
+                             f"-H 'Content-Type: {JSON_TYPE}'")
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as e:
+        raise InvalidRequest(describe_validation(e, type_.__struct_fields__)) from None
+    except msgspec.DecodeError as e:
+        raise InvalidRequest(f"body: malformed JSON ({e})") from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                           ) -> web.StreamResponse:
+    """The one place errors become responses."""
+    try:
+        return await handler(request)
+    except BenchdError as e:
+        return error_response(e.http_status, e.code, e.message)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        message = e.reason
+        if e.status == 404:
+            message = f"no such endpoint: {request.path} (see GET /api/openapi.json)"
+        elif e.status == 405:
+            allowed = e.headers.get("Allow", "")
+            message = f"method {request.method} not allowed on {request.path}; allowed: {allowed}"
+        elif e.status == 413:
+            message = f"request body too large (limit {MAX_BODY} bytes)"
+        elif e.text and not e.text.startswith(f"{e.status}:"):
+            message = e.text
+        headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
+        return error_response(e.status, _HTTP_CODES.get(e.status, f"http_{e.status}"),
+                              message, headers)
+    except (ConnectionResetError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; details are in benchd's log")
+
+
+async def _close_websockets(app: web.Application) -> None:
+    """On shutdown, tell WebSocket followers the daemon is going away (1001)."""
+    for ws in list(app[CONTEXT].websockets):
+        await ws.close(code=1001, message=b"benchd is stopping")
+
+
+def make_app(context: Context) -> web.Application:
+    """The application for one daemon (routes in benchd.api)."""
+    from benchd import api  # handlers import this module for the helpers above
+
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[CONTEXT] = context
+    api.add_routes(app)
+    app.on_shutdown.append(_close_websockets)
+    return app

@@ -1,0 +1,134 @@
+"""`benchd`: run the benchmark job daemon (started by hand, or by systemd via benchd.socket).
+
+Exit status: 0 stopped cleanly (SIGTERM/SIGINT), 1 could not start (message on stderr:
+root already served, socket in use, ...) or crashed, 2 usage error.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from benchd.defaults import DEFAULT_GRACE_S, ROOT_ENV, SOCKET_ENV, local_socket
+
+log = logging.getLogger("benchd")
+
+# syslog priorities for journald's "<N>" line prefix (SyslogLevelPrefix=yes, the default)
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """No timestamp (journald adds one) and a `<N>` priority prefix on every line, so that a
+    traceback stays at error priority as a whole."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return "\n".join(f"<{prio}>{line}" for line in super().format(record).splitlines())
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journal stream systemd connected (JOURNAL_STREAM=dev:ino
+    matches fd 2), not merely inherited by something started from a service."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(x) for x in value.split(":"))
+        st = os.fstat(2)
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _octal_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise click.BadParameter(f"expected an octal mode such as 0660, got {value!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise click.BadParameter(f"mode must be between 0000 and 0777, got {value}")
+    return mode
+
+
+def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
+               ) -> list[str] | None:
+    if value is None:
+        return None
+    try:
+        argv = json.loads(value)
+    except ValueError as e:
+        raise click.BadParameter(f"expected a JSON list of strings: {e}") from None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise click.BadParameter(f"expected a non-empty JSON list of strings, got {value!r}")
+    return argv
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"],
+                                 "max_content_width": 100})
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              envvar=ROOT_ENV, default=".", show_default="current directory",
+              help="Lab root: jobs in <root>/logs, results in <root>/results, lock in <root>/run.")
+@click.option("--socket", "socket_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar=SOCKET_ENV, default=None,
+              help="Unix socket to listen on [default: <root>/run/benchd.sock]. "
+                   "Ignored when systemd passes a socket (LISTEN_FDS).")
+@click.option("--socket-mode", default="0660", show_default=True, callback=_octal_mode,
+              envvar="BENCHD_SOCKET_MODE", help="Permissions of a socket benchd creates itself "
+              "(its directory is created 0750).")
+@click.option("--grace", type=click.FloatRange(min=0.0, max=3600.0), default=DEFAULT_GRACE_S,
+              show_default=True, envvar="BENCHD_GRACE",
+              help="Default seconds between SIGTERM and SIGKILL when a job is cancelled.")
+@click.option("--admin-group", default=None, envvar="BENCHD_ADMIN_GROUP",
+              help="Members of this group (and root) may cancel other users' jobs.")
+@click.option("--on-stop", type=click.Choice(["leave", "cancel"]), default="leave",
+              show_default=True, envvar="BENCHD_ON_STOP",
+              help="On SIGTERM: leave the running job running (reattached at next start) or "
+                   "cancel it (with the grace period) before exiting.")
+@click.option("--orchestrator", default=None, callback=_argv_json, hidden=True,
+              envvar="BENCHD_ORCHESTRATOR",
+              help="JSON argv prefix replacing `python -m pipeline` (tests).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
+              help="debug also logs every HTTP request.")
+def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
+         admin_group: str | None, on_stop: str, orchestrator: list[str] | None,
+         log_level: str) -> None:
+    """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
+    socket (see README "API"), systemd Type=notify with watchdog and socket activation.
+
+    Exit status: 0 clean stop, 1 could not start or crashed, 2 usage error.
+    """
+    setup_logging(log_level)
+    from benchd.server import ServerConfig, StartupError, serve
+
+    root = root.resolve()
+    cfg = ServerConfig(root=root, socket_path=(socket_path or local_socket(root)).absolute(),
+                       socket_mode=socket_mode, grace=grace, admin_group=admin_group,
+                       on_stop=on_stop, orchestrator=orchestrator,
+                       access_log=log_level == "debug")
+    try:
+        asyncio.run(serve(cfg))
+    except StartupError as e:
+        log.error("cannot start: %s", e)
+        sys.exit(1)
+    except Exception:
+        log.exception("benchd crashed")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

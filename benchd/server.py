@@ -1,0 +1,237 @@
+"""The daemon's life: one benchd per root (flock), the listening socket (socket-activated or
+its own), reconcile, serve, and a graceful stop on SIGTERM/SIGINT.
+
+Start-up order matters: lock the root, get the socket (clients that connect now just wait in
+the backlog), reconcile jobs, start serving, and only then READY=1.
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import grp
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from aiohttp import web
+
+from benchd.app import Context, make_app
+from benchd.notify import Notifier, on_change_status, status_text
+
+log = logging.getLogger(__name__)
+
+SD_LISTEN_FDS_START = 3
+SOCKET_DIR_MODE = 0o750     # service user + its group (the group that may use benchd)
+SHUTDOWN_TIMEOUT_S = 2.0    # open streams get this long to finish once the daemon stops
+_SUN_PATH_MAX = 107         # sizeof(sockaddr_un.sun_path) - 1 on Linux
+
+
+class StartupError(Exception):
+    """benchd cannot start; the message says why and what to do (printed, exit status 1)."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    root: Path
+    socket_path: Path
+    socket_mode: int = 0o660
+    grace: float = 10.0
+    admin_group: str | None = None
+    on_stop: str = "leave"              # "leave" | "cancel" the running job on SIGTERM
+    orchestrator: list[str] | None = None
+    access_log: bool = False
+
+
+def lock_root(root: Path) -> int:
+    """Hold <root>/run/benchd.lock for the daemon's life: two daemons on one root would both
+    reconcile and spawn jobs. Returns the fd (closing it releases the lock)."""
+    run = root / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "benchd.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StartupError(f"another benchd (pid {holder}) is already running on root {root} "
+                           f"(it holds {path}); stop it first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def activated_socket(env: Mapping[str, str] | None = None) -> socket.socket | None:
+    """The listener systemd passed as fd 3 (LISTEN_FDS, for our pid only), or None."""
+    env = os.environ if env is None else env
+    fds, pid = env.get("LISTEN_FDS"), env.get("LISTEN_PID")
+    if not fds:
+        return None
+    if pid != str(os.getpid()):
+        log.warning("ignoring LISTEN_FDS=%s meant for pid %s (we are %d)", fds, pid, os.getpid())
+        return None
+    if env is os.environ:  # our children must not think the fds are theirs
+        for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    try:
+        count = int(fds)
+    except ValueError:
+        raise StartupError(f"LISTEN_FDS={fds!r} is not a number") from None
+    if count < 1:
+        return None
+    if count > 1:
+        log.warning("%d sockets passed; using the first (fd %d)", count, SD_LISTEN_FDS_START)
+    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise StartupError(f"the socket passed as fd {SD_LISTEN_FDS_START} is not a Unix "
+                           "stream socket (ListenStream= in benchd.socket)")
+    os.set_inheritable(sock.fileno(), False)
+    sock.setblocking(False)
+    return sock
+
+
+def _remove_stale(path: Path) -> None:
+    """A socket file nobody listens on (left by a crashed benchd) is removed; a live one, or
+    anything that is not a socket, is refused."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise StartupError(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2.0)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        log.warning("removing stale socket %s (nothing listens on it)", path)
+        path.unlink(missing_ok=True)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno == errno.EAGAIN:  # backlog full: somebody is definitely listening
+            raise StartupError(f"a daemon is already listening on {path}") from None
+        raise StartupError(f"cannot check existing socket {path}: {e}") from None
+    finally:
+        probe.close()
+    raise StartupError(f"a daemon is already listening on {path}; use another --socket "
+                       "or stop it first")
+
+
+def bind_socket(path: Path, mode: int) -> socket.socket:
+    """Our own listener at `path` with `mode`, in a directory created 0750 if missing."""
+    if len(os.fsencode(path)) > _SUN_PATH_MAX:
+        raise StartupError(f"--socket {path} is longer than the {_SUN_PATH_MAX} bytes a Unix "
+                           "socket path may have; choose a shorter path")
+    parent = path.parent
+    if not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(parent, SOCKET_DIR_MODE)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)  # never world-connectable, not even for an instant
+    try:
+        sock.bind(str(path))
+    except OSError as e:
+        sock.close()
+        raise StartupError(f"cannot bind {path}: {e.strerror}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, mode)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _admin_gid(name: str | None) -> int | None:
+    if name is None:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StartupError(f"--admin-group: no group named {name!r}") from None
+
+
+def version() -> str:
+    try:
+        return metadata.version("benchd")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+async def serve(cfg: ServerConfig) -> None:
+    """Run the daemon until SIGTERM/SIGINT. Raises StartupError before READY if it cannot."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    lock_fd = lock_root(cfg.root)
+    notifier = Notifier()
+    sock = activated_socket()
+    own_socket = sock is None
+    if sock is None:
+        sock = bind_socket(cfg.socket_path, cfg.socket_mode)
+    socket_name = sock.getsockname() or str(cfg.socket_path)
+    socket_ino = os.stat(socket_name).st_ino if own_socket else None
+    runner = None
+    manager = None
+    try:
+        from benchd.jobs import JobManager  # the job layer (imported here: it spawns things)
+
+        manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
+                             admin_gid=_admin_gid(cfg.admin_group),
+                             on_change=on_change_status(notifier))
+        notifier.status("reconciling jobs")
+        for line in await manager.reconcile():
+            log.info("reconcile: %s", line)
+        ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
+                      version=version(), grace=cfg.grace)
+        runner = web.AppRunner(make_app(ctx), handle_signals=False,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                               access_log=logging.getLogger("aiohttp.access")
+                               if cfg.access_log else None)
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        active = manager.active()
+        notifier.ready(status_text(active, reattached=active is not None))
+        notifier.start_watchdog()
+        log.info("benchd %s ready on %s (root %s, %s)", ctx.version, socket_name, cfg.root,
+                 "socket-activated" if not own_socket else "own socket")
+        await stop.wait()
+
+        cancel = cfg.on_stop == "cancel" and manager.active() is not None
+        notifier.stopping("stopping: cancelling the active job" if cancel else "stopping")
+        log.info("stopping (%s)", "cancelling the active job" if cancel
+                 else "jobs keep running and are reattached at next start")
+        await site.stop()  # no new connections; socket-activated ones queue for the next us
+        await manager.close(cancel_running=cfg.on_stop == "cancel")
+        manager = None
+    finally:
+        if manager is not None:
+            await manager.close(cancel_running=False)
+        if runner is not None:
+            await runner.cleanup()
+        await notifier.stop_watchdog()
+        if own_socket:
+            _unlink_if_ours(Path(socket_name), socket_ino)
+        sock.close()
+        os.close(lock_fd)
+    log.info("stopped")
+
+
+def _unlink_if_ours(path: Path, ino: int | None) -> None:
+    """Remove our socket file, unless someone has since replaced it with theirs."""
+    try:
+        if path.lstat().st_ino == ino:
+            path.unlink()
+    except FileNotFoundError:
+        pass
