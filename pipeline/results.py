@@ -1,0 +1,223 @@
+"""Where a run's files live: claiming a unique run id, staging, checkpoints, atomic publish.
+
+Layout (README "Results layout"):
+  results/<run_id>/manifest.json, <experiment>/<library>.json, <experiment>/summary.md
+  results/.staging/<run_id>/   the same while running; published by one rename
+run_id is the UTC start time `YYYY-MM-DD_HH-MM-SS`; a second run starting in the same second
+gets `_02`, `_03`, ... `_99` (two digits so that name order stays start order). The id is
+claimed by mkdir of its staging directory (atomic) after checking no published run has it, and
+publishing renames with RENAME_NOREPLACE, so an existing run is never overwritten.
+An experiment is built in `<experiment>.partial/` and renamed into place before the manifest
+records it (the checkpoint): a crash leaves either a recorded experiment or a partial to redo.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+
+from pipeline import schema
+from pipeline.atomicio import fsync_dir, write_bytes_atomic
+
+STAGING = ".staging"
+WORK = ".work"          # worker scratch (outputs.npy), inside the staging run; never published
+LOCK = ".lock"          # flock held by the orchestrator working on a staged run
+MANIFEST = "manifest.json"
+SUMMARY = "summary.md"
+PARTIAL_SUFFIX = ".partial"
+RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:_\d{2})?$")
+LEGACY_RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_SUFFIX = 99
+
+
+class ResultsDirError(Exception):
+    """The results directory cannot be used (exit code 2 before any work)."""
+
+
+class ResumeError(Exception):
+    """`--resume <run_id>` cannot continue that run; the message says why."""
+
+
+def check_results_dir(results_dir: Path) -> Path:
+    """Create results_dir (and its staging area) if needed and prove it is writable."""
+    results_dir = Path(results_dir).absolute()
+    try:
+        (results_dir / STAGING).mkdir(parents=True, exist_ok=True)
+        probe = results_dir / STAGING / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsDirError(f"results dir {str(results_dir)!r} is not writable: "
+                              f"{e.strerror or e}") from e
+    return results_dir
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """rename(2) that fails with FileExistsError instead of replacing `dst`."""
+    fn = getattr(_libc, "renameat2", None)
+    if fn is not None:
+        rc = fn(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+        if rc == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), str(src), None, str(dst))
+    # filesystem without RENAME_NOREPLACE: check then rename (a directory cannot be replaced
+    # by rename(2) unless empty, and our run directories never are)
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "exists", str(dst))
+    os.rename(src, dst)
+
+
+def run_id_for(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
+
+
+class StagedRun:
+    """A run being built under results/.staging/<run_id>/, locked by this process."""
+
+    def __init__(self, results_dir: Path, run_id: str, lock_fd: int) -> None:
+        self.results_dir = results_dir
+        self.run_id = run_id
+        self.path = results_dir / STAGING / run_id
+        self._lock_fd = lock_fd
+
+    @property
+    def final_path(self) -> Path:
+        return self.results_dir / self.run_id
+
+    def work_dir(self, experiment: str, library: str) -> Path:
+        d = self.path / WORK / experiment / library
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir(parents=True)
+        return d
+
+    def write_manifest(self, manifest: schema.Manifest) -> None:
+        write_bytes_atomic(self.path / MANIFEST, schema.encode(manifest))
+
+    def begin_experiment(self, experiment: str) -> Path:
+        """A fresh directory to build one experiment's files in."""
+        d = self.path / (experiment + PARTIAL_SUFFIX)
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir()
+        return d
+
+    def commit_experiment(self, experiment: str) -> Path:
+        """Move the finished partial into place (the caller then records it in the manifest)."""
+        src = self.path / (experiment + PARTIAL_SUFFIX)
+        dst = self.path / experiment
+        if dst.exists():          # left by a run killed between this rename and its manifest
+            shutil.rmtree(dst)
+        for f in src.iterdir():
+            _fsync_file(f)
+        os.rename(src, dst)
+        fsync_dir(self.path)
+        shutil.rmtree(self.path / WORK / experiment, ignore_errors=True)
+        return dst
+
+    def publish(self) -> Path:
+        """Drop scratch files and rename the run into results/<run_id> (never replacing)."""
+        shutil.rmtree(self.path / WORK, ignore_errors=True)
+        for p in self.path.iterdir():
+            if p.name.endswith(PARTIAL_SUFFIX):
+                shutil.rmtree(p)
+        (self.path / LOCK).unlink(missing_ok=True)
+        fsync_dir(self.path)
+        rename_noreplace(self.path, self.final_path)
+        fsync_dir(self.results_dir / STAGING)
+        fsync_dir(self.results_dir)
+        return self.final_path
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+
+def _fsync_file(path: Path) -> None:
+    if path.is_file():
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _lock(run_path: Path) -> int:
+    fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def claim_run(results_dir: Path, now: datetime | None = None) -> StagedRun:
+    """Reserve a new, unique run id for a run starting `now` and lock its staging directory."""
+    base = run_id_for(now or datetime.now(timezone.utc))
+    staging = results_dir / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    for i in range(1, MAX_SUFFIX + 1):
+        run_id = base if i == 1 else f"{base}_{i:02d}"
+        if os.path.lexists(results_dir / run_id):
+            continue
+        try:
+            (staging / run_id).mkdir()
+        except FileExistsError:
+            continue
+        if os.path.lexists(results_dir / run_id):   # published between our check and mkdir
+            (staging / run_id).rmdir()
+            continue
+        fsync_dir(staging)
+        return StagedRun(results_dir, run_id, _lock(staging / run_id))
+    raise ResultsDirError(f"more than {MAX_SUFFIX} runs started in second {base} under "
+                          f"{results_dir}")
+
+
+def read_manifest(path: Path) -> schema.Manifest:
+    return msgspec.json.decode(path.read_bytes(), type=schema.Manifest)
+
+
+def open_for_resume(results_dir: Path, run_id: str) -> tuple[StagedRun, schema.Manifest]:
+    """Lock a staged, unpublished run so its missing experiments can be run."""
+    if not RUN_ID_RE.fullmatch(run_id or ""):
+        raise ResumeError(f"--resume {run_id!r}: not a run id (expected YYYY-MM-DD_HH-MM-SS"
+                          f"[_NN])")
+    if os.path.lexists(results_dir / run_id):
+        raise ResumeError(f"--resume {run_id!r}: that run is already published in "
+                          f"{results_dir / run_id}")
+    path = results_dir / STAGING / run_id
+    if not path.is_dir():
+        raise ResumeError(f"--resume {run_id!r}: no staged run of that id under "
+                          f"{results_dir / STAGING}")
+    try:
+        manifest = read_manifest(path / MANIFEST)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise ResumeError(f"--resume {run_id!r}: staged manifest unreadable: {e}") from e
+    try:
+        fd = _lock(path)
+    except BlockingIOError:
+        raise ResumeError(f"--resume {run_id!r}: another orchestrator is still working on "
+                          f"it") from None
+    staged = StagedRun(results_dir, run_id, fd)
+    for p in path.iterdir():    # experiments not recorded in the manifest are redone
+        if p.is_dir() and not p.name.startswith(".") and p.name not in manifest.experiments:
+            shutil.rmtree(p)
+    return staged, manifest

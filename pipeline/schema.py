@@ -1,0 +1,220 @@
+"""The one definition of every results file on disk (msgspec Structs), versioned.
+
+Written by the orchestrator and its workers, read by pipeline.loader (and so by benchd).
+Cheap to import (msgspec + stdlib): benchd lists runs without importing numpy.
+Floats that may be undefined (no comparable case, all NaN) are `float | None`: JSON has no NaN.
+Bump SCHEMA_VERSION when a field changes meaning; readers accept older versions they know.
+"""
+from __future__ import annotations
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+# Run / experiment / library outcome vocabulary (defined once, used everywhere).
+RUN_RUNNING = "running"          # staging, an orchestrator is (or was) working on it
+RUN_INTERRUPTED = "interrupted"  # staging, stopped by a signal; `--resume <run_id>` finishes it
+RUN_FAILED = "failed"            # staging, stopped by an error before publishing
+RUN_COMPLETE = "complete"        # published under results/<run_id>/
+RUN_STATUSES = (RUN_RUNNING, RUN_INTERRUPTED, RUN_FAILED, RUN_COMPLETE)
+
+EXP_DONE = "done"                # reference ran; per-library files and summary.md written
+EXP_FAILED = "failed"            # the reference failed: candidates could not be compared
+
+LIB_OK = "ok"
+LIB_FAILED = "failed"            # crashed, panicked, timed out, raised, bad output shape
+LIB_SKIPPED = "skipped"          # AdapterUnavailable: the library cannot run on this machine
+LIB_STATUSES = (LIB_OK, LIB_FAILED, LIB_SKIPPED)
+
+ROLE_REFERENCE = "reference"
+ROLE_CANDIDATE = "candidate"
+
+
+class RunConfigRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """pipeline.catalog.RunConfig as stored in the manifest (resume reuses it verbatim)."""
+    experiments: list[str]
+    n: int
+    seed: int
+    perf_rounds: int
+    no_perf: bool
+    ci: bool
+    worker_timeout_s: float
+
+
+class Metadata(msgspec.Struct):
+    """Where and with what a run was measured; collected once per run."""
+    utc_time: str
+    hostname: str
+    cpu_model: str
+    cores: int
+    os: str
+    python: str
+    numpy: str
+    git_sha: str | None
+    git_dirty: bool | None
+    adapter_versions: dict[str, str]      # adapter name -> library version or "unavailable: ..."
+    seed: int
+    argv: list[str]
+
+
+class ExperimentEntry(msgspec.Struct):
+    status: str                           # EXP_DONE | EXP_FAILED
+    reference: str
+    libraries: dict[str, str]             # library -> LIB_* status
+    finished_at: str
+    duration_s: float
+    reason: str | None = None
+
+
+class Manifest(msgspec.Struct):
+    """results/<run_id>/manifest.json (and the staging checkpoint while running)."""
+    run_id: str
+    status: str                           # one of RUN_STATUSES
+    created_at: str                       # UTC ISO-8601
+    config: RunConfigRecord
+    metadata: Metadata
+    experiments: dict[str, ExperimentEntry] = {}   # finished experiments, in catalog order
+    published_at: str | None = None
+    updated_at: str | None = None
+    reason: str | None = None             # why it is interrupted/failed
+    orchestrator_pid: int | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class DomainCounts(msgspec.Struct):
+    total: int                            # cases generated
+    in_domain: int                        # inside the adapter's domain (computed)
+    out_of_domain: int                    # outside it: counted, never computed
+    failed: int                           # in domain but the library returned a NaN/Inf row
+
+
+class PerfStats(msgspec.Struct):
+    """Per-operation (per input case) timing of compute(prepared), gc disabled."""
+    rounds: int
+    inner_repeats: int                    # calls per round (auto-scaled so a round >= ~20 ms)
+    ops_per_call: int                     # in-domain cases per call
+    median_ns: float
+    mean_ns: float
+    stdev_ns: float
+    min_ns: float
+    max_ns: float
+    cv_pct: float
+    call_ns: float                        # median duration of one compute() call
+    timer_resolution_ns: float
+    valid: bool                           # False when too fast to measure or unstable
+    warnings: list[str] = []
+    checksum: float = 0.0                 # outputs consumed by the timed loop
+
+
+class WorstCase(msgspec.Struct):
+    index: int                            # case index in the generated inputs
+    error: float | None                   # None when the error is NaN (shown first)
+    inputs: dict[str, float]
+
+
+class AccuracyStats(msgspec.Struct):
+    unit: str
+    compared: int                         # cases in both the reference's and this domain
+    finite: int                           # of those, with a finite error
+    nan_count: int
+    inf_count: int
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    mean: float | None = None
+    rms: float | None = None
+    worst: list[WorstCase] = []
+
+
+class WorkerResult(msgspec.Struct):
+    """What a worker subprocess reports to the orchestrator (work/<exp>/<lib>/result.json).
+    Outputs travel beside it as outputs.npy (n, k) with NaN rows outside the domain, mask.npy."""
+    experiment: str
+    adapter: str
+    status: str                           # LIB_*
+    reason: str | None = None
+    version: str | None = None
+    model: str | None = None
+    domain: DomainCounts | None = None
+    perf: PerfStats | None = None
+    peak_rss_kb: int | None = None
+    compute_s: float | None = None        # the untimed accuracy call, wall seconds
+    warnings: list[str] = []
+
+
+class LibraryResult(msgspec.Struct):
+    """results/<run_id>/<experiment>/<library>.json."""
+    run_id: str
+    experiment: str
+    library: str
+    role: str                             # ROLE_REFERENCE | ROLE_CANDIDATE
+    status: str                           # LIB_*
+    reference: str
+    reason: str | None = None
+    version: str | None = None
+    model: str | None = None
+    n: int = 0
+    seed: int = 0
+    domain: DomainCounts | None = None
+    accuracy: AccuracyStats | None = None  # None for the reference itself
+    perf: PerfStats | None = None
+    speed_ratio: float | None = None      # this median ns / reference median ns (>1 = slower)
+    peak_rss_kb: int | None = None
+    worker_s: float | None = None         # worker wall time including imports
+    warnings: list[str] = []
+    legacy: bool = False                  # converted from a pre-manifest YYYY-MM-DD record
+    schema_version: int = SCHEMA_VERSION
+
+
+class LegacyRecord(msgspec.Struct):
+    """Older results/YYYY-MM-DD/<experiment>/<library>.json (before run ids and manifests).
+    Documented in README "Results layout"; read-only."""
+    library: str
+    experiment: str
+    n: int
+    unit: str
+    version: str | None = None
+    seed: int | None = None
+    reference: str | None = None
+    median_error: float | None = None
+    p99_error: float | None = None
+    max_error: float | None = None
+    ns_per_op: float | None = None
+    status: str = LIB_OK
+    reason: str | None = None
+
+
+class RunSummary(msgspec.Struct):
+    """One line of a run listing (loader.list_runs), newest first."""
+    run_id: str
+    layout: str                           # "v1" (manifest) | "legacy" (YYYY-MM-DD)
+    created_at: str | None
+    status: str
+    experiments: list[str]
+    libraries: int                        # library result files found
+    n: int | None = None
+    seed: int | None = None
+    failed_experiments: list[str] = []
+
+
+class ExperimentDetail(msgspec.Struct):
+    name: str
+    libraries: dict[str, LibraryResult]
+    summary_md: str | None = None
+    status: str | None = None
+
+
+class RunDetail(msgspec.Struct):
+    """Everything about one published run (loader.load_run)."""
+    run_id: str
+    layout: str
+    manifest: Manifest | None
+    experiments: dict[str, ExperimentDetail]
+    warnings: list[str] = []              # files skipped as malformed
+
+
+def encode(obj: msgspec.Struct) -> bytes:
+    """Stable pretty-ish JSON for files people may read."""
+    return msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"

@@ -1,0 +1,174 @@
+"""One (adapter, experiment) measurement in its own process: `python -m pipeline.worker ...`.
+
+Why a process each: a library's imports, caches, warning filters and crashes (siderust panics,
+C code segfaults, skyfield's memory peak) must not leak into the next library's numbers or
+take the run down. The worker regenerates the inputs from (experiment, n, seed) instead of
+receiving them, so nothing but a few small arguments crosses the process boundary inbound.
+
+Out (in --out DIR): outputs.npy (n, k) float64 with NaN rows outside the adapter's domain,
+mask.npy (n,) bool, result.json (schema.WorkerResult). Exit 0 whenever result.json was written,
+even for a failed or skipped library; anything else means the worker itself died.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+
+from pipeline import schema, stats
+from pipeline.atomicio import write_bytes_atomic
+
+REGISTRY_ENV = "PIPELINE_REGISTRY"   # module providing EXPERIMENTS/ADAPTERS/candidates (tests)
+DEFAULT_REGISTRY = "pipeline.registry"
+MIN_ROUND_NS = 20_000_000            # a timed round lasts at least ~20 ms
+WARMUP_NS = 50_000_000               # warm-up calls until ~50 ms were spent (at least one)
+MAX_INNER = 1_000_000
+
+
+def load_registry() -> ModuleType:
+    """The experiment/adapter registry: pipeline.registry, or the module named by
+    $PIPELINE_REGISTRY (tests use a small registry of toy libraries through it)."""
+    return importlib.import_module(os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
+
+
+def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
+            ops_per_call: int) -> schema.PerfStats:
+    """Warm up, then `rounds` timed rounds of `call` with gc disabled.
+
+    Inner repeats are scaled from the warm-up so that a round lasts >= MIN_ROUND_NS; each
+    call's output is consumed (one element folded into a checksum inside the timed loop, a
+    full nansum outside it) so no call's work can be skipped."""
+    clock = time.perf_counter_ns
+    sink = 0.0
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        warm: list[int] = []
+        started = clock()
+        while True:
+            t0 = clock()
+            out = call()
+            warm.append(clock() - t0)
+            sink += out.item(0)
+            if clock() - started >= WARMUP_NS or len(warm) >= 10_000:
+                break
+        warm.sort()
+        call_ns = float(warm[len(warm) // 2])
+        inner = int(min(MAX_INNER, max(1, math.ceil(MIN_ROUND_NS / max(call_ns, 1.0)))))
+        round_ns: list[int] = []
+        for _ in range(rounds):
+            t0 = clock()
+            for _ in range(inner):
+                out = call()
+                sink += out.item(0)
+            round_ns.append(clock() - t0)
+            sink += float(np.nansum(out))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    checksum = sink if math.isfinite(sink) else 0.0
+    return stats.perf(round_ns, inner, ops_per_call, call_ns, resolution_ns, checksum)
+
+
+def _fail_reason(exc: BaseException) -> str:
+    tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    tail = "".join(tb[-3:]).strip()
+    return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}\n{tail}"[:4000]
+
+
+def run(experiment: str, adapter_name: str, n: int, seed: int, out_dir: Path,
+        perf_rounds: int, no_perf: bool) -> schema.WorkerResult:
+    """Measure one adapter on one experiment; never raises for the library's own failures."""
+    from pipeline.adapters.base import AdapterUnavailable
+
+    res = schema.WorkerResult(experiment=experiment, adapter=adapter_name, status=schema.LIB_FAILED)
+    try:
+        reg = load_registry()
+        exp = reg.EXPERIMENTS[experiment]
+        cls = reg.ADAPTERS[adapter_name]
+        res.model = cls.models.get(experiment)
+        if not cls.supports(experiment):
+            res.status, res.reason = schema.LIB_SKIPPED, f"{adapter_name} does not support {experiment}"
+            return res
+        adapter = cls()
+        try:
+            adapter.check_available()
+        except AdapterUnavailable as e:
+            res.status, res.reason = schema.LIB_SKIPPED, f"unavailable: {e}"
+            return res
+        try:
+            res.version = adapter.version()
+        except Exception as e:  # a missing distribution must not hide the measurement
+            res.warnings.append(f"version unknown: {type(e).__name__}: {e}")
+
+        inputs = exp.generate_inputs(n, seed)
+        mask = np.asarray(adapter.domain(experiment, inputs))
+        if mask.dtype != bool or mask.shape != (n,):
+            raise ValueError(f"domain() must return a bool array of shape ({n},), "
+                             f"got {mask.dtype} {mask.shape}")
+        inside = int(mask.sum())
+        sub = {k: v[mask] for k, v in inputs.items()}
+        prepared = adapter.prepare(experiment, sub)
+        k = len(exp.output_columns)
+
+        def call() -> np.ndarray:
+            return adapter.compute(experiment, prepared)
+
+        t0 = time.perf_counter()
+        out = np.asarray(call(), dtype=np.float64)
+        res.compute_s = time.perf_counter() - t0
+        if out.shape != (inside, k):
+            raise ValueError(f"compute() returned shape {out.shape}, expected ({inside}, {k}) "
+                             f"for columns {', '.join(exp.output_columns)}")
+        full = np.full((n, k), np.nan)
+        full[mask] = out
+        np.save(out_dir / "outputs.npy", full)
+        np.save(out_dir / "mask.npy", mask)
+        bad_rows = int((~np.isfinite(out)).any(axis=1).sum())
+        res.domain = schema.DomainCounts(total=n, in_domain=inside, out_of_domain=n - inside,
+                                         failed=bad_rows)
+        if not no_perf and inside > 0:
+            res.perf = measure(call, perf_rounds, stats.timer_resolution_ns(), inside)
+        elif not no_perf:
+            res.warnings.append("no case inside the domain: not timed")
+        res.status, res.reason = schema.LIB_OK, None
+    except AdapterUnavailable as e:   # raised late (e.g. by prepare): still a skip
+        res.status, res.reason = schema.LIB_SKIPPED, f"unavailable: {e}"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:        # pyo3 PanicException is a BaseException
+        res.status, res.reason = schema.LIB_FAILED, _fail_reason(e)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipeline.worker",
+                                description="Measure one adapter on one experiment (internal).")
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--perf-rounds", type=int, default=5)
+    p.add_argument("--no-perf", action="store_true")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    res = run(a.experiment, a.adapter, a.n, a.seed, a.out, a.perf_rounds, a.no_perf)
+    res.peak_rss_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    write_bytes_atomic(a.out / "result.json", schema.encode(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
