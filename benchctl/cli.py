@@ -1,0 +1,91 @@
+"""benchctl: the command-line client of benchd (over its Unix socket).
+
+Each command is one module in benchctl/commands/ whose docstring is its `--help`; this module
+wires them up, finds the socket and turns errors into the exit codes of benchctl.exitcodes.
+
+Why argparse and not click: benchctl is called from scripts in loops and its start-up is
+budgeted (at most 1/3 of `supervisorctl status`, see bench/benchctl_startup.py). Measured
+here, `import click` alone took ~17 ms of a ~36 ms budget (python with site ~17 ms), which
+leaves nothing for the request; argparse costs ~1-2 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from benchctl.exitcodes import EXIT_CODES, INTERNAL, INTERRUPTED, OK, CliError
+
+COMMANDS: tuple[str, ...] = ("run", "tail", "cancel", "status", "history", "logs", "results",
+                             "experiments")
+
+EXIT_EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
+SOCKET_HELP = ("benchd's Unix socket (default: $BENCHD_SOCKET, else ./run/benchd.sock "
+               "(or $BENCHD_ROOT/run/benchd.sock) if it exists, else /run/benchd/benchd.sock)")
+
+
+class Context:
+    """What every command gets besides its arguments: where benchd is."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._client = None
+
+    @property
+    def client(self):  # -> benchctl.client.Client (imported lazily: --help needs no socket code)
+        if self._client is None:
+            from benchctl.client import Client
+            self._client = Client(self.socket_path)
+        return self._client
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; each command module adds its own arguments."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=SOCKET_HELP)
+    parser = argparse.ArgumentParser(
+        prog="benchctl", parents=[common], epilog=EXIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start, follow, cancel and inspect benchmark jobs run by benchd, and "
+                    "browse their results. `benchctl COMMAND --help` documents each command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = __import__(f"benchctl.commands.{name}", fromlist=["run"])
+        summary = module.__doc__.strip().split("\n", 1)[0]
+        p = sub.add_parser(name, parents=[common], help=summary, description=module.__doc__,
+                           epilog=EXIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `benchctl` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    from benchd.defaults import client_socket
+    ctx = Context(str(client_socket(getattr(args, "socket", None))))
+    try:
+        return args.func(args, ctx)
+    except CliError as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"benchctl: {exc.message}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`benchctl logs JOB | head`): stop quietly. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return OK
+    except Exception as exc:  # a bug: say so briefly, never a traceback for a user
+        if os.environ.get("BENCHCTL_DEBUG"):
+            raise
+        sys.stderr.write(f"benchctl: internal error: {type(exc).__name__}: {exc} "
+                         "(set BENCHCTL_DEBUG=1 for a traceback)\n")
+        return INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

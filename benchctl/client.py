@@ -1,0 +1,248 @@
+"""A lean HTTP/1.1 client for benchd's Unix socket.
+
+Why not aiohttp or http.client: benchctl runs in scripts' loops, so start-up time counts; this
+is a raw socket, one request per connection (`Connection: close`), Content-Length and chunked
+bodies. Streams are read incrementally and know whether they ended cleanly (the final chunk
+arrived) or were cut (daemon killed), so a follower can reconnect from the byte it reached.
+"""
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from benchctl.exitcodes import INTERNAL, UNAVAILABLE, CliError, for_api_error
+
+_RECV = 65536
+_MAX_HEAD = 65536
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class Unreachable(CliError):
+    """The daemon cannot be reached on the socket (not running, wrong path, no permission)."""
+
+    def __init__(self, socket_path: str, cause: OSError) -> None:
+        if isinstance(cause, PermissionError):
+            why = "permission denied (is your user in benchd's group?)"
+        elif isinstance(cause, FileNotFoundError):
+            why = "no such socket"
+        elif isinstance(cause, ConnectionRefusedError):
+            why = "connection refused (stale socket: benchd is not running)"
+        else:
+            why = cause.strerror or str(cause) or type(cause).__name__
+        super().__init__(
+            f"cannot reach benchd at {socket_path}: {why}.\n"
+            f"  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
+            f"`systemctl start benchd.socket`;\n"
+            f"  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.", UNAVAILABLE)
+        self.socket_path = socket_path
+
+
+class ApiError(CliError):
+    """benchd answered with an error body {"error": {"code", "message"}}."""
+
+    def __init__(self, http_status: int, code: str | None, message: str) -> None:
+        super().__init__(message, for_api_error(http_status, code))
+        self.http_status = http_status
+        self.code = code
+
+
+class StreamCut(Exception):
+    """The connection ended before the response did (e.g. benchd was killed)."""
+
+
+class Response:
+    """Status, lower-cased headers and a body that is read on demand."""
+
+    def __init__(self, sock: socket.socket, status: int, headers: dict[str, str],
+                 rest: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self._sock = sock
+        self._buf = rest
+        self.complete = False  # True once the whole body has been read
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    def _fill(self) -> bool:
+        try:
+            data = self._sock.recv(_RECV)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            return False
+        self._buf += data
+        return True
+
+    def iter_body(self) -> Iterator[bytes]:
+        """Yield body bytes as they arrive. Raises StreamCut when the connection ends early."""
+        try:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                yield from self._iter_chunked()
+            elif "content-length" in self.headers:
+                left = int(self.headers["content-length"])
+                while left > 0:
+                    if not self._buf and not self._fill():
+                        raise StreamCut(f"{left} body bytes missing")
+                    piece, self._buf = self._buf[:left], self._buf[left:]
+                    left -= len(piece)
+                    yield piece
+            else:  # body ends when the connection does
+                while True:
+                    if self._buf:
+                        piece, self._buf = self._buf, b""
+                        yield piece
+                    if not self._fill():
+                        break
+            self.complete = True
+        finally:
+            self.close()
+
+    def _iter_chunked(self) -> Iterator[bytes]:
+        while True:
+            while b"\r\n" not in self._buf:
+                if not self._fill():
+                    raise StreamCut("connection closed inside a chunk header")
+            line, self._buf = self._buf.split(b"\r\n", 1)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise StreamCut(f"bad chunk header {line[:40]!r}") from None
+            if size == 0:
+                return  # trailers (none expected) are ignored: we close the connection
+            while size > 0:
+                if not self._buf and not self._fill():
+                    raise StreamCut("connection closed inside a chunk")
+                piece, self._buf = self._buf[:size], self._buf[size:]
+                size -= len(piece)
+                yield piece
+            while len(self._buf) < 2:
+                if not self._fill():
+                    raise StreamCut("connection closed after a chunk")
+            self._buf = self._buf[2:]
+
+    def read(self) -> bytes:
+        return b"".join(self.iter_body())
+
+    def json(self) -> Any:
+        return json.loads(self.read())
+
+
+class Client:
+    """One benchd endpoint (a Unix socket path); every call opens its own connection."""
+
+    def __init__(self, socket_path: str, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def open(self, method: str, path: str, body: bytes | None = None,
+             timeout: float | None = -1.0) -> Response:
+        """Send one request and read the status line and headers. Raises Unreachable."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout if timeout == -1.0 else timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise Unreachable(self.socket_path, exc) from None
+        head = [f"{method} {path} HTTP/1.1", "Host: benchd", "Connection: close",
+                "Accept: application/json", "User-Agent: benchctl"]
+        if body is not None:
+            head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        try:
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                data = sock.recv(_RECV)
+                if not data:
+                    raise ConnectionResetError("benchd closed the connection before answering")
+                buf += data
+                if len(buf) > _MAX_HEAD:
+                    raise CliError("benchd sent an oversized response head", INTERNAL)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            sock.close()
+            raise Unreachable(self.socket_path, exc) from None
+        except TimeoutError:
+            sock.close()
+            raise CliError(f"benchd at {self.socket_path} did not answer within "
+                           f"{sock.gettimeout()} s", INTERNAL) from None
+        except BaseException:
+            sock.close()
+            raise
+        raw_head, rest = buf.split(b"\r\n\r\n", 1)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        try:
+            status = int(parts[1])
+        except (IndexError, ValueError):
+            sock.close()
+            raise CliError(f"benchd sent a malformed status line {lines[0]!r}", INTERNAL) from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return Response(sock, status, headers, rest)
+
+    def call(self, method: str, path: str, payload: Any = None,
+             timeout: float | None = -1.0) -> Any:
+        """A JSON request; returns the decoded JSON body or raises ApiError / Unreachable."""
+        body = None if payload is None else json.dumps(payload).encode()
+        resp = self.open(method, path, body, timeout)
+        try:
+            data = resp.read()
+        except StreamCut as exc:
+            raise CliError(f"benchd's answer to {method} {path} was cut off: {exc}",
+                           INTERNAL) from None
+        except TimeoutError:
+            raise CliError(f"benchd at {self.socket_path} stopped answering {method} {path}",
+                           INTERNAL) from None
+        if resp.status >= 400:
+            raise_api_error(resp.status, data)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise CliError(f"benchd's answer to {method} {path} is not JSON: {data[:200]!r}",
+                           INTERNAL) from None
+
+    def call_raw(self, method: str, path: str, payload: Any = None,
+                 timeout: float | None = -1.0) -> bytes:
+        """Like call() but returns the body bytes undecoded (for --json re-encoding)."""
+        body = None if payload is None else json.dumps(payload).encode()
+        resp = self.open(method, path, body, timeout)
+        try:
+            data = resp.read()
+        except StreamCut as exc:
+            raise CliError(f"benchd's answer to {method} {path} was cut off: {exc}",
+                           INTERNAL) from None
+        if resp.status >= 400:
+            raise_api_error(resp.status, data)
+        return data
+
+
+def raise_api_error(status: int, data: bytes) -> None:
+    """Raise ApiError from an error response body (the one shape, or whatever came)."""
+    code, message = None, None
+    try:
+        err = json.loads(data)["error"]
+        code, message = err.get("code"), err.get("message")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
+    if not message:
+        message = f"benchd answered HTTP {status}: {data[:200].decode('utf-8', 'replace')}"
+    raise ApiError(status, code, message)
+
+
+def job_path(job_id: str, suffix: str = "") -> str:
+    return f"/api/benchmark/jobs/{quote(job_id, safe='')}{suffix}"
+
+
+def query(**params: Any) -> str:
+    """'?a=1&b=x' for the params that are not None ('' when none)."""
+    items = {k: v for k, v in params.items() if v is not None}
+    return "?" + urlencode(items) if items else ""

@@ -1,0 +1,36 @@
+"""Print a job's whole log as it is now: plain bytes, streamed (pager-friendly).
+
+JOB is an id or a unique prefix of one. Progress lines are included. A reader that stops
+early (`benchctl logs JOB | head`) ends benchctl quietly.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from benchctl import jobref
+from benchctl.client import StreamCut, job_path, query, raise_api_error
+from benchctl.exitcodes import INTERNAL, OK, CliError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", metavar="JOB", help="job id or unique prefix")
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    client = ctx.client
+    job_id = jobref.get_job(client, args.job)["job_id"]
+    resp = client.open("GET", job_path(job_id, "/logs") + query(offset=0), timeout=None)
+    if resp.status >= 400:
+        raise_api_error(resp.status, resp.read())
+    out = sys.stdout.buffer
+    try:
+        for chunk in resp.iter_body():
+            out.write(chunk)
+    except StreamCut as exc:
+        raise CliError(f"the log stream was cut off ({exc}); run again", INTERNAL) from None
+    finally:
+        resp.close()
+    out.flush()
+    return OK

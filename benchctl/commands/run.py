@@ -1,0 +1,94 @@
+"""Start a benchmark job; print its id, or follow/wait for it and exit with its outcome.
+
+Without --follow/--wait: prints the new job's id (or its record with --json) and exits 0 once
+the orchestrator runs. --follow streams the job's log: on a terminal the
+`@@benchd-progress` lines are drawn as one progress line ("3/9 experiments · gmst_era");
+piped, the raw log is passed through byte for byte (progress lines included, for scripts), with
+no control characters. --wait shows nothing until the end. Both exit with the job's outcome
+(0 completed, 1 failed, 3 cancelled, 7 unknown) and survive a benchd restart. Ctrl-C stops
+following; the job keeps running. Unset options take the pipeline's defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from benchctl import render
+from benchctl.client import job_path
+from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-e", "--experiments", action="append", metavar="NAMES",
+                   help="experiments to run: 'a,b' or repeat -e (default: all); "
+                        "see `benchctl experiments`")
+    p.add_argument("--n", type=int, metavar="N", help="sample size per experiment")
+    p.add_argument("--seed", type=int, metavar="S", help="random seed of the inputs")
+    p.add_argument("--perf-rounds", type=int, metavar="R", help="timing rounds per adapter")
+    p.add_argument("--no-perf", action="store_true", help="skip the timing measurements")
+    p.add_argument("--ci", action="store_true", help="small, quick run (smaller N and rounds)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-f", "--follow", action="store_true",
+                      help="stream the log until the job ends; exit with its outcome")
+    mode.add_argument("-w", "--wait", action="store_true",
+                      help="wait quietly until the job ends; exit with its outcome")
+    p.add_argument("--json", action="store_true",
+                   help="print the job record (JobRecord) as JSON: the started record, or "
+                        "the final one with --wait (not with --follow)")
+    p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="with --follow/--wait: how long to keep retrying while benchd is "
+                        "unreachable (default 60)")
+
+
+def config_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The JobConfig body: only what was given (the daemon validates values)."""
+    body: dict[str, Any] = {}
+    if args.experiments:
+        names = [n.strip() for v in args.experiments for n in v.split(",")]
+        body["experiments"] = names
+    for key in ("n", "seed", "perf_rounds"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if args.no_perf:
+        body["no_perf"] = True
+    if args.ci:
+        body["ci"] = True
+    return body
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    if args.json and args.follow:
+        raise CliError("--json cannot be combined with --follow (use --wait --json)", USAGE)
+    client = ctx.client
+    if args.json and not args.wait:
+        from benchctl import jsonout
+        from benchd.schema import JobRecord
+        jsonout.emit(client.call_raw("POST", "/api/benchmark/jobs", config_from(args)),
+                     JobRecord)
+        return OK
+    job = client.call("POST", "/api/benchmark/jobs", config_from(args))
+    job_id = job["job_id"]
+    if not (args.follow or args.wait):
+        print(job_id)
+        return OK
+    from benchctl import follow
+    if args.follow:
+        sys.stderr.write(f"benchctl: job {job_id} started\n")
+        sink = follow.make_sink(job.get("progress"))
+        start: dict[str, Any] = {"offset": 0}
+    else:
+        sink, start = follow.NullSink(), {"tail": 0}
+    try:
+        final = follow.follow(client, job_id, sink, reconnect_s=args.reconnect_timeout, **start)
+    except KeyboardInterrupt:
+        raise CliError(f"stopped following; job {job_id} keeps running "
+                       f"(`benchctl tail -f {job_id}` to resume, `benchctl cancel {job_id}` "
+                       f"to stop it)", INTERRUPTED) from None
+    if args.json:
+        from benchctl import jsonout
+        from benchd.schema import JobRecord
+        jsonout.emit(client.call_raw("GET", job_path(job_id)), JobRecord)
+    else:
+        sys.stderr.write(render.final_line(final, render.use_colour(sys.stderr)) + "\n")
+    return for_state(final["status"])

@@ -1,0 +1,52 @@
+"""Show benchd's health and the running job's progress, or one job's details.
+
+Without JOB: daemon version, pid, uptime, root, socket and the active job (with its progress,
+"3/9 experiments · gmst_era"). With JOB (an id or a unique prefix): that job's record. --json
+prints the API's Health or JobRecord.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from benchctl import jobref, render
+from benchctl.client import job_path
+from benchctl.exitcodes import OK
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", metavar="JOB", help="job id or unique prefix")
+    p.add_argument("--json", action="store_true", help="print Health (or JobRecord) as JSON")
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    client = ctx.client
+    colour = render.use_colour(sys.stdout)
+    if args.job:
+        job = jobref.get_job(client, args.job)
+        if args.json:
+            from benchctl import jsonout
+            from benchd.schema import JobRecord
+            jsonout.emit(client.call_raw("GET", job_path(job["job_id"])), JobRecord)
+        else:
+            print(render.job_detail(job, colour))
+        return OK
+    if args.json:
+        from benchctl import jsonout
+        from benchd.schema import Health
+        jsonout.emit(client.call_raw("GET", "/api/health"), Health)
+        return OK
+    health = client.call("GET", "/api/health")
+    lines = [f"benchd {health.get('version')} {health.get('status')}, pid {health.get('pid')}, "
+             f"up {render.duration(health.get('uptime_s'))}",
+             f"root:   {health.get('root')}",
+             f"socket: {health.get('socket')}"]
+    job = health.get("active_job")
+    if job:
+        lines.append("")
+        lines.append(render.job_detail(job, colour))
+    else:
+        lines.append("no job running")
+    print("\n".join(lines))
+    return OK

@@ -1,0 +1,52 @@
+"""Show the last lines of a job's log; with -f, follow it to the end of the job.
+
+JOB is an id or a unique prefix of one; default: the running job, else the newest. On a
+terminal, progress lines are drawn as a progress line (so fewer than LINES may show); piped,
+the log is passed through as is. -f survives a benchd restart: it reconnects (with backoff)
+and continues at the byte it reached, so no line is lost or repeated. Ctrl-C stops following,
+never the job.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from benchctl import follow, jobref
+from benchctl.client import job_path, query
+from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", metavar="JOB", help="job id or unique prefix")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="keep printing new lines until the job ends")
+    p.add_argument("-n", "--lines", type=int, default=10, metavar="LINES",
+                   help="how many lines from the end to start with (default 10)")
+    p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="with -f: how long to keep retrying while benchd is unreachable "
+                        "(default 60)")
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    if args.lines < 0:
+        raise CliError(f"--lines must be >= 0, got {args.lines}", USAGE)
+    client = ctx.client
+    job = jobref.get_job(client, args.job) if args.job else jobref.active_or_latest(client)
+    job_id = job["job_id"]
+    sink = follow.make_sink(job.get("progress") if args.follow else None)
+    if not args.follow:
+        resp = client.open("GET", job_path(job_id, "/logs") + query(tail=args.lines))
+        if resp.status >= 400:
+            from benchctl.client import raise_api_error
+            raise_api_error(resp.status, resp.read())
+        try:
+            for chunk in resp.iter_body():
+                sink.write(chunk)
+        finally:
+            sink.close()
+        return OK
+    try:
+        follow.follow(client, job_id, sink, tail=args.lines, reconnect_s=args.reconnect_timeout)
+    except KeyboardInterrupt:
+        raise CliError(f"stopped following; job {job_id} keeps running", INTERRUPTED) from None
+    return OK

@@ -1,0 +1,84 @@
+"""benchctl's exit codes: the one place they are defined and errors are mapped to them.
+
+Scripts branch on these, so they are stable. `EXIT_CODES` feeds `benchctl --help` and the
+README table (a test checks the two agree). Stdlib only: imported on every call.
+"""
+from __future__ import annotations
+
+from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InvalidRequest, JobNotFound,
+                           NotCancellable, PayloadTooLarge, RunNotFound)
+from benchd.states import JobState
+
+OK = 0              # success; for run --wait/--follow: the job completed
+JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed)
+USAGE = 2           # bad command line, or the daemon refused the request as invalid (400/413)
+JOB_CANCELLED = 3   # the job was cancelled
+UNKNOWN_JOB = 4     # no such job (or results run), or no job to act on
+BUSY = 5            # another job is running (409); the message names it
+FORBIDDEN = 6       # someone else's job, and you are neither root nor in the admin group
+JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished while benchd was down)
+NOT_CANCELLABLE = 8  # the job had already finished
+CANCEL_FAILED = 9   # the daemon could not stop the job
+INTERRUPTED = 130   # Ctrl-C: benchctl stopped following; the job itself keeps running
+UNAVAILABLE = 69    # the daemon is unreachable (EX_UNAVAILABLE); the message names the socket
+INTERNAL = 70       # an unexpected answer or a daemon-side error (EX_SOFTWARE)
+
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (OK, "success; for run --wait/--follow: the job completed"),
+    (JOB_FAILED, "the job failed"),
+    (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
+    (JOB_CANCELLED, "the job was cancelled"),
+    (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
+    (BUSY, "busy: another job is running (the message names it)"),
+    (FORBIDDEN, "forbidden: another user's job"),
+    (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
+    (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
+    (CANCEL_FAILED, "the daemon could not stop the job"),
+    (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
+    (INTERNAL, "internal error: unexpected answer from benchd"),
+    (INTERRUPTED, "interrupted (Ctrl-C); a followed job keeps running"),
+)
+
+# Daemon error codes (benchd.errors, the body's error.code) -> exit code.
+_BY_ERROR_CODE: dict[str, int] = {
+    InvalidRequest.code: USAGE,
+    PayloadTooLarge.code: USAGE,
+    Forbidden.code: FORBIDDEN,
+    JobNotFound.code: UNKNOWN_JOB,
+    RunNotFound.code: UNKNOWN_JOB,
+    Busy.code: BUSY,
+    NotCancellable.code: NOT_CANCELLABLE,
+    CancelFailed.code: CANCEL_FAILED,
+    BenchdError.code: INTERNAL,
+}
+# HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
+_BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
+                                   413: USAGE}
+
+_BY_STATE: dict[str, int] = {
+    JobState.COMPLETED: OK,
+    JobState.FAILED: JOB_FAILED,
+    JobState.CANCELLED: JOB_CANCELLED,
+    JobState.UNKNOWN: JOB_UNKNOWN,
+}
+
+
+class CliError(Exception):
+    """Stops the command with `exit_code` and prints `message` (prefixed 'benchctl: ') to stderr."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def for_api_error(http_status: int, code: str | None) -> int:
+    """Exit code for an error answer from benchd."""
+    if code in _BY_ERROR_CODE:
+        return _BY_ERROR_CODE[code]
+    return _BY_HTTP_STATUS.get(http_status, INTERNAL)
+
+
+def for_state(status: str) -> int:
+    """Exit code for a job's final state (an active state is not an outcome: INTERNAL)."""
+    return _BY_STATE.get(status, INTERNAL)

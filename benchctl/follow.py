@@ -1,0 +1,155 @@
+"""Follow a job's log over HTTP, surviving benchd restarts without losing or repeating a byte.
+
+The daemon streams `GET .../logs?follow=1` until the job is final and says where the stream
+starts (X-Log-Offset). We count the bytes we received; when the connection is cut (benchd
+killed or restarted) we reconnect with backoff and ask for `offset=<start + received>`, so the
+output is the log file byte for byte. A clean end of stream is only trusted once the job
+record says the job is final (a daemon shutting down may end streams early).
+
+Output: piped -> the raw log bytes (progress lines included, for scripts); on a terminal ->
+log lines, with `@@benchd-progress` lines drawn as one redrawn progress line instead.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, BinaryIO
+
+from benchctl import render
+from benchctl.client import Client, StreamCut, Unreachable, job_path, query, raise_api_error
+from benchctl.exitcodes import INTERNAL, CliError
+from benchd.states import JobState
+
+DEFAULT_RECONNECT_S = 60.0
+_FINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN}
+
+
+class RawSink:
+    """Bytes straight through (pipes, files): byte-exact, no control characters added."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class NullSink:
+    """For --wait: follow to the end, show nothing."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TerminalSink:
+    """Complete lines to the terminal; progress lines become the bottom status line."""
+
+    def __init__(self, out: BinaryIO, status: render.StatusLine,
+                 progress: dict[str, Any] | None = None) -> None:
+        # pipeline.progress is stdlib-only and defines the line format: reuse it rather than
+        # copy it (imported only here, when a terminal needs the progress line).
+        from pipeline.progress import parse_line
+        self._parse = parse_line
+        self.out = out
+        self.status = status
+        self.buf = b""
+        if progress:
+            status.set(render.progress_text(progress))
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        if b"\n" not in self.buf:
+            return
+        *lines, self.buf = self.buf.split(b"\n")
+        text = []
+        for line in lines:
+            prog = self._parse(line)
+            if prog is not None:
+                self.status.text = render.progress_text(prog)
+            else:
+                text.append(line + b"\n")
+        self.status.clear()
+        self.status.stream.flush()
+        if text:
+            self.out.write(b"".join(text))
+            self.out.flush()
+        self.status.show()
+
+    def close(self) -> None:
+        self.status.clear()
+        self.status.stream.flush()
+        if self.buf:
+            self.out.write(self.buf if self.buf.endswith(b"\n") else self.buf + b"\n")
+            self.buf = b""
+        self.out.flush()
+
+
+def make_sink(progress: dict[str, Any] | None = None) -> RawSink | TerminalSink:
+    out = sys.stdout.buffer
+    if render.is_tty(sys.stdout):
+        return TerminalSink(out, render.StatusLine(sys.stdout), progress)
+    return RawSink(out)
+
+
+def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink, *,
+           offset: int | None = None, tail: int | None = None,
+           reconnect_s: float = DEFAULT_RECONNECT_S) -> dict[str, Any]:
+    """Stream the log into `sink` until the job is final; return the final job record.
+
+    Starts at `offset`, or `tail` lines before the end, or the beginning. Raises Unreachable
+    when benchd stays away longer than `reconnect_s`, ApiError for error answers.
+    """
+    pos: int | None = offset if offset is not None else (None if tail is not None else 0)
+    delay, down_since = 0.05, None
+    try:
+        while True:
+            params = {"offset": pos} if pos is not None else {"tail": tail}
+            try:
+                resp = client.open("GET", job_path(job_id, "/logs") + query(follow=1, **params),
+                                   timeout=None)
+            except Unreachable:
+                # benchd is restarting (or gone): a real wait for another process, no event
+                # to wait on; give up after `reconnect_s` seconds without it.
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since > reconnect_s:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if resp.status >= 400:
+                raise_api_error(resp.status, resp.read())
+            if pos is None:
+                try:
+                    pos = int(resp.headers["x-log-offset"])
+                except (KeyError, ValueError):
+                    resp.close()
+                    raise CliError("benchd did not say where the log stream starts "
+                                   "(X-Log-Offset)", INTERNAL) from None
+            down_since = None
+            try:
+                for chunk in resp.iter_body():
+                    sink.write(chunk)
+                    pos += len(chunk)
+            except (StreamCut, ConnectionError, TimeoutError):
+                delay = 0.05
+                continue  # benchd went away mid-stream: reconnect from `pos`
+            try:
+                job = client.call("GET", job_path(job_id))
+            except Unreachable:
+                continue
+            if job.get("status") in _FINAL:
+                return job
+            # The stream ended but the job runs on (a daemon stopping ends its streams):
+            # pause a little so a daemon in that state is not hammered, then resume.
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    finally:
+        sink.close()
