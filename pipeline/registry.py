@@ -5,7 +5,10 @@ astronomy library is imported inside adapter methods, in the subprocess that mea
 """
 from __future__ import annotations
 
+from pipeline.adapters.astropy import AstropyAdapter
 from pipeline.adapters.base import Adapter
+from pipeline.adapters.palpy import PalpyAdapter
+from pipeline.adapters.skyfield import SkyfieldAdapter
 from pipeline.adapters.de421 import De421Adapter
 from pipeline.adapters.erfa import ErfaAdapter
 from pipeline.adapters.numpy_newton import NumpyNewtonAdapter
@@ -27,7 +30,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 # Reference adapters first, then the candidates in a stable order (the order reports use).
 _ADAPTER_CLASSES: tuple[type[Adapter], ...] = (
-    ErfaAdapter, De421Adapter, NumpyNewtonAdapter,
+    ErfaAdapter, De421Adapter, NumpyNewtonAdapter, AstropyAdapter, SkyfieldAdapter, PalpyAdapter,
 )
 
 ADAPTERS: dict[str, type[Adapter]] = {cls.name: cls for cls in _ADAPTER_CLASSES}

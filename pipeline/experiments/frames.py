@@ -49,7 +49,7 @@ class Precession(_VectorRotation):
                      "nutation) and rotate the unit ICRS vector to the mean equator and "
                      "equinox of date; returns (n, 3) x, y, z")
     tolerance = {"erfa": 0.0, "astropy": 1e-6, "siderust": 1e-3, "novas": 1.0,
-                 "palpy": 1000.0, "ephem": 1000.0}
+                 "palpy": 1e-6, "ephem": 1000.0}
 
 
 class EquEcl(Experiment):

@@ -34,7 +34,7 @@ class GmstEra(Experiment):
     perf_contract = ("for each case: from UT1 (and TT, or the library's own TT) compute BOTH "
                      "GMST (IAU 2006) and the Earth rotation angle, radians in [0, 2pi); "
                      "returns (n, 2) gmst, era. A library without ERA does not take part.")
-    tolerance = {"erfa": 0.0, "novas": 1e-3, "astropy": 0.05, "skyfield": 0.1}
+    tolerance = {"erfa": 0.0, "novas": 1e-3, "astropy": 0.2, "skyfield": 1.0}
 
     def generate_inputs(self, n: int, seed: int) -> Inputs:
         return _ut1_tt(rng_for(self.name, seed), n)

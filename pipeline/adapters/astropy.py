@@ -1,0 +1,132 @@
+"""astropy through its own frames and Time (never by calling erfa directly).
+
+Directions are geocentric (GCRS with the geocentre as observer, so no aberration enters a
+GCRS->of-date transform when obstime matches). prepare() builds the Time arrays and the input
+frame objects (a user builds them once); compute() is the transform_to plus reading out the
+numbers. astropy is kept offline: no IERS download, no internet, degraded accuracy ignored
+(future epochs fall back to predicted/zero EOP instead of raising).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.adapters.base import AdapterUnavailable
+from pipeline.adapters.common import DispatchAdapter
+from pipeline.experiments.base import Inputs
+from pipeline.experiments.common import J2000
+
+
+def configure_offline() -> None:
+    """Must run before any astropy.coordinates use: never reach the network."""
+    from astropy.utils import data, iers
+    iers.conf.auto_download = False
+    iers.conf.auto_max_age = None
+    iers.conf.iers_degraded_accuracy = "ignore"
+    data.conf.allow_internet = False
+
+
+class AstropyAdapter(DispatchAdapter):
+    name = "astropy"
+    distribution = "astropy"
+    models = {
+        "frame_rotation_bpn": "GCRS -> TETE(obstime) (IAU 2006/2000A)",
+        "gmst_era": "Time(UT1, delta_ut1_utc=0).sidereal_time('mean','tio','IAU2006') + "
+                    ".earth_rotation_angle('tio'); astropy's own TT from UTC=UT1",
+        "equ_ecl": "GCRS -> GeocentricMeanEcliptic(equinox=obstime)",
+        "equ_horizontal": "TETE -> AltAz (pressure 0; includes astropy's polar motion from its "
+                          "bundled IERS table, predicted/zero beyond it); TT from UTC=UT1",
+        "solar_position": "get_body_barycentric('sun') - ('earth'), ephemeris='builtin' (epv00)",
+        "lunar_position": "get_body_barycentric('moon') - ('earth'), ephemeris='builtin'",
+        "precession": "GCRS -> PrecessedGeocentric(equinox=obstime)",
+        "icrs_ecl_j2000": "GCRS(J2000) -> GeocentricMeanEcliptic(equinox=J2000)",
+    }
+
+    def check_available(self) -> None:
+        try:
+            configure_offline()
+            import astropy.coordinates  # noqa: F401
+        except ImportError as exc:
+            raise AdapterUnavailable(f"astropy is not installed: {exc}")
+
+    def prepare(self, experiment: str, d: Inputs) -> object:
+        configure_offline()
+        import astropy.units as u
+        from astropy.coordinates import GCRS, TETE, CartesianRepresentation, EarthLocation
+        from astropy.time import Time
+
+        if experiment in ("frame_rotation_bpn", "precession"):
+            t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
+            rep = CartesianRepresentation(d["x"], d["y"], d["z"])
+            return t, GCRS(rep, obstime=t)
+        if experiment == "equ_ecl":
+            t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
+            return t, GCRS(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
+        if experiment == "icrs_ecl_j2000":
+            t = Time(J2000, format="jd", scale="tt")
+            return t, GCRS(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
+        if experiment == "gmst_era":
+            t = Time(d["ut1_1"], d["ut1_2"], format="jd", scale="ut1")
+            t.delta_ut1_utc = 0.0
+            return t
+        if experiment == "equ_horizontal":
+            t = Time(d["ut1_1"], d["ut1_2"], format="jd", scale="ut1")
+            t.delta_ut1_utc = 0.0
+            loc = EarthLocation.from_geodetic(d["lon"] * u.rad, d["lat"] * u.rad, 0.0 * u.m)
+            return t, loc, TETE(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
+        if experiment in ("solar_position", "lunar_position"):
+            return Time(d["tdb1"], d["tdb2"], format="jd", scale="tdb")
+        return d
+
+    @staticmethod
+    def _xyz(coord) -> np.ndarray:
+        c = coord.cartesian
+        return np.stack([np.asarray(c.x.value), np.asarray(c.y.value), np.asarray(c.z.value)],
+                        axis=-1).astype(float)
+
+    @staticmethod
+    def _lonlat(coord) -> np.ndarray:
+        return np.stack([coord.lon.rad, coord.lat.rad], axis=-1).astype(float)
+
+    def _frame_rotation_bpn(self, p) -> np.ndarray:
+        from astropy.coordinates import TETE
+        t, gcrs = p
+        return self._xyz(gcrs.transform_to(TETE(obstime=t)))
+
+    def _precession(self, p) -> np.ndarray:
+        from astropy.coordinates import PrecessedGeocentric
+        t, gcrs = p
+        return self._xyz(gcrs.transform_to(PrecessedGeocentric(equinox=t, obstime=t)))
+
+    def _equ_ecl(self, p) -> np.ndarray:
+        from astropy.coordinates import GeocentricMeanEcliptic
+        t, gcrs = p
+        return self._lonlat(gcrs.transform_to(GeocentricMeanEcliptic(equinox=t, obstime=t)))
+
+    def _icrs_ecl_j2000(self, p) -> np.ndarray:
+        from astropy.coordinates import GeocentricMeanEcliptic
+        t, gcrs = p
+        return self._lonlat(gcrs.transform_to(GeocentricMeanEcliptic(equinox=t, obstime=t)))
+
+    def _gmst_era(self, t) -> np.ndarray:
+        gmst = t.sidereal_time("mean", "tio", model="IAU2006").rad
+        era = t.earth_rotation_angle("tio").rad
+        return np.stack([gmst, era], axis=-1).astype(float)
+
+    def _equ_horizontal(self, p) -> np.ndarray:
+        from astropy.coordinates import AltAz
+        t, loc, tete = p
+        aa = tete.transform_to(AltAz(obstime=t, location=loc))
+        return np.stack([aa.az.rad, aa.alt.rad], axis=-1).astype(float)
+
+    def _body(self, body: str, t) -> np.ndarray:
+        from astropy.coordinates import get_body_barycentric
+        geo = (get_body_barycentric(body, t, ephemeris="builtin")
+               - get_body_barycentric("earth", t, ephemeris="builtin"))
+        return np.stack([geo.x.to_value("km"), geo.y.to_value("km"), geo.z.to_value("km")],
+                        axis=-1).astype(float)
+
+    def _solar_position(self, t) -> np.ndarray:
+        return self._body("sun", t)
+
+    def _lunar_position(self, t) -> np.ndarray:
+        return self._body("moon", t)
