@@ -8,6 +8,7 @@ arrived) or were cut (daemon killed), so a follower can reconnect from the byte 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,7 @@ class Unreachable(CliError):
         else:
             why = cause.strerror or str(cause) or type(cause).__name__
         super().__init__(
-            f"cannot reach benchd at {socket_path}: {why}.\n"
+            f"cannot reach benchd at {os.path.abspath(socket_path)}: {why}.\n"
             f"  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
             f"`systemctl start benchd.socket`;\n"
             f"  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.", UNAVAILABLE)

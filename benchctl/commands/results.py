@@ -1,0 +1,97 @@
+"""List result runs, or show one run's summary tables (RUN = a run id, or `latest`).
+
+The list shows each run's id, status, creation time, N, seed, experiments and library count
+(newest first). One run prints, per experiment, its summary table (summary.md: accuracy
+against the reference and speed ratios). --json prints the API's {"runs": [RunSummary]} or
+RunDetail.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+from urllib.parse import quote
+
+from benchctl import render
+from benchctl.exitcodes import OK, UNKNOWN_JOB, CliError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", metavar="RUN", help="run id, or `latest`")
+    p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3g}" if (abs(x) >= 1e5 or 0 < abs(x) < 1e-3) else f"{x:.4g}"
+
+
+def _library_table(libraries: dict[str, Any]) -> str:
+    """A compact table when a run has no summary.md (legacy layout)."""
+    rows = []
+    for name, r in libraries.items():
+        acc, perf = r.get("accuracy") or {}, r.get("perf") or {}
+        rows.append([name, r.get("status", "?"), _num(acc.get("p50")), _num(acc.get("p99")),
+                     _num(acc.get("max")), acc.get("unit", "-"), _num(perf.get("median_ns")),
+                     _num(r.get("speed_ratio"))])
+    return render.table(["LIBRARY", "STATUS", "P50", "P99", "MAX", "UNIT", "NS/OP", "×REF"],
+                        rows, None, False)
+
+
+def _show_run(detail: dict[str, Any]) -> str:
+    out = []
+    manifest = detail.get("manifest") or {}
+    head = f"run {detail.get('run_id')} ({detail.get('layout')})"
+    if manifest:
+        cfg = manifest.get("config") or {}
+        head += (f" · {manifest.get('status')} · created {render.short_time(manifest.get('created_at'))}"
+                 f" · n = {cfg.get('n')} · seed = {cfg.get('seed')}")
+    out.append(head)
+    for name, exp in (detail.get("experiments") or {}).items():
+        out.append("")
+        if exp.get("summary_md"):
+            out.append(exp["summary_md"].rstrip("\n"))
+        else:
+            out.append(f"# {name}" + (f" ({exp['status']})" if exp.get("status") else ""))
+            out.append("")
+            out.append(_library_table(exp.get("libraries") or {}))
+    for w in detail.get("warnings") or []:
+        out.append(f"warning: {w}")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace, ctx: Any) -> int:
+    client = ctx.client
+    if not args.run:
+        if args.json:
+            from benchctl import jsonout
+            from pipeline.schema import RunSummary
+            jsonout.emit(client.call_raw("GET", "/api/results"), dict[str, list[RunSummary]])
+            return OK
+        runs = client.call("GET", "/api/results")["runs"]
+        if not runs:
+            print("no result runs yet")
+            return OK
+        rows = [[r["run_id"], r.get("status", "?"), render.short_time(r.get("created_at")),
+                 str(r.get("n") if r.get("n") is not None else "-"),
+                 str(r.get("seed") if r.get("seed") is not None else "-"),
+                 ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
+                 ",".join(r.get("failed_experiments") or []) or "-"] for r in runs]
+        sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
+                                       "LIBS", "FAILED"], rows, None, False) + "\n")
+        return OK
+    run_id = args.run
+    if run_id == "latest":
+        runs = client.call("GET", "/api/results")["runs"]
+        if not runs:
+            raise CliError("no result runs yet", UNKNOWN_JOB)
+        run_id = max(runs, key=lambda r: (r.get("created_at") or "", r["run_id"]))["run_id"]
+    path = f"/api/results/{quote(run_id, safe='')}"
+    if args.json:
+        from benchctl import jsonout
+        from pipeline.schema import RunDetail
+        jsonout.emit(client.call_raw("GET", path), RunDetail)
+        return OK
+    print(_show_run(client.call("GET", path)))
+    return OK
