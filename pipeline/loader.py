@@ -1,0 +1,188 @@
+"""Read published runs back: a listing newest first, and one run in full (benchd serves these).
+
+Reads both layouts (README "Results layout"): `YYYY-MM-DD_HH-MM-SS[_NN]/` runs with a
+manifest, and older `YYYY-MM-DD/<experiment>/<library>.json` runs (schema.LegacyRecord).
+Staging (`.staging/`) and unpublished runs are never listed. A malformed file is skipped with a
+logged warning (and, for load_run, listed in RunDetail.warnings): one bad file must not hide
+every other run. Cheap to import: msgspec and stdlib only.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import msgspec
+
+from pipeline import schema
+from pipeline.results import LEGACY_RUN_ID_RE, MANIFEST, RUN_ID_RE, SUMMARY
+
+log = logging.getLogger(__name__)
+
+
+class RunNotFoundError(LookupError):
+    """No published run of that id."""
+
+
+class InvalidRunIdError(RunNotFoundError, ValueError):
+    """Not a plain run name (path separators, dots, anything but the two id formats)."""
+
+
+def is_run_id(name: str) -> bool:
+    """A plain run name of either layout; never a path."""
+    return bool(RUN_ID_RE.fullmatch(name) or LEGACY_RUN_ID_RE.fullmatch(name))
+
+
+def _decode(path: Path, typ: type, warnings: list[str] | None = None):  # type: ignore[no-untyped-def]
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=typ)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        msg = f"skipping malformed {path}: {e}"
+        log.warning(msg)
+        if warnings is not None:
+            warnings.append(msg)
+        return None
+
+
+def _legacy_to_result(run_id: str, rec: schema.LegacyRecord) -> schema.LibraryResult:
+    """An old record in today's shape; fields it never had stay None."""
+    acc = None
+    if rec.median_error is not None or rec.max_error is not None:
+        acc = schema.AccuracyStats(unit=rec.unit, compared=rec.n, finite=rec.n, nan_count=0,
+                                   inf_count=0, p50=rec.median_error, p99=rec.p99_error,
+                                   max=rec.max_error)
+    perf = None
+    if rec.ns_per_op is not None:
+        ns = rec.ns_per_op
+        perf = schema.PerfStats(rounds=0, inner_repeats=0, ops_per_call=rec.n, median_ns=ns,
+                                mean_ns=ns, stdev_ns=0.0, min_ns=ns, max_ns=ns, cv_pct=0.0,
+                                call_ns=ns * rec.n, timer_resolution_ns=0.0, valid=True,
+                                warnings=["legacy record: one timing, no spread"])
+    ref = rec.reference or "erfa"
+    return schema.LibraryResult(
+        run_id=run_id, experiment=rec.experiment, library=rec.library,
+        role=schema.ROLE_REFERENCE if rec.library == ref else schema.ROLE_CANDIDATE,
+        status=rec.status, reference=ref, reason=rec.reason, version=rec.version, n=rec.n,
+        seed=rec.seed or 0, accuracy=None if rec.library == ref else acc, perf=perf,
+        legacy=True)
+
+
+def _experiment_dirs(run_dir: Path) -> list[Path]:
+    return sorted(p for p in run_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _legacy_records(exp_dir: Path, warnings: list[str] | None) -> list[schema.LegacyRecord]:
+    recs = (_decode(f, schema.LegacyRecord, warnings) for f in sorted(exp_dir.glob("*.json"))
+            if not f.name.startswith("."))
+    return [r for r in recs if r is not None]
+
+
+def _libraries(run_id: str, exp_dir: Path, legacy: bool,
+               warnings: list[str] | None) -> dict[str, schema.LibraryResult]:
+    if legacy:
+        return {r.library: _legacy_to_result(run_id, r) for r in _legacy_records(exp_dir, warnings)}
+    out: dict[str, schema.LibraryResult] = {}
+    for f in sorted(exp_dir.glob("*.json")):
+        res = None if f.name.startswith(".") else _decode(f, schema.LibraryResult, warnings)
+        if res is not None:
+            out[res.library] = res
+    return out
+
+
+def _published_manifest(run_dir: Path, warnings: list[str] | None) -> schema.Manifest | None:
+    m = _decode(run_dir / MANIFEST, schema.Manifest, warnings)
+    if m is not None and m.status != schema.RUN_COMPLETE:
+        msg = f"skipping {run_dir}: manifest status {m.status!r}, not published"
+        log.warning(msg)
+        if warnings is not None:
+            warnings.append(msg)
+        return None
+    return m
+
+
+def list_runs(results_dir: Path) -> list[schema.RunSummary]:
+    """Every published run under results_dir, newest first (name order = start order)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        return []
+    runs: list[schema.RunSummary] = []
+    for d in sorted(results_dir.iterdir(), key=lambda p: p.name, reverse=True):
+        if not d.is_dir() or not is_run_id(d.name):
+            continue
+        if RUN_ID_RE.fullmatch(d.name):
+            m = _published_manifest(d, None)
+            if m is None:
+                continue
+            libs = sum(len(list((d / e).glob("*.json"))) for e in m.experiments
+                       if (d / e).is_dir())
+            runs.append(schema.RunSummary(
+                run_id=d.name, layout="v1", created_at=m.created_at, status=m.status,
+                experiments=list(m.experiments), libraries=libs, n=m.config.n, seed=m.config.seed,
+                failed_experiments=[e for e, v in m.experiments.items()
+                                    if v.status != schema.EXP_DONE]))
+        else:
+            exps: list[str] = []
+            libs, n, seed = 0, None, None
+            for e in _experiment_dirs(d):
+                recs = _legacy_records(e, None)
+                if recs:
+                    exps.append(e.name)
+                    libs += len(recs)
+                    n = n if n is not None else recs[0].n
+                    seed = seed if seed is not None else recs[0].seed
+            if not exps:
+                log.warning("skipping %s: no readable legacy results", d)
+                continue
+            runs.append(schema.RunSummary(run_id=d.name, layout="legacy", created_at=d.name,
+                                          status=schema.RUN_COMPLETE, experiments=exps,
+                                          libraries=libs, n=n, seed=seed))
+    return runs
+
+
+def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
+    """One published run in full. RunNotFoundError if absent or unpublished;
+    InvalidRunIdError (a RunNotFoundError and ValueError) if run_id is not a plain run name."""
+    if not isinstance(run_id, str) or not is_run_id(run_id):
+        raise InvalidRunIdError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] "
+                                f"or YYYY-MM-DD)")
+    d = Path(results_dir) / run_id
+    if not d.is_dir():
+        raise RunNotFoundError(f"no run {run_id!r} in {results_dir}")
+    warnings: list[str] = []
+    if RUN_ID_RE.fullmatch(run_id):
+        m = _published_manifest(d, warnings)
+        if m is None:
+            raise RunNotFoundError(f"run {run_id!r} has no readable published manifest")
+        exps = {}
+        for name, entry in m.experiments.items():
+            ed = d / name
+            libs = _libraries(run_id, ed, False, warnings) if ed.is_dir() else {}
+            exps[name] = schema.ExperimentDetail(name=name, libraries=libs,
+                                                 summary_md=_text(ed / SUMMARY),
+                                                 status=entry.status)
+        return schema.RunDetail(run_id=run_id, layout="v1", manifest=m, experiments=exps,
+                                warnings=warnings)
+    exps = {}
+    for ed in _experiment_dirs(d):
+        libs = _libraries(run_id, ed, True, warnings)
+        if libs:
+            exps[ed.name] = schema.ExperimentDetail(name=ed.name, libraries=libs,
+                                                    summary_md=_text(ed / SUMMARY))
+    if not exps:
+        raise RunNotFoundError(f"legacy run {run_id!r} has no readable results")
+    return schema.RunDetail(run_id=run_id, layout="legacy", manifest=None, experiments=exps,
+                            warnings=warnings)
+
+
+def latest_run_id(results_dir: Path) -> str:
+    """The newest published run's id (what `benchctl results latest` means)."""
+    runs = list_runs(results_dir)
+    if not runs:
+        raise RunNotFoundError(f"no published run in {results_dir}")
+    return runs[0].run_id
+
+
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
