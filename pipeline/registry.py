@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pipeline.adapters.astropy import AstropyAdapter
 from pipeline.adapters.base import Adapter
-from pipeline.adapters.palpy import PalpyAdapter
-from pipeline.adapters.skyfield import SkyfieldAdapter
 from pipeline.adapters.de421 import De421Adapter
+from pipeline.adapters.ephem import EphemAdapter
 from pipeline.adapters.erfa import ErfaAdapter
+from pipeline.adapters.novas import NovasAdapter
 from pipeline.adapters.numpy_newton import NumpyNewtonAdapter
+from pipeline.adapters.palpy import PalpyAdapter
+from pipeline.adapters.siderust import SiderustAdapter
+from pipeline.adapters.skyfield import SkyfieldAdapter
 from pipeline.catalog import EXPERIMENTS as CATALOG
 from pipeline.experiments.base import Experiment
 from pipeline.experiments.ephemerides import LunarPosition, SolarPosition
@@ -30,7 +33,8 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 # Reference adapters first, then the candidates in a stable order (the order reports use).
 _ADAPTER_CLASSES: tuple[type[Adapter], ...] = (
-    ErfaAdapter, De421Adapter, NumpyNewtonAdapter, AstropyAdapter, SkyfieldAdapter, PalpyAdapter,
+    ErfaAdapter, De421Adapter, NumpyNewtonAdapter,
+    AstropyAdapter, SkyfieldAdapter, PalpyAdapter, SiderustAdapter, EphemAdapter, NovasAdapter,
 )
 
 ADAPTERS: dict[str, type[Adapter]] = {cls.name: cls for cls in _ADAPTER_CLASSES}

@@ -39,7 +39,7 @@ class SolarPosition(_Geocentric):
                      "axes (km; direction is scored), including any frame rotation the "
                      "library needs to get there; returns (n, 3) x, y, z")
     tolerance = {"de421": 0.0, "skyfield": 1.0, "astropy": 50.0, "erfa": 50.0, "palpy": 100.0,
-                 "siderust": 300.0, "ephem": 10000.0}
+                 "siderust": 300.0, "ephem": 2000.0}
 
 
 class LunarPosition(_Geocentric):
@@ -51,4 +51,4 @@ class LunarPosition(_Geocentric):
                      "axes (km; direction is scored), including any frame rotation the "
                      "library needs to get there; returns (n, 3) x, y, z")
     tolerance = {"de421": 0.0, "skyfield": 0.001, "siderust": 3.0, "erfa": 30.0,
-                 "astropy": 30.0, "palpy": 30.0, "ephem": 120.0}
+                 "astropy": 30.0, "palpy": 30.0, "ephem": 5.0}
