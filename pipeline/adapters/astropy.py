@@ -17,12 +17,22 @@ from pipeline.experiments.common import J2000
 
 
 def configure_offline() -> None:
-    """Must run before any astropy.coordinates use: never reach the network."""
+    """Must run before any astropy.coordinates use: never reach the network.
+
+    Also silences the two warnings every future epoch triggers (ERFA "dubious year" for
+    leap seconds past the table, astropy's "polar motion ... after IERS data"): they are the
+    documented cost of offline operation (see the model text), not news, and would otherwise
+    fill the job log once per call. The filters are process-wide; each (adapter, experiment)
+    runs in its own process."""
+    import warnings
+
     from astropy.utils import data, iers
     iers.conf.auto_download = False
     iers.conf.auto_max_age = None
     iers.conf.iers_degraded_accuracy = "ignore"
     data.conf.allow_internet = False
+    warnings.filterwarnings("ignore", message=r".*dubious year")
+    warnings.filterwarnings("ignore", message=r"Tried to get polar motions for times after")
 
 
 class AstropyAdapter(DispatchAdapter):
