@@ -59,6 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def reference_table() -> str:
+    """README's "benchctl command reference" table, built from the parsers (a test checks the
+    README against it; regenerate with `python -c 'import benchctl.cli as c;
+    print(c.reference_table())'`)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    rows = ["| command | usage | what it does |", "|---|---|---|"]
+    for name in COMMANDS:
+        p = sub.choices[name]
+        usage = " ".join(p.format_usage().split())[len("usage: "):]
+        summary = p.description.strip().split("\n", 1)[0]
+        usage = usage.replace("|", "\\|")  # a table cell
+        rows.append(f"| `{name}` | `{usage}` | {summary} |")
+    return "\n".join(rows)
+
+
+def exit_code_table() -> str:
+    """README's "Exit codes" table, from benchctl.exitcodes.EXIT_CODES."""
+    return "\n".join(["| code | meaning |", "|---:|---|"]
+                     + [f"| {code} | {text} |" for code, text in EXIT_CODES])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `benchctl` console script; returns the exit code."""
     args = build_parser().parse_args(argv)

@@ -1,0 +1,71 @@
+"""benchctl.render: colour only on terminals without NO_COLOR, a distinct unknown state,
+durations, progress text, aligned tables."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from benchctl import render
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def job(status: str, **kw: object) -> dict:
+    base = {"job_id": "0123456789ab", "status": status, "config": {"experiments": ["gmst_era"],
+            "n": 50}, "requester_uid": 1000, "requester_name": "alice",
+            "created_at": "2026-11-28T04:00:00+00:00", "started_at": "2026-11-28T04:00:01+00:00",
+            "finished_at": "2026-11-28T04:01:31+00:00", "run_dir": "results/2026-11-28_04-00-01"}
+    base.update(kw)
+    return base
+
+
+def test_colour_needs_a_terminal_and_no_NO_COLOR(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert render.use_colour(Tty()) and not render.use_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not render.use_colour(Tty())
+
+
+def test_history_table_colours_states() -> None:
+    jobs = [job("completed"), job("failed"), job("cancelled"), job("unknown")]
+    coloured = render.job_rows(jobs, colour=True)
+    assert "\x1b[32mcompleted" in coloured and "\x1b[31mfailed" in coloured
+    assert "\x1b[33mcancelled" in coloured and "\x1b[35;7munknown?" in coloured
+    plain = render.job_rows(jobs, colour=False)
+    assert "\x1b" not in plain and "unknown?" in plain
+    lines = plain.splitlines()
+    assert lines[0].split() == ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N",
+                                "WHO", "RESULTS"]
+    assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28", "04:00:01", "1m30s",
+                                "gmst_era", "50", "alice", "results/2026-11-28_04-00-01"]
+    # columns line up: every row has its STATE at the same column
+    col = lines[0].index("STATE")
+    assert all(line[col - 2:col] == "  " for line in lines[1:])
+
+
+def test_defaults_shown_plainly() -> None:
+    row = render.job_rows([job("running", config={}, finished_at=None, run_dir=None)], False)
+    cells = row.splitlines()[1].split()
+    assert "all" in cells and "default" in cells and cells[-1] == "-"
+
+
+@pytest.mark.parametrize("secs,text", [(None, "-"), (5.4, "5s"), (61, "1m01s"),
+                                       (3600 * 2 + 120, "2h02m")])
+def test_duration(secs: float | None, text: str) -> None:
+    assert render.duration(secs) == text
+
+
+def test_progress_text() -> None:
+    assert render.progress_text({"k": 3, "total": 9, "experiment": "frame_rotation_bpn",
+                                 "phase": "adapter", "adapter": "erfa"}) \
+        == "3/9 experiments · frame_rotation_bpn · erfa"
+    assert render.progress_text(None) == "" and render.progress_text({"k": 0, "total": 0}) == ""
+
+
+def test_final_line() -> None:
+    text = render.final_line(job("failed", exit_code=2, reason="orchestrator exited 2"), False)
+    assert text.startswith("job 0123456789ab failed") and "exit code 2" in text
