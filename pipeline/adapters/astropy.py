@@ -87,6 +87,14 @@ class AstropyAdapter(DispatchAdapter):
             return Time(d["tdb1"], d["tdb2"], format="jd", scale="tdb")
         return d
 
+    def compute(self, experiment: str, prepared: object) -> np.ndarray:
+        """Forget what astropy cached on the prepared objects (scale conversions, derived
+        representations) so that every timed call does the whole transform again."""
+        for obj in prepared if isinstance(prepared, tuple) else (prepared,):
+            if hasattr(obj, "cache"):
+                del obj.cache
+        return super().compute(experiment, prepared)
+
     @staticmethod
     def _xyz(coord) -> np.ndarray:
         c = coord.cartesian
