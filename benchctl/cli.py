@@ -39,21 +39,52 @@ class Context:
         return self._client
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line; each command module adds its own arguments."""
-    common = argparse.ArgumentParser(add_help=False)
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, minus its `import shutil` on every add_argument (start-up)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", "")) - 2
+            except ValueError:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns - 2
+                except (OSError, ValueError, AttributeError):
+                    width = 78
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command named on the command line, if it is one (skips --socket's value)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--socket":
+            skip = True
+        elif arg == "--":
+            return None
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; each command module adds its own arguments. With `only`, just
+    that command's module is imported and wired (what a normal call needs: start-up time)."""
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=SOCKET_HELP)
     parser = argparse.ArgumentParser(
-        prog="benchctl", parents=[common], epilog=EXIT_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="benchctl", parents=[common], epilog=EXIT_EPILOG, formatter_class=_Formatter,
         description="Start, follow, cancel and inspect benchmark jobs run by benchd, and "
                     "browse their results. `benchctl COMMAND --help` documents each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in (only,) if only else COMMANDS:
         module = __import__(f"benchctl.commands.{name}", fromlist=["run"])
         summary = module.__doc__.strip().split("\n", 1)[0]
         p = sub.add_parser(name, parents=[common], help=summary, description=module.__doc__,
-                           epilog=EXIT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                           epilog=EXIT_EPILOG, formatter_class=_Formatter)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
@@ -83,7 +114,8 @@ def exit_code_table() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `benchctl` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_chosen_command(argv)).parse_args(argv)
     from benchd.defaults import client_socket
     ctx = Context(str(client_socket(getattr(args, "socket", None))))
     try:

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+
+# The C socket module: socket.py adds nothing a one-shot AF_UNIX client needs and costs ~1 ms
+# of start-up (it builds its enums at import).
+import _socket as socket
 from collections.abc import Iterator
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any
 from urllib.parse import quote, urlencode
 
 from benchctl.exitcodes import INTERNAL, UNAVAILABLE, CliError, for_api_error

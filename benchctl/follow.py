@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, BinaryIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any, BinaryIO
 
 from benchctl import render
 from benchctl.client import Client, StreamCut, Unreachable, job_path, query, raise_api_error

@@ -1,7 +1,9 @@
 """Which job a command means: a full id, a unique prefix of one, or a sensible default."""
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any
 
 from benchctl.client import ApiError, Client, job_path, query
 from benchctl.exitcodes import UNKNOWN_JOB, USAGE, CliError

@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any, TextIO
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any, TextIO
 
 from benchd.states import JobState
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any
 
 from benchctl import jobref, render
 from benchctl.client import job_path

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any
 
 from benchctl import jobref
 from benchctl.client import StreamCut, job_path, query, raise_api_error

@@ -9,7 +9,9 @@ never the job.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
+    from typing import Any
 
 from benchctl import follow, jobref
 from benchctl.client import job_path, query
