@@ -10,6 +10,7 @@ running worker, marks the staged run interrupted (resumable), publishes nothing 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,7 +105,9 @@ class Orchestrator:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._kill_worker()
         if self.staged is None or self.manifest is None:
-            self._say(f"pipeline: {reason} before the run was staged")
+            if self.staged is not None:     # claimed but nothing written yet: release the id
+                shutil.rmtree(self.staged.path, ignore_errors=True)
+            self._say(f"pipeline: {reason} before the run was staged; nothing written")
             return code
         self.manifest.status, self.manifest.reason = status, reason
         self.manifest.updated_at = metadata.utc_now()
@@ -127,15 +130,16 @@ class Orchestrator:
             self.staged, self.manifest = results.open_for_resume(self.results_dir, resume)
             self.manifest.status, self.manifest.reason = schema.RUN_RUNNING, None
             self.manifest.orchestrator_pid = os.getpid()
+            self.manifest.resumed_at.append(metadata.utc_now())
             done = ", ".join(self.manifest.experiments) or "none"
             self._say(f"pipeline: resuming {resume} (already done: {done})")
         else:
             assert config is not None
+            meta = metadata.collect(self.registry, config.seed, argv)
             self.staged = results.claim_run(self.results_dir)
             self.manifest = schema.Manifest(
                 run_id=self.staged.run_id, status=schema.RUN_RUNNING,
-                created_at=metadata.utc_now(), config=config,
-                metadata=metadata.collect(self.registry, config.seed, argv),
+                created_at=metadata.utc_now(), config=config, metadata=meta,
                 orchestrator_pid=os.getpid())
         cfg = self.manifest.config
         self.manifest.updated_at = metadata.utc_now()
@@ -148,6 +152,8 @@ class Orchestrator:
         for k, name in enumerate(cfg.experiments, 1):
             if name in self.manifest.experiments:
                 self._say(f"[{k}/{total}] {name}: already done in the staged run, kept")
+                self._emit("experiment_done", k, total, experiment=name,
+                           status=self.manifest.experiments[name].status, kept=True)
                 continue
             entry = self._experiment(k, total, name, cfg)
             self.manifest.experiments[name] = entry

@@ -78,6 +78,7 @@ class Manifest(msgspec.Struct):
     updated_at: str | None = None
     reason: str | None = None             # why it is interrupted/failed
     orchestrator_pid: int | None = None
+    resumed_at: list[str] = []            # UTC times of each --resume
     schema_version: int = SCHEMA_VERSION
 
 

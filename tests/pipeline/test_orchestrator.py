@@ -168,9 +168,12 @@ def test_sigterm_publishes_nothing_then_resume_completes(tmp_path: Path) -> None
     assert run.name == stage.name and pr.staged(tmp_path) == []
     assert (run / "gmst_era" / "toy_close.json").read_bytes() == kept   # not redone
     assert "already done" in p2.output
+    kept_line = next(e for e in p2.progress if e["phase"] == "experiment_done")
+    assert (kept_line["experiment"], kept_line["k"], kept_line.get("kept")) == ("gmst_era", 1, True)
     m = _manifest(run)
     assert m.status == schema.RUN_COMPLETE and list(m.experiments) == ["gmst_era", "kepler_solver"]
     assert (m.config.n, m.config.seed, m.config.no_perf) == (100, 3, True)
+    assert len(m.resumed_at) == 1
     assert _lib(run, "kepler_solver", "toy_slow").status == schema.LIB_OK
     assert not any(p.name.startswith(".") for p in run.iterdir())   # no scratch published
 
