@@ -52,16 +52,15 @@ def candidates(experiment: str) -> list[str]:
 
 def describe() -> list[dict]:
     """Per experiment, in catalog order: what it computes and which adapters (and models) run
-    it. Keys: experiment, title, reference (adapter name), reference_model, unit,
-    perf_contract, adapters [{name, model}] (the reference excluded)."""
+    it. Keys: experiment, title, reference {name, model}, unit, perf_contract,
+    adapters [{name, model}] (the reference excluded). benchctl `experiments` reads this."""
     out = []
     for name, exp in EXPERIMENTS.items():
         ref = ADAPTERS[exp.reference_adapter]
         out.append({
             "experiment": name,
             "title": exp.title,
-            "reference": ref.name,
-            "reference_model": ref.models[name],
+            "reference": {"name": ref.name, "model": ref.models[name]},
             "unit": exp.error_unit,
             "perf_contract": exp.perf_contract,
             "adapters": [{"name": a, "model": ADAPTERS[a].models[name]} for a in candidates(name)],

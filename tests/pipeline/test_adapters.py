@@ -188,9 +188,9 @@ def test_describe_is_json_and_lists_models() -> None:
     rows = json.loads(json.dumps(describe()))
     assert [r["experiment"] for r in rows] == list(CATALOG)
     for r in rows:
-        assert set(r) == {"experiment", "title", "reference", "reference_model", "unit",
-                          "perf_contract", "adapters"}
-        assert r["reference"] == EXPERIMENTS[r["experiment"]].reference_adapter
+        assert set(r) == {"experiment", "title", "reference", "unit", "perf_contract", "adapters"}
+        assert r["reference"]["name"] == EXPERIMENTS[r["experiment"]].reference_adapter
+        assert r["reference"]["model"]
         assert r["unit"] in ("mas", "arcsec", "rad")
         assert [a["name"] for a in r["adapters"]] == candidates(r["experiment"])
         assert all(a["model"] for a in r["adapters"])
