@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.adapters.base import AdapterUnavailable
-from pipeline.adapters.common import AU_KM, DispatchAdapter, loop_rows, n_of, vec_to_lonlat
+from pipeline.adapters.common import AU_KM, DispatchAdapter, loop_rows, n_of
 from pipeline.adapters.de421 import ephemeris_domain
 from pipeline.experiments.base import Inputs
 from pipeline.experiments.common import sph_to_vec

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.adapters.base import AdapterUnavailable
-from pipeline.adapters.common import DispatchAdapter, loop_rows, n_of, vec_to_lonlat
+from pipeline.adapters.common import AU_KM, DispatchAdapter, loop_rows, n_of, vec_to_lonlat
 from pipeline.adapters.de421 import ephemeris_domain
 from pipeline.experiments.base import Inputs
 
@@ -78,12 +78,11 @@ class SiderustAdapter(DispatchAdapter):
     def _solar_position(self, d: Inputs) -> np.ndarray:
         from siderust import Body
         jd = (d["tdb1"] + d["tdb2"]).tolist()
-        au_km = 149597870.700
 
         def row(i: int) -> tuple[float, float, float]:
             p = Body.Sun.barycentric_position(jd[i]).to_center("Geocentric", jd[i]).to_frame(
                 "ICRS", jd[i])
-            return p.x * au_km, p.y * au_km, p.z * au_km
+            return p.x * AU_KM, p.y * AU_KM, p.z * AU_KM
         return loop_rows(n_of(d), 3, row)
 
     def _lunar_position(self, d: Inputs) -> np.ndarray:

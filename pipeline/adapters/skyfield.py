@@ -7,6 +7,7 @@ vectorised IAU 2000A nutation needs ~22 kB per case. Sidereal inputs are built f
 from __future__ import annotations
 
 import warnings
+from typing import Iterator
 
 import numpy as np
 
@@ -19,7 +20,7 @@ CHUNK = 10_000
 HOUR = np.pi / 12.0
 
 
-def _chunks(n: int):
+def _chunks(n: int) -> Iterator[slice]:
     for lo in range(0, n, CHUNK):
         yield slice(lo, min(n, lo + CHUNK))
 
