@@ -64,9 +64,12 @@ class Orchestrator:
         self.manifest: schema.Manifest | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._interrupted: int | None = None
+        self._published = False
 
     # ---- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._published:      # too late to stop: the run is complete and visible
+            return
         if self._interrupted is None:
             self._interrupted = signum
             raise Interrupted(signum)
@@ -165,8 +168,15 @@ class Orchestrator:
         self.manifest.status = schema.RUN_COMPLETE
         self.manifest.published_at = self.manifest.updated_at = metadata.utc_now()
         self.manifest.orchestrator_pid = None
-        self.staged.write_manifest(self.manifest)
-        final = self.staged.publish()
+        # the final manifest and the rename are one step: a signal waits until both are done
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            self.staged.write_manifest(self.manifest)
+            final = self.staged.publish()
+            self._published = True
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
         try:
             shown = str(final.relative_to(self.results_dir.parent))
         except ValueError:
