@@ -25,6 +25,8 @@ import numpy as np
 
 from pipeline import metadata, progress, results, schema, stats, summary
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.catalog import RunConfig
+from pipeline.experiments.base import Experiment
 from pipeline.worker import load_registry
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -46,13 +48,13 @@ def default_worker_timeout(n: int, perf_rounds: int, no_perf: bool) -> float:
     return 300.0 + n * calls * 1e-3
 
 
-def config_record(cfg: object, worker_timeout_s: float | None) -> schema.RunConfigRecord:
-    """catalog.RunConfig -> the manifest's record of it."""
-    n, rounds, no_perf = cfg.n, cfg.perf_rounds, cfg.no_perf  # type: ignore[attr-defined]
+def config_record(cfg: RunConfig, worker_timeout_s: float | None) -> schema.RunConfigRecord:
+    """catalog.RunConfig -> the manifest's record of it (what --resume will reuse)."""
     return schema.RunConfigRecord(
-        experiments=list(cfg.experiments), n=n, seed=cfg.seed,  # type: ignore[attr-defined]
-        perf_rounds=rounds, no_perf=no_perf, ci=cfg.ci,  # type: ignore[attr-defined]
-        worker_timeout_s=worker_timeout_s or default_worker_timeout(n, rounds, no_perf))
+        experiments=list(cfg.experiments), n=cfg.n, seed=cfg.seed, perf_rounds=cfg.perf_rounds,
+        no_perf=cfg.no_perf, ci=cfg.ci,
+        worker_timeout_s=worker_timeout_s or default_worker_timeout(cfg.n, cfg.perf_rounds,
+                                                                    cfg.no_perf))
 
 
 class Orchestrator:
@@ -311,18 +313,17 @@ class Orchestrator:
         return np.load(wd / "outputs.npy"), np.load(wd / "mask.npy")
 
     @staticmethod
-    def _accuracy(exp: object, inputs: dict[str, np.ndarray],
+    def _accuracy(exp: Experiment, inputs: dict[str, np.ndarray],
                   ref: tuple[np.ndarray, np.ndarray],
                   cand: tuple[np.ndarray, np.ndarray]) -> schema.AccuracyStats:
         """exp.error on the cases inside both domains, summarised."""
         (r_out, r_mask), (c_out, c_mask) = ref, cand
         both = r_mask & c_mask
         idx = np.nonzero(both)[0]
-        err = np.asarray(exp.error(r_out[both], c_out[both]),  # type: ignore[attr-defined]
-                         dtype=np.float64).reshape(-1)
+        err = np.asarray(exp.error(r_out[both], c_out[both]), dtype=np.float64).reshape(-1)
         if err.shape != idx.shape:
-            raise ValueError(f"{exp.name}.error returned {err.shape}, expected {idx.shape}")  # type: ignore[attr-defined]
-        return stats.accuracy(err, idx, inputs, exp.error_unit)  # type: ignore[attr-defined]
+            raise ValueError(f"{exp.name}.error returned {err.shape}, expected {idx.shape}")
+        return stats.accuracy(err, idx, inputs, exp.error_unit)
 
     def _record(self, experiment: str, library: str, role: str, ref: str,
                 res: schema.WorkerResult, wall: float,
