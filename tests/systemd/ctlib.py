@@ -1,0 +1,206 @@
+"""A throw-away real systemd (ct-boot from shared/systemd) with benchd installed in it by
+scripts/install-service, and a small HTTP client for its socket.
+
+The host talks to the container's socket through /proc/<container pid 1>/root/..., so the
+requests come from the host's root (uid 0 in the same user namespace); commands run inside
+through ct-exec. Nothing here is mocked: real systemd, real units, real benchd.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+SOCKET = "/run/benchd/benchd.sock"
+STATE = "/var/lib/benchd"
+TEST_DIR = f"{STATE}/systemd-test"          # spec and go-files for the fake orchestrator
+SPEC = f"{TEST_DIR}/spec.json"
+UNIT = "benchd.service"
+FAKE_ORCHESTRATOR = REPO / "tests" / "support" / "fake_orchestrator.py"
+
+
+def find_ct_tools() -> Path | None:
+    """ct-boot & co: $BENCHD_CT_TOOLS, the shared/ beside the checkout (CI), /work/shared."""
+    for cand in (os.environ.get("BENCHD_CT_TOOLS"), REPO.parent / "shared" / "systemd",
+                 Path("/work/shared/systemd")):
+        if cand and (Path(cand) / "ct-boot").is_file():
+            return Path(cand)
+    return None
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `pred` until it returns something truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = pred()
+            if value:
+                return value
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            last_exc = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+class Container:
+    """One booted systemd; stop() powers it off and removes it."""
+
+    def __init__(self, tools: Path, *, timeout: float = 60) -> None:
+        self.tools = tools
+        out = subprocess.run([str(tools / "ct-boot"), "--bind", str(REPO)], capture_output=True,
+                             text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"ct-boot failed ({out.returncode}): {out.stderr.strip()}")
+        self.dir = Path(out.stdout.strip().splitlines()[-1])
+        self.pid1 = int((self.dir / "pid1").read_text())
+
+    def stop(self) -> None:
+        subprocess.run([str(self.tools / "ct-stop"), str(self.dir)], capture_output=True,
+                       timeout=60)
+
+    # -- inside ---------------------------------------------------------------------------
+    def run(self, *argv: str, check: bool = True, timeout: float = 60,
+            user: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = list(argv) if user is None else ["runuser", "-u", user, "--", *argv]
+        res = subprocess.run([str(self.tools / "ct-exec"), str(self.dir), *cmd],
+                             capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} exited {res.returncode}\n"
+                                 f"stdout: {res.stdout}\nstderr: {res.stderr}")
+        return res
+
+    def host_path(self, path: str) -> str:
+        """The container's `path` as the host sees it (through its pid 1's root)."""
+        return f"/proc/{self.pid1}/root{path}"
+
+    def write(self, path: str, text: str) -> None:
+        """Write a file inside, readable by the service (atomic, owned by benchd)."""
+        self.run("install", "-d", "-o", "benchd", "-g", "benchd", os.path.dirname(path))
+        tmp = self.host_path(path + ".tmp")
+        Path(tmp).write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.host_path(path))
+
+    def systemctl(self, *args: str, check: bool = True,
+                  timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return self.run("systemctl", *args, check=check, timeout=timeout)
+
+    def show(self, unit: str = UNIT, *props: str) -> dict[str, str]:
+        out = self.systemctl("show", unit, *(f"-p{p}" for p in props)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def main_pid(self) -> int:
+        return int(self.show(UNIT, "MainPID")["MainPID"])
+
+    def cgroup_procs(self, unit: str = UNIT) -> list[int]:
+        """Pids (container namespace) in the unit's cgroup, however the unit is doing."""
+        res = self.run("cat", f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs", check=False)
+        return [int(x) for x in res.stdout.split()] if res.returncode == 0 else []
+
+    def cmdline(self, pid: int) -> str:
+        res = self.run("cat", f"/proc/{pid}/cmdline", check=False)
+        return res.stdout.replace("\0", " ").strip()
+
+    def journal(self, unit: str = UNIT) -> str:
+        return self.run("journalctl", "-u", unit, "--no-pager", "-o", "cat").stdout
+
+    def journal_json(self, unit: str = UNIT) -> list[dict[str, Any]]:
+        out = self.run("journalctl", "-u", unit, "--no-pager", "-o", "json").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    # -- benchd ---------------------------------------------------------------------------
+    def install(self, *extra: str) -> None:
+        """scripts/install-service in --use-venv mode (the checkout's venv), not started."""
+        self.run(str(REPO / "scripts" / "install-service"), "--use-venv", str(REPO / ".venv"),
+                 "--no-start", *extra, timeout=120)
+
+    def dropin(self, name: str, text: str, unit: str = UNIT) -> None:
+        d = f"/etc/systemd/system/{unit}.d"
+        self.run("mkdir", "-p", d)
+        Path(self.host_path(f"{d}/{name}")).write_text(text)
+        self.systemctl("daemon-reload")
+
+    def use_fake_orchestrator(self, **settings: str) -> None:
+        """Drop-in: jobs run tests/support/fake_orchestrator.py, told what to do by SPEC."""
+        argv = json.dumps([str(REPO / ".venv" / "bin" / "python"), str(FAKE_ORCHESTRATOR)])
+        env = {"BENCHD_ORCHESTRATOR": argv, "FAKE_ORCHESTRATOR_SPEC": SPEC}
+        lines = ["[Service]"] + [f"Environment={json.dumps(f'{k}={v}')}"
+                                 for k, v in env.items()]
+        lines += [f"{k}={v}" for k, v in settings.items()]
+        self.dropin("50-test.conf", "\n".join(lines) + "\n")
+
+    def api(self, method: str, path: str, body: Any = None,
+            timeout: float = 30) -> tuple[int, Any]:
+        conn = UnixHTTPConnection(self.host_path(SOCKET), timeout)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            ctype = resp.getheader("Content-Type", "")
+            return resp.status, (json.loads(raw) if "json" in ctype else raw.decode())
+        finally:
+            conn.close()
+
+    def health(self) -> dict[str, Any]:
+        status, body = self.api("GET", "/api/health", timeout=60)
+        assert status == 200, (status, body)
+        return body
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        status, body = self.api("GET", f"/api/benchmark/jobs/{job_id}")
+        assert status == 200, (status, body)
+        return body
+
+    def start_job(self, spec: dict[str, Any], config: dict[str, Any] | None = None) -> dict:
+        self.write(SPEC, json.dumps(spec))
+        status, body = self.api("POST", "/api/benchmark/jobs", config or {}, timeout=60)
+        assert status == 201, (status, body)
+        return body
+
+    def wait_status(self, job_id: str, statuses: set[str], timeout: float = 30) -> dict:
+        return wait_until(lambda: (r := self.job(job_id))["status"] in statuses and r,
+                          timeout, f"job {job_id} to be {'/'.join(sorted(statuses))}")
+
+    def log(self, job_id: str) -> str:
+        status, body = self.api("GET", f"/api/benchmark/jobs/{job_id}/logs")
+        assert status == 200, (status, body)
+        return body
+
+
+def have_tools() -> tuple[Path | None, str]:
+    """(tools, reason-to-skip)."""
+    if os.geteuid() != 0:
+        return None, "the systemd tests boot a container with ct-boot, which needs root"
+    tools = find_ct_tools()
+    if tools is None:
+        return None, "ct-boot not found (set BENCHD_CT_TOOLS or put shared/systemd beside the checkout)"
+    if not shutil.which("nsenter") or not shutil.which("unshare"):
+        return None, "nsenter/unshare (util-linux) missing"
+    if not Path("/lib/systemd/systemd").exists():
+        return None, "/lib/systemd/systemd missing: systemd is not installed"
+    if not (REPO / ".venv" / "bin" / "benchd").exists():
+        return None, "the checkout's .venv has no benchd: run scripts/bootstrap"
+    return tools, ""

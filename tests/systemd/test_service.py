@@ -1,0 +1,209 @@
+"""benchd as a system service under a real systemd (ct-boot): socket activation, jobs that
+survive restart / crash / watchdog, stop policies, cancel clean-up, socket permissions, and
+the units' verification and security score. Each test boots its own container (~0.5 s)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.systemd.ctlib import REPO, SOCKET, TEST_DIR, UNIT, Container, wait_until
+
+pytestmark = [pytest.mark.systemd, pytest.mark.timeout(120)]
+
+GO = f"{TEST_DIR}/go"          # the fake orchestrator blocks until this file exists
+LINES = 40
+
+
+def held_job(ct: Container, **spec: object) -> dict:
+    """Start a job that prints LINES lines and then waits for GO; return it once running."""
+    job = ct.start_job({"lines": LINES, "wait_for_file": GO, **spec})
+    return ct.wait_status(job["job_id"], {"running"})
+
+
+def release_and_finish(ct: Container, job_id: str) -> dict:
+    ct.write(GO, "go\n")
+    return ct.wait_status(job_id, {"completed", "failed", "cancelled", "unknown"}, timeout=60)
+
+
+def assert_completed_with_full_log(ct: Container, job_id: str) -> None:
+    rec = ct.job(job_id)
+    assert rec["status"] == "completed", rec
+    assert rec["exit_code"] == 0, rec
+    log = ct.log(job_id)
+    got = [ln for ln in log.splitlines() if re.fullmatch(r"line \d+ of \d+", ln)]
+    assert got == [f"line {i} of {LINES}" for i in range(LINES)], log  # all, once, in order
+
+
+def restarted(ct: Container, old_pid: int, timeout: float = 30) -> int:
+    """Wait until benchd runs again under a new main pid and answers; return that pid."""
+    def new_pid() -> int:
+        s = ct.show(UNIT, "MainPID", "ActiveState")
+        pid = int(s["MainPID"])
+        return pid if pid not in (0, old_pid) and s["ActiveState"] == "active" else 0
+    pid = wait_until(new_pid, timeout, "benchd to be running again under a new pid")
+    ct.health()
+    return pid
+
+
+def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> None:
+    assert ct.show(UNIT, "ActiveState")["ActiveState"] == "inactive"
+    assert ct.show("benchd.socket", "ActiveState")["ActiveState"] == "active"
+    health = ct.health()  # the first connection starts benchd
+    assert health["status"] == "ok"
+    assert health["root"] == "/var/lib/benchd"
+    s = ct.show(UNIT, "ActiveState", "SubState", "StatusText", "MainPID", "User")
+    assert s["ActiveState"] == "active" and s["SubState"] == "running", s
+    assert s["StatusText"].startswith("idle"), s
+    assert int(s["MainPID"]) == health["pid"]
+    # runs as the unprivileged user, socket 0660 root:benchd in a 0750 benchd:benchd dir
+    owner = ct.run("stat", "-c", "%U", f"/proc/{health['pid']}").stdout.strip()
+    assert owner == "benchd"
+    assert ct.run("stat", "-c", "%a %U %G", SOCKET).stdout.split() == ["660", "root", "benchd"]
+    assert ct.run("stat", "-c", "%a %U %G", "/run/benchd").stdout.split() == [
+        "750", "benchd", "benchd"]
+    # systemctl status shows the STATUS text
+    status = ct.systemctl("status", "--no-pager", UNIT, check=False).stdout
+    assert 'Status: "idle' in status, status
+    # journal: benchd's lines carry syslog priorities and no timestamp of their own
+    entries = [e for e in ct.journal_json() if e.get("_PID") == str(health["pid"])]
+    assert entries, "no journal entries from benchd"
+    ready = [e for e in entries if "ready on" in e.get("MESSAGE", "")]
+    assert ready and ready[0]["PRIORITY"] == "6", ready
+    assert not any(re.match(r"\d{4}-\d\d-\d\d", e.get("MESSAGE", "")) for e in entries)
+    assert not any(e.get("MESSAGE", "").startswith("<") for e in entries)
+
+
+def test_status_text_follows_the_job(ct: Container) -> None:
+    job = held_job(ct)
+    text = wait_until(lambda: (t := ct.show(UNIT, "StatusText")["StatusText"])
+                      .startswith("running") and t, 10, "STATUS= to say running")
+    assert job["job_id"] in text
+    release_and_finish(ct, job["job_id"])
+    wait_until(lambda: ct.show(UNIT, "StatusText")["StatusText"].startswith("idle"), 10,
+               "STATUS= to say idle again")
+
+
+def test_restart_mid_job_keeps_the_job(ct: Container) -> None:
+    job = held_job(ct)
+    old = ct.main_pid()
+    sup = job["supervisor_pid"]
+    ct.systemctl("restart", UNIT)
+    restarted(ct, old)
+    rec = ct.job(job["job_id"])
+    assert rec["status"] == "running", rec
+    assert rec["supervisor_pid"] == sup
+    assert sup in ct.cgroup_procs(), "the job's supervisor is no longer in the unit's cgroup"
+    assert "reattached" in ct.show(UNIT, "StatusText")["StatusText"]
+    release_and_finish(ct, job["job_id"])
+    assert_completed_with_full_log(ct, job["job_id"])
+
+
+def test_sigkill_of_benchd_is_restarted_and_job_reattached(ct: Container) -> None:
+    job = held_job(ct)
+    old = ct.main_pid()
+    # a crash: only the main process dies (a bare `systemctl kill` would signal the whole
+    # cgroup, jobs included: that is the way to kill everything)
+    ct.systemctl("kill", "--kill-who=main", "-s", "KILL", UNIT)
+    restarted(ct, old)
+    assert int(ct.show(UNIT, "NRestarts")["NRestarts"]) == 1
+    assert ct.job(job["job_id"])["status"] == "running"
+    release_and_finish(ct, job["job_id"])
+    assert_completed_with_full_log(ct, job["job_id"])
+
+
+def test_watchdog_restarts_a_frozen_benchd(booted: Container) -> None:
+    ct = booted
+    ct.dropin("60-watchdog.conf", "[Service]\nWatchdogSec=2\nTimeoutAbortSec=1\n")
+    ct.systemctl("start", "benchd.socket")
+    job = held_job(ct)
+    old = ct.main_pid()
+    ct.run("kill", "-STOP", str(old))  # the loop can no longer ping
+    restarted(ct, old, timeout=30)
+    assert "watchdog timeout" in ct.journal().lower()
+    assert int(ct.show(UNIT, "NRestarts")["NRestarts"]) >= 1
+    assert ct.job(job["job_id"])["status"] == "running"
+    release_and_finish(ct, job["job_id"])
+    assert_completed_with_full_log(ct, job["job_id"])
+
+
+def test_stop_with_on_stop_leave_keeps_the_job(ct: Container) -> None:
+    job = held_job(ct)
+    sup = job["supervisor_pid"]
+    ct.systemctl("stop", UNIT)
+    s = ct.show(UNIT, "ActiveState", "MainPID")
+    assert s["ActiveState"] in ("inactive", "failed") and s["MainPID"] == "0", s
+    assert sup in ct.cgroup_procs(), "stop killed the job's supervisor"
+    # the job finishes while benchd is down; the next connection starts benchd, which
+    # finalizes it from what the supervisor wrote
+    ct.write(GO, "go\n")
+    wait_until(lambda: sup not in ct.cgroup_procs(), 30, "the job to end while benchd is down")
+    ct.health()
+    assert_completed_with_full_log(ct, job["job_id"])
+
+
+def test_stop_with_on_stop_cancel_cancels_the_job(booted: Container) -> None:
+    ct = booted
+    ct.install("--on-stop", "cancel", "--grace", "3")  # rewrites /etc/default/benchd
+    assert "BENCHD_ON_STOP=cancel" in ct.run("cat", "/etc/default/benchd").stdout
+    ct.systemctl("start", "benchd.socket")
+    job = held_job(ct, ignore_sigterm=True)  # needs the SIGKILL after the grace
+    assert "--on-stop cancel" in ct.cmdline(ct.main_pid())
+    ct.systemctl("stop", UNIT)
+    assert ct.cgroup_procs() == [], "stop with on-stop=cancel left job processes behind"
+    assert "timed out" not in ct.journal(), "systemd had to kill benchd (TimeoutStopSec)"
+    ct.health()
+    rec = ct.job(job["job_id"])
+    assert rec["status"] == "cancelled", rec
+
+
+def test_cancel_leaves_no_process_of_the_job(ct: Container) -> None:
+    job = held_job(ct, double_fork=True)  # also leaves a setsid'd grandchild
+    main = ct.main_pid()
+    assert len(ct.cgroup_procs()) >= 4, ct.cgroup_procs()  # benchd, supervisor, orch, grandchild
+    status, rec = ct.api("POST", f"/api/benchmark/jobs/{job['job_id']}/cancel", {"grace": 2})
+    assert status == 200, rec
+    assert rec["status"] == "cancelled", rec
+    # the supervisor exits right after writing the final record: give it a moment
+    wait_until(lambda: ct.cgroup_procs() == [main], 10, "only benchd left in the unit's cgroup")
+
+
+CONNECT = ("import socket, sys\n"
+           "s = socket.socket(socket.AF_UNIX)\n"
+           "try:\n    s.connect(sys.argv[1])\n"
+           "except OSError as e:\n    print('refused', e.errno); sys.exit(3)\n"
+           "s.sendall(b'GET /api/health HTTP/1.0\\r\\n\\r\\n')\n"
+           "print(b''.join(iter(lambda: s.recv(65536), b'')).split(b'\\r\\n')[0].decode())\n")
+
+
+def test_only_group_benchd_may_connect(ct: Container) -> None:
+    ct.run("useradd", "--create-home", "alice")
+    ct.run("useradd", "--create-home", "mallory")
+    ct.run("usermod", "-aG", "benchd", "alice")
+    py = "/usr/bin/python3"  # system python: readable by every user (stdlib only here)
+    out = ct.run(py, "-c", CONNECT, SOCKET, user="mallory", check=False)
+    assert out.returncode == 3 and "refused 13" in out.stdout, (out.stdout, out.stderr)  # EACCES
+    out = ct.run(py, "-c", CONNECT, SOCKET, user="alice")
+    assert re.fullmatch(r"HTTP/1\.[01] 200 OK", out.stdout.strip()), out.stdout
+
+
+def test_units_verify_clean_and_security_score(booted: Container) -> None:
+    ct = booted
+    # the shipped units as they are, with /opt/benchd/venv present (here: the checkout's venv)
+    ct.run("mkdir", "-p", "/opt/benchd")
+    ct.run("ln", "-sfn", str(REPO / ".venv"), "/opt/benchd/venv")
+    d = "/etc/systemd/system"
+    out = ct.run("systemd-analyze", "verify", f"{d}/benchd.socket", f"{d}/benchd.service",
+                 check=False)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == "", (out.stdout, out.stderr)
+    sec = ct.run("systemd-analyze", "security", "--no-pager", "--offline=true",
+                 str(REPO / "systemd" / "benchd.service"), check=False)
+    m = re.search(r"Overall exposure level for benchd\.service: (\d+\.\d+)", sec.stdout)
+    assert m, sec.stdout + sec.stderr
+    assert float(m.group(1)) <= 2.5, sec.stdout
+    # and the live service with the test drop-ins, as systemd runs it
+    ct.systemctl("start", "benchd.socket")
+    ct.health()
+    live = ct.run("systemd-analyze", "security", "--no-pager", UNIT, check=False)
+    m = re.search(r"Overall exposure level for benchd\.service: (\d+\.\d+)", live.stdout)
+    assert m and float(m.group(1)) <= 2.5, live.stdout
