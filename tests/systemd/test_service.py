@@ -3,6 +3,7 @@ survive restart / crash / watchdog, stop policies, cancel clean-up, socket permi
 the units' verification and security score. Each test boots its own container (~0.5 s)."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -49,8 +50,11 @@ def restarted(ct: Container, old_pid: int, timeout: float = 30) -> int:
 def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> None:
     assert ct.show(UNIT, "ActiveState")["ActiveState"] == "inactive"
     assert ct.show("benchd.socket", "ActiveState")["ActiveState"] == "active"
-    health = ct.health()  # the first connection starts benchd
+    # the first client call starts benchd; benchctl finds the system socket by itself
+    out = ct.run(str(REPO / ".venv" / "bin" / "benchctl"), "status", "--json", timeout=90)
+    health = json.loads(out.stdout)
     assert health["status"] == "ok"
+    assert health["socket"] == SOCKET
     assert health["root"] == "/var/lib/benchd"
     s = ct.show(UNIT, "ActiveState", "SubState", "StatusText", "MainPID", "User")
     assert s["ActiveState"] == "active" and s["SubState"] == "running", s
