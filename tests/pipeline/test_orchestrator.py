@@ -221,3 +221,15 @@ def test_resume_refusals(tmp_path: Path) -> None:
         assert rc == 2 and words in p.output, p.output
     rc, p = pr.run(["--resume", done, "--n", "5"], tmp_path, pr.toy_env())
     assert rc == 2 and "--n" in p.output
+
+
+def test_sigterm_to_the_whole_group_as_a_supervisor_sends_it(tmp_path: Path) -> None:
+    with pr.Pipeline(["--experiments", "kepler_solver", "--n", "10", "--no-perf"], tmp_path,
+                     pr.toy_env(TOY_SLOW_SECONDS="120")) as p:
+        p.wait_progress(lambda e: e["adapter"] == "toy_slow")
+        os.killpg(p.pgid, signal.SIGTERM)
+        assert p.wait(30) == 143, p.output
+        pr.wait_until(lambda: not p.group_alive(), 10, what="group gone")
+    assert pr.published(tmp_path) == []
+    m = _manifest(pr.staged(tmp_path)[0])
+    assert m.status == schema.RUN_INTERRUPTED and m.experiments == {}
