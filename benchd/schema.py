@@ -118,3 +118,27 @@ class DoneMessage(msgspec.Struct, tag_field="type", tag="done"):
 
 
 WsMessage = LogMessage | CancellingMessage | DoneMessage
+
+
+# --- Per-job supervisor files (benchd-core). Not job records: they live beside them under
+# --- other suffixes (<id>.cancel, <id>.pid) so a history scan never mistakes them.
+
+class CancelOrder(msgspec.Struct):
+    """logs/jobs/<id>.cancel, written atomically by benchd before it signals the supervisor
+    (SIGUSR1). The supervisor re-reads it on every signal; a later, shorter grace wins."""
+    requester_uid: int
+    grace: float
+    requested_at: str                     # UTC ISO-8601
+    schema_version: int = SCHEMA_VERSION
+
+
+class SupervisorInfo(msgspec.Struct):
+    """logs/jobs/<id>.pid, written atomically by the supervisor once the orchestrator runs:
+    lets a restarted benchd find and verify the supervisor even if it died before recording it."""
+    job_id: str
+    supervisor_pid: int
+    supervisor_start_ticks: int
+    orchestrator_pid: int
+    pgid: int
+    started_at: str                       # UTC ISO-8601
+    schema_version: int = SCHEMA_VERSION

@@ -1,0 +1,617 @@
+"""The job layer: the only code in benchd that spawns, signals or waits on processes.
+
+JobManager keeps every JobRecord in memory (they are small), persists each transition
+atomically (benchd.store), runs at most one job at a time, each under its own supervisor
+process (benchd.supervisor) that outlives benchd if need be, and after a restart reconciles
+the records on disk with what is really running (finalize / reattach / mark unknown).
+The HTTP layer calls one method per request; see /work/briefs/benchd-interface.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import pwd
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchd import logtail, procs
+from benchd.defaults import DEFAULT_GRACE_S
+from benchd.errors import (Busy, CancelFailed, Forbidden, InvalidRequest, JobNotFound,
+                           NotCancellable)
+from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress
+from benchd.states import ACTIVE, FINAL, JobState, can_transition
+from benchd.store import JobPaths, Store, utc_now
+from pipeline import progress as pprogress
+from pipeline.catalog import ConfigError, to_argv, validate_config
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0       # supervisor must report "running" or "failed" within this
+CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
+GRACE_MAX_S = 3600.0
+PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
+READ_CHUNK = 1 << 20
+
+
+class _Live:
+    """Runtime state of the one active job (not persisted: the record is)."""
+
+    def __init__(self, job_id: str, paths: JobPaths) -> None:
+        self.job_id = job_id
+        self.paths = paths
+        self.tailer = logtail.LogTailer(paths.log)
+        self.started = asyncio.get_running_loop().create_future()  # running or final
+        self.done = asyncio.get_running_loop().create_future()     # final record persisted
+        self.popen: subprocess.Popen[bytes] | None = None          # when we spawned it
+        self.supervisor_pid: int | None = None
+        self.supervisor_ticks: int | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
+class _ProgressReader:
+    """Scans a job log from the start for progress lines, a bounded chunk at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pos = 0
+        self.partial = b""
+
+    def feed(self, final: bool = False) -> tuple[list[dict], bool]:
+        """Parse what has been appended since the last call (at most READ_CHUNK); returns the
+        progress objects found and whether more is waiting."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read(READ_CHUNK)
+        except FileNotFoundError:
+            return [], False
+        self.pos += len(data)
+        more = len(data) == READ_CHUNK
+        buf = self.partial + data
+        lines = buf.split(b"\n")
+        self.partial = lines.pop()
+        if final and not more:
+            lines.append(self.partial)
+            self.partial = b""
+        if len(self.partial) > READ_CHUNK:  # a runaway line is not a progress line
+            self.partial = b""
+        out = []
+        for line in lines:
+            if line.startswith(b"@@"):
+                obj = pprogress.parse_line(line)
+                if obj is not None:
+                    out.append(obj)
+        return out, more
+
+
+class JobManager:
+    def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
+                 orchestrator: list[str] | None = None, admin_gid: int | None = None,
+                 on_change: Callable[[JobRecord], None] | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.grace = grace
+        self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
+                                                                      "pipeline"]
+        self.admin_gid = admin_gid
+        self.on_change = on_change
+        self.store = Store(self.root)
+        self._jobs: dict[str, JobRecord] = {}
+        self._order: list[str] = []              # oldest first
+        self._live: _Live | None = None
+        self._start_lock = asyncio.Lock()
+        self._changed: dict[str, asyncio.Event] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._dirty: set[str] = set()
+        self._closed = False
+
+    # queries ---------------------------------------------------------------------------
+    def list_jobs(self, limit: int | None = None,
+                  statuses: frozenset[JobState] | None = None) -> list[JobRecord]:
+        """Newest first, optionally only some statuses, at most `limit`."""
+        out: list[JobRecord] = []
+        for job_id in reversed(self._order):
+            rec = self._jobs[job_id]
+            if statuses is None or rec.status in statuses:
+                out.append(rec)
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def get(self, job_id: str) -> JobRecord:
+        rec = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.match(job_id) \
+            else None
+        if rec is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return rec
+
+    def active(self) -> JobRecord | None:
+        return self._jobs[self._live.job_id] if self._live else None
+
+    # start -------------------------------------------------------------------------------
+    async def start(self, config: JobConfig, uid: int, user: str) -> JobRecord:
+        """Validate, then run the orchestrator under a new supervisor. Returns the record once
+        the orchestrator runs (or the FAILED record if it could not be started)."""
+        try:
+            cfg = validate_config(config.experiments, config.n, config.seed, config.perf_rounds,
+                                  config.no_perf, config.ci)
+        except ConfigError as e:
+            raise InvalidRequest(str(e)) from None
+        self._check_idle()
+        async with self._start_lock:
+            self._check_idle()
+            job_id = secrets.token_hex(6)
+            while job_id in self._jobs:
+                job_id = secrets.token_hex(6)
+            rec = JobRecord(job_id=job_id, status=JobState.STARTING, config=config,
+                            requester_uid=uid, requester_name=user, created_at=utc_now())
+            live = _Live(job_id, self.store.paths(job_id))
+            self._live = live
+            self._jobs[job_id] = rec
+            self._order.append(job_id)
+            argv = [*self.orchestrator, *to_argv(cfg), "--results-dir",
+                    str(self.root / "results")]
+            # shielded: a caller that goes away mid-start must not leave a half-started job
+            launch = asyncio.get_running_loop().create_task(self._launch(live, rec, argv))
+            await asyncio.shield(launch)
+            return self._jobs[job_id]
+
+    async def _launch(self, live: _Live, rec: JobRecord, argv: list[str]) -> None:
+        try:
+            self._persist(rec)
+            await self._spawn(live, argv)
+        except Exception as e:
+            log.exception("job %s failed to start", live.job_id)
+            if not live.done.done():
+                self._finish(live, JobState.FAILED,
+                             reason=f"could not start the job's supervisor: {e}")
+
+    def _check_idle(self) -> None:
+        if self._live is not None:
+            rec = self._jobs[self._live.job_id]
+            raise Busy(f"job {rec.job_id} is {rec.status.value} (started by "
+                       f"{rec.requester_name}); one job at a time", rec.job_id)
+
+    async def _spawn(self, live: _Live, argv: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        log_fd = os.open(live.paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o640)
+        ready_r, ready_w = os.pipe()
+        try:
+            cmd = [sys.executable, "-m", "benchd.supervisor", "--root", str(self.root),
+                   "--job-id", live.job_id, "--grace", repr(self.grace),
+                   "--ready-fd", str(ready_w), "--", *argv]
+            live.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
+                                          stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
+                                          start_new_session=True,
+                                          env=dict(os.environ, **{procs.JOB_ENV: live.job_id}))
+        finally:
+            os.close(log_fd)
+            os.close(ready_w)
+        live.supervisor_pid = live.popen.pid
+        live.supervisor_ticks = procs.start_ticks(live.popen.pid)
+        try:
+            reply = await asyncio.wait_for(_read_all(loop, ready_r), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            reply = b""
+            log.error("job %s: supervisor pid %d said nothing in %.0f s; killing it",
+                      live.job_id, live.popen.pid, START_TIMEOUT_S)
+            procs.kill_pids([live.popen.pid], signal.SIGKILL)
+        finally:
+            os.close(ready_r)
+        word, _, rest = reply.decode("utf-8", "replace").strip().partition(" ")
+        live.task = self._spawn_task(self._run(live))
+        if word == "running":
+            rec = self._jobs[live.job_id]
+            self._update(rec, status=JobState.RUNNING, started_at=utc_now(),
+                         supervisor_pid=live.supervisor_pid,
+                         supervisor_start_ticks=live.supervisor_ticks, pgid=int(rest))
+            live.started.set_result(None)
+        else:
+            await asyncio.shield(live.done)  # _run finalizes from the exit record
+
+    # following a live job ----------------------------------------------------------------
+    @staticmethod
+    def _spawn_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_log_task_failure)
+        return task
+
+    async def _run(self, live: _Live) -> None:
+        """Follow progress until the supervisor exits, then finalize from its exit record."""
+        reader = _ProgressReader(live.paths.log)
+        tracker = asyncio.get_running_loop().create_task(self._track(live, reader))
+        try:
+            await self._wait_supervisor(live)
+        finally:
+            tracker.cancel()
+            try:
+                await tracker
+            except asyncio.CancelledError:
+                pass
+        # the supervisor is gone: the log is complete
+        while True:
+            objs, more = reader.feed(final=True)
+            self._apply_progress(live.job_id, objs)
+            if not more:
+                break
+        self._finalize_from_disk(live)
+
+    async def _wait_supervisor(self, live: _Live) -> None:
+        assert live.supervisor_pid is not None
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd = os.pidfd_open(live.supervisor_pid)
+        except ProcessLookupError:
+            pidfd = None
+        if pidfd is not None:
+            try:
+                if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
+                    fut = loop.create_future()
+                    loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
+                    try:
+                        await fut
+                    finally:
+                        loop.remove_reader(pidfd)
+            finally:
+                os.close(pidfd)
+        if live.popen is not None:
+            live.popen.wait()  # our child: reap it (it has exited, this does not block)
+
+    async def _track(self, live: _Live, reader: _ProgressReader) -> None:
+        while True:
+            objs, more = reader.feed()
+            self._apply_progress(live.job_id, objs)
+            if more:
+                await asyncio.sleep(0)
+                continue
+            await live.tailer.wait_beyond(reader.pos)
+
+    def _apply_progress(self, job_id: str, objs: list[dict]) -> None:
+        if not objs:
+            return
+        rec = self._jobs[job_id]
+        prog = rec.progress or Progress()
+        run_dir = rec.run_dir
+        for o in objs:
+            try:
+                prog = Progress(k=int(o.get("k") or 0), total=int(o.get("total") or 0),
+                                experiment=_opt_str(o.get("experiment")),
+                                adapter=_opt_str(o.get("adapter")),
+                                phase=_opt_str(o.get("phase")), run_id=_opt_str(o.get("run_id")))
+            except (TypeError, ValueError):
+                continue
+            if o.get("phase") == "published" and isinstance(o.get("run_dir"), str):
+                run_dir = o["run_dir"]
+        if prog == rec.progress and run_dir == rec.run_dir:
+            return
+        new = msgspec.structs.replace(rec, progress=prog, run_dir=run_dir)
+        self._jobs[job_id] = new
+        self._notify(new)
+        self._dirty.add(job_id)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(PROGRESS_FLUSH_S,
+                                                                       self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        for job_id in dirty:
+            self._persist(self._jobs[job_id])
+
+    def _finalize_from_disk(self, live: _Live) -> None:
+        rec = self._jobs[live.job_id]
+        ex = self.store.read_exit(live.job_id)
+        if ex is None:
+            killed = _kill_leftovers(live.job_id, rec.pgid)
+            self._finish(live, JobState.UNKNOWN,
+                         reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
+                                f" record; {killed} leftover process(es) killed")
+            return
+        self._finish(live, *self._outcome(rec, ex), exit=ex)
+
+    def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
+        if ex.cancelled:
+            who = rec.cancel_requested_by
+            return JobState.CANCELLED, (f"{ex.reason} (requested by uid {who})"
+                                        if who is not None else ex.reason)
+        if ex.exit_code == 0:
+            return JobState.COMPLETED, None
+        reason = ex.reason or "failed"
+        last = _last_error_line(self.store.paths(rec.job_id).log)
+        if last and ex.exit_code is not None:
+            reason = f"{reason}: {last}"
+        return JobState.FAILED, reason
+
+    def _finish(self, live: _Live | None, status: JobState, reason: str | None, *,
+                exit: ExitRecord | None = None, job_id: str | None = None) -> JobRecord:
+        job_id = live.job_id if live else job_id
+        assert job_id is not None
+        rec = self._jobs[job_id]
+        fields: dict = dict(status=status, reason=reason,
+                            finished_at=exit.finished_at if exit else utc_now())
+        if exit is not None:
+            fields.update(exit_code=exit.exit_code, signal=exit.signal)
+        self._dirty.discard(job_id)
+        new = self._update(rec, **fields)
+        self.store.remove_aux(job_id)
+        if live is not None:
+            if self._live is live:
+                self._live = None
+            if not live.started.done():
+                live.started.set_result(None)
+            if not live.done.done():
+                live.done.set_result(None)
+            asyncio.get_running_loop().create_task(live.tailer.close())
+        return new
+
+    # cancel ------------------------------------------------------------------------------
+    async def cancel(self, job_id: str, uid: int, grace: float | None = None) -> JobRecord:
+        """Ask the job's supervisor to stop it (SIGTERM, SIGKILL after `grace`); returns the
+        final record. The supervisor finishes the escalation even if benchd dies meanwhile."""
+        rec = self.get(job_id)
+        if grace is not None:
+            if isinstance(grace, bool) or not isinstance(grace, (int, float)) \
+                    or not math.isfinite(grace) or not 0 <= grace <= GRACE_MAX_S:
+                raise InvalidRequest(f"grace: must be a number of seconds between 0 and "
+                                     f"{GRACE_MAX_S:g}, got {grace!r}")
+        if rec.status in FINAL:
+            raise NotCancellable(f"job {job_id} is already {rec.status.value}")
+        if uid != rec.requester_uid and not self._is_admin(uid):
+            raise Forbidden(f"job {job_id} belongs to {rec.requester_name} "
+                            f"(uid {rec.requester_uid}); only they, root or the admin group "
+                            f"may cancel it")
+        live = self._live
+        if live is None or live.job_id != job_id:
+            raise NotCancellable(f"job {job_id} is not running here")
+        await asyncio.shield(live.started)
+        g = self.grace if grace is None else float(grace)
+        if not live.done.done():
+            self.store.write_cancel(job_id, CancelOrder(requester_uid=uid, grace=g,
+                                                        requested_at=utc_now()))
+            rec = self._jobs[job_id]
+            if rec.status not in FINAL:
+                self._update(rec, cancel_requested_by=(rec.cancel_requested_by
+                                                        if rec.cancel_requested_by is not None
+                                                        else uid),
+                             cancel_grace=g if rec.cancel_grace is None
+                             else min(g, rec.cancel_grace))
+            if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
+                try:
+                    os.kill(live.supervisor_pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
+        try:
+            await asyncio.wait_for(asyncio.shield(live.done), g + CANCEL_MARGIN_S)
+        except asyncio.TimeoutError:
+            raise CancelFailed(f"job {job_id} is still running {g + CANCEL_MARGIN_S:g} s after "
+                               f"the cancel (supervisor pid {live.supervisor_pid})") from None
+        return self._jobs[job_id]
+
+    def _is_admin(self, uid: int) -> bool:
+        if uid == 0:
+            return True
+        if self.admin_gid is None:
+            return False
+        try:
+            pw = pwd.getpwuid(uid)
+        except KeyError:
+            return False
+        return self.admin_gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+    # logs --------------------------------------------------------------------------------
+    def log_path(self, job_id: str) -> Path:
+        return self.store.paths(self.get(job_id).job_id).log
+
+    def log_size(self, job_id: str) -> int:
+        try:
+            return self.log_path(job_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def tail_offset(self, job_id: str, lines: int) -> int:
+        return logtail.tail_offset(self.log_path(job_id), lines)
+
+    def follow_log(self, job_id: str, offset: int = 0,
+                   follow: bool = True) -> AsyncIterator[bytes]:
+        """Chunks of the log from `offset` (see logtail.follow); errors raise here, not on
+        the first iteration."""
+        path = self.log_path(job_id)
+        size = self.log_size(job_id)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest(f"offset: must be a non-negative integer, got {offset!r}")
+        if offset > size:
+            raise InvalidRequest(f"offset: {offset} is past the end of the log ({size} bytes)")
+        live = self._live if self._live and self._live.job_id == job_id else None
+        return logtail.follow(path, offset, live.tailer if (live and follow) else None)
+
+    async def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
+        """The current record, then the record after each change, until it is final (changes
+        that happen while the consumer is busy are coalesced into the latest record)."""
+        rec = self.get(job_id)
+        while True:
+            yield rec
+            if rec.status in FINAL:
+                return
+            while self._jobs[job_id] is rec:  # every change replaces the record object
+                await self._changed.setdefault(job_id, asyncio.Event()).wait()
+            rec = self._jobs[job_id]
+
+    # records -----------------------------------------------------------------------------
+    def _update(self, rec: JobRecord, **fields: object) -> JobRecord:
+        status = fields.get("status")
+        if isinstance(status, JobState) and status != rec.status \
+                and not can_transition(rec.status, status):
+            raise RuntimeError(f"job {rec.job_id}: {rec.status} -> {status} is not allowed")
+        new = msgspec.structs.replace(rec, **fields)
+        self._jobs[rec.job_id] = new
+        self._persist(new)
+        return new
+
+    def _persist(self, rec: JobRecord) -> None:
+        self.store.save(rec)
+        self._notify(rec)
+        if self.on_change is not None:
+            try:
+                self.on_change(rec)
+            except Exception:
+                log.exception("on_change callback failed")
+
+    def _notify(self, rec: JobRecord) -> None:
+        ev = self._changed.pop(rec.job_id, None)
+        if ev is not None:
+            ev.set()
+
+    # restart -----------------------------------------------------------------------------
+    async def reconcile(self) -> list[str]:
+        """Load the history and settle every job that was not final: finalize it from its
+        exit record, reattach to its live supervisor, or kill its leftovers and mark it
+        UNKNOWN (FAILED when it provably never started). One line per action."""
+        records, lines = self.store.load_all()
+        self._jobs = {r.job_id: r for r in records}
+        self._order = [r.job_id for r in records]
+        for rec in [r for r in records if r.status in ACTIVE]:
+            lines.append(await self._reconcile_one(rec))
+        for line in lines:
+            log.info("reconcile: %s", line)
+        return lines
+
+    async def _reconcile_one(self, rec: JobRecord) -> str:
+        job_id = rec.job_id
+        paths = self.store.paths(job_id)
+        ex = self.store.read_exit(job_id)
+        info = self.store.read_info(job_id)
+        pid = rec.supervisor_pid or (info.supervisor_pid if info else None)
+        ticks = rec.supervisor_start_ticks or (info.supervisor_start_ticks if info else None)
+        if ex is None and pid is None and procs.lock_is_held(paths.lock):
+            # a supervisor is starting up under us: give it a moment to write its pid file
+            deadline = time.monotonic() + 5.0
+            while info is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                info = self.store.read_info(job_id)
+            if info is not None:
+                pid, ticks = info.supervisor_pid, info.supervisor_start_ticks
+        alive = pid is not None and procs.is_alive(pid, ticks) and procs.lock_is_held(paths.lock)
+        if ex is not None and not alive:
+            self._jobs[job_id] = rec
+            new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
+            return (f"job {job_id}: finished while benchd was down; recorded {new.status.value}"
+                    + (f" ({new.reason})" if new.reason else ""))
+        if alive and self._live is None:
+            live = _Live(job_id, paths)
+            live.supervisor_pid, live.supervisor_ticks = pid, ticks
+            live.started.set_result(None)
+            self._live = live
+            fields: dict = dict(supervisor_pid=pid, supervisor_start_ticks=ticks)
+            if rec.status == JobState.STARTING:
+                fields.update(status=JobState.RUNNING,
+                              started_at=info.started_at if info else utc_now(),
+                              pgid=info.pgid if info else None)
+            self._update(rec, **fields)
+            live.task = self._spawn_task(self._run(live))
+            return f"job {job_id}: supervisor pid {pid} still running; reattached"
+        killed = _kill_leftovers(job_id, rec.pgid or (info.pgid if info else None))
+        if alive:  # a second live job: cannot happen through benchd; stop it rather than hide it
+            procs.kill_pids([pid], signal.SIGKILL)
+            killed += 1
+            why = "a second live job (only one may run); its processes were killed"
+        elif pid is None and rec.status == JobState.STARTING:
+            self._finish(None, JobState.FAILED, job_id=job_id,
+                         reason="benchd stopped before the job's supervisor was started")
+            return f"job {job_id}: never started; recorded failed"
+        else:
+            why = (f"supervisor (pid {pid}) vanished while benchd was down and left no exit "
+                   f"record; {killed} leftover process(es) killed")
+        self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
+        return f"job {job_id}: {why}; recorded unknown"
+
+    async def close(self, *, cancel_running: bool = False) -> None:
+        """Stop following jobs. A running job keeps running (a restarted benchd reattaches)
+        unless `cancel_running`, in which case it is cancelled with the default grace."""
+        self._closed = True
+        live = self._live
+        if live is not None and cancel_running:
+            try:
+                await self.cancel(live.job_id, 0)
+            except (NotCancellable, CancelFailed) as e:
+                log.warning("close: %s", e.message)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+        live = self._live
+        if live is not None and live.task is not None:
+            live.task.cancel()
+            try:
+                await live.task
+            except asyncio.CancelledError:
+                pass
+            self._flush()
+            await live.tailer.close()
+
+
+async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
+    """Everything from a pipe until EOF, without blocking the loop."""
+    os.set_blocking(fd, False)
+    chunks: list[bytes] = []
+    eof = loop.create_future()
+
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        if data:
+            chunks.append(data)
+        elif not eof.done():
+            eof.set_result(None)
+
+    loop.add_reader(fd, on_readable)
+    try:
+        await eof
+    finally:
+        loop.remove_reader(fd)
+    return b"".join(chunks)
+
+
+def _kill_leftovers(job_id: str, pgid: int | None) -> int:
+    """SIGKILL every process still carrying the job's marker (and its group, if that group is
+    still the job's). Used when the supervisor is gone and cannot do it."""
+    pids = procs.pids_with_marker(job_id)
+    if pgid is not None and pgid in pids:
+        procs.kill_group(pgid, signal.SIGKILL)
+    return procs.kill_pids(pids, signal.SIGKILL)
+
+
+def _last_error_line(path: Path, window: int = 8192) -> str | None:
+    """The last non-empty, non-progress, non-supervisor line of the log (truncated)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - window))
+            data = f.read()
+    except OSError:
+        return None
+    for raw in reversed(data.splitlines()):
+        line = raw.decode("utf-8", "replace").strip()
+        if line and not line.startswith(("@@", "[benchd-supervisor]")):
+            return line[:200]
+    return None
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("job follower failed", exc_info=task.exception())
+
+
+def _opt_str(v: object) -> str | None:
+    return v if isinstance(v, str) else None

@@ -1,0 +1,135 @@
+"""Following a job log that another process appends to.
+
+One LogTailer per live job log notices growth (fstat every POLL_S while anyone waits) and
+wakes its waiters; every follower reads the file itself from its own offset, so no log is
+held in memory and a slow follower never holds up another. Once the job is final the tailer
+is closed: followers drain what is left (final partial line included) and end.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+POLL_S = 0.005
+CHUNK = 256 * 1024  # largest piece read and yielded at once
+
+
+class LogTailer:
+    """Growth notifications for one append-only file."""
+
+    def __init__(self, path: Path, poll_s: float = POLL_S) -> None:
+        self.path = Path(path)
+        self.poll_s = poll_s
+        self._size = _size_of(self.path)
+        self._closed = False
+        self._waiters = 0
+        self._cond = asyncio.Condition()
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def wait_beyond(self, pos: int) -> None:
+        """Return once the file is longer than `pos` or the tailer is closed."""
+        self._waiters += 1
+        try:
+            self._refresh()
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.get_running_loop().create_task(self._poll())
+            async with self._cond:
+                await self._cond.wait_for(lambda: self._size > pos or self._closed)
+        finally:
+            self._waiters -= 1
+
+    async def close(self) -> None:
+        """The writer is gone: wake everyone so they drain and stop."""
+        self._closed = True
+        self._refresh()
+        async with self._cond:
+            self._cond.notify_all()
+
+    def _refresh(self) -> bool:
+        size = _size_of(self.path)
+        if size != self._size:
+            self._size = size
+            return True
+        return False
+
+    async def _poll(self) -> None:
+        while self._waiters and not self._closed:
+            await asyncio.sleep(self.poll_s)
+            if self._refresh():
+                async with self._cond:
+                    self._cond.notify_all()
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+async def follow(path: Path, offset: int, tailer: LogTailer | None) -> AsyncIterator[bytes]:
+    """Chunks of complete lines from `offset`. With a tailer (a live job) it waits for more
+    until the tailer closes, then yields the rest including a final partial line; without
+    one it yields what is there now, partial last line included, and ends."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    pos = offset
+    try:
+        while True:
+            done = tailer is None or tailer.closed  # read the flag BEFORE the size
+            size = os.fstat(fd).st_size
+            if size > pos:
+                data = os.pread(fd, min(size - pos, CHUNK), pos)
+                if not done:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0 and len(data) < CHUNK:
+                        await tailer.wait_beyond(size)  # only a partial line so far
+                        continue
+                    if cut:
+                        data = data[:cut]
+                pos += len(data)
+                yield data
+                continue
+            if done:
+                return
+            await tailer.wait_beyond(pos)
+    finally:
+        os.close(fd)
+
+
+def tail_offset(path: Path, lines: int, block: int = 64 * 1024) -> int:
+    """Byte offset at which the last `lines` lines of `path` start (scans backwards in blocks;
+    a final line without newline counts as a line). 0 when the file has fewer lines."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        if lines <= 0:
+            return size
+        end = size
+        if size and os.pread(fd, 1, size - 1) == b"\n":
+            end -= 1  # the newline that terminates the last line is not a separator
+        seen = 0
+        pos = end
+        while pos > 0:
+            start = max(0, pos - block)
+            buf = os.pread(fd, pos - start, start)
+            idx = len(buf)
+            while (idx := buf.rfind(b"\n", 0, idx)) >= 0:
+                seen += 1
+                if seen == lines:
+                    return start + idx + 1
+            pos = start
+        return 0
+    finally:
+        os.close(fd)

@@ -1,0 +1,145 @@
+"""Process identity and killing helpers for the job layer (Linux /proc, stdlib only).
+
+A pid alone is not an identity (pids are reused), so a process is named by (pid, start ticks):
+field 22 of /proc/<pid>/stat. Every process of a job carries JOB_ENV=<job id> in its
+environment, which lets both the supervisor and a restarted benchd find a job's processes even
+after they escaped the process group (setsid, double fork) or lost their supervisor.
+Imported by the per-job supervisor: keep it stdlib only.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+from pathlib import Path
+
+JOB_ENV = "BENCHD_JOB_ID"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat from field 3 (state) on, or None if the pid is gone.
+    The command name (field 2) may contain spaces and ')', so split after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return data[data.rfind(b")") + 2:].decode("ascii", "replace").split()
+
+
+def start_ticks(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (None if it does not exist)."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else None
+
+
+def is_alive(pid: int, ticks: int | None) -> bool:
+    """True when `pid` exists, is not a zombie, and (if given) started at `ticks`."""
+    fields = _stat_fields(pid)
+    if not fields or fields[0] in ("Z", "X"):
+        return False
+    return ticks is None or int(fields[19]) == ticks
+
+
+def lock_is_held(path: Path) -> bool:
+    """True when another open file description holds a flock on `path` (a missing file is
+    not held). Takes the lock for an instant when it is free."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing releases our lock if we got it
+    return False
+
+
+def set_child_subreaper() -> None:
+    """Make orphaned descendants reparent to this process (prctl PR_SET_CHILD_SUBREAPER)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def descendants(root_pid: int) -> list[int]:
+    """Every live descendant of `root_pid` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields and fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(pid)
+    out: list[int] = []
+    todo = list(children.get(root_pid, ()))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Live processes whose environment carries JOB_ENV=<job_id> (a job's processes wherever
+    they went). Processes we may not read (other users, when not root) are skipped."""
+    needle = f"{JOB_ENV}={job_id}".encode()
+    found = []
+    for pid in _all_pids():
+        if pid in exclude:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0") and is_alive(pid, None):
+            found.append(pid)
+    return found
+
+
+def kill_pids(pids: list[int], sig: int) -> int:
+    """Send `sig` to each pid, ignoring ones already gone; returns how many were signalled."""
+    n = 0
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+            n += 1
+        except ProcessLookupError:
+            pass
+    return n
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    """killpg, False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def describe_wait_status(status: int) -> tuple[int | None, str | None, str | None]:
+    """(exit_code, signal name, reason) from a waitpid status; reason is None for exit 0."""
+    if os.WIFSIGNALED(status):
+        name = signal_name(os.WTERMSIG(status))
+        return None, name, f"killed by {name}"
+    code = os.waitstatus_to_exitcode(status)
+    return code, None, (None if code == 0 else f"exited with code {code}")

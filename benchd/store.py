@@ -1,0 +1,156 @@
+"""Job files on disk: where they live, atomic writes, and loading the history.
+
+Layout under <root>/logs:
+  jobs/<id>.json    JobRecord (benchd; rewritten atomically on every transition)
+  <id>.log          the orchestrator's stdout+stderr (O_APPEND, written by the job itself)
+  jobs/<id>.lock    flock held by the job's supervisor for its whole life
+  jobs/<id>.pid     SupervisorInfo (supervisor, once the orchestrator runs)
+  jobs/<id>.cancel  CancelOrder (benchd, before it signals the supervisor)
+  jobs/<id>.exit    ExitRecord (supervisor, when the job is over; benchd may be down)
+  jobs/corrupt/     malformed records moved aside on load
+Only `<12 hex>.json` files are records. Imported by the supervisor: stdlib + msgspec only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobRecord, SupervisorInfo
+from benchd.states import FINAL
+from pipeline.atomicio import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+AUX_SUFFIXES = (".lock", ".pid", ".cancel", ".exit")
+_T = TypeVar("_T")
+
+
+def utc_now() -> str:
+    """Wall-clock time for people and records: UTC ISO-8601 with milliseconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JobPaths:
+    """The files of one job (job_id must already match JOB_ID_RE)."""
+
+    def __init__(self, root: Path, job_id: str) -> None:
+        jobs = root / "logs" / "jobs"
+        self.job_id = job_id
+        self.record = jobs / f"{job_id}.json"
+        self.log = root / "logs" / f"{job_id}.log"
+        self.lock = jobs / f"{job_id}.lock"
+        self.info = jobs / f"{job_id}.pid"
+        self.cancel = jobs / f"{job_id}.cancel"
+        self.exit = jobs / f"{job_id}.exit"
+
+    def aux(self) -> tuple[Path, ...]:
+        return (self.lock, self.info, self.cancel, self.exit)
+
+
+def _read_struct(path: Path, typ: type[_T]) -> _T | None:
+    """Decode `path` as `typ`; None when missing; malformed -> None with a warning."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return msgspec.json.decode(data, type=typ)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        log.warning("ignoring malformed %s: %s", path, e)
+        return None
+
+
+class Store:
+    """Reads and writes a root's job files. Creates logs/ and logs/jobs/ on first use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.logs_dir = self.root / "logs"
+        self.jobs_dir = self.logs_dir / "jobs"
+        self.corrupt_dir = self.jobs_dir / "corrupt"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+
+    def paths(self, job_id: str) -> JobPaths:
+        return JobPaths(self.root, job_id)
+
+    # records -------------------------------------------------------------------------
+    def save(self, rec: JobRecord) -> None:
+        write_bytes_atomic(self.paths(rec.job_id).record, msgspec.json.encode(rec))
+
+    def load_all(self) -> tuple[list[JobRecord], list[str]]:
+        """Every record on disk, oldest first, plus one warning per file moved aside (malformed,
+        empty, truncated, or naming another job) and per stale auxiliary file removed."""
+        records: list[JobRecord] = []
+        warnings: list[str] = []
+        aux: list[tuple[str, str]] = []
+        decoder = msgspec.json.Decoder(JobRecord)
+        with os.scandir(self.jobs_dir) as it:
+            entries = [(e.name, e.path) for e in it if e.is_file(follow_symlinks=False)]
+        for name, path in entries:
+            stem, dot, suffix = name.partition(".")
+            if not JOB_ID_RE.match(stem) or not dot:
+                continue
+            if suffix != "json":
+                aux.append((stem, path))
+                continue
+            try:
+                with open(path, "rb") as f:
+                    rec = decoder.decode(f.read())
+                if rec.job_id != stem:
+                    raise ValueError(f"record names job {rec.job_id!r}")
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                warnings.append(self._move_aside(Path(path), str(e)))
+                continue
+            records.append(rec)
+        records.sort(key=lambda r: (r.created_at, r.job_id))
+        final = {r.job_id for r in records if r.status in FINAL}
+        for stem, path in aux:
+            if stem in final:  # a finalized job's leftovers (benchd stopped before cleanup)
+                _unlink(Path(path))
+        return records, warnings
+
+    def _move_aside(self, path: Path, why: str) -> str:
+        self.corrupt_dir.mkdir(exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = self.corrupt_dir / f"{path.name}.{stamp}"
+        os.replace(path, dest)
+        msg = f"malformed job record {path.name} moved to {dest} ({why})"
+        log.warning("%s", msg)
+        return msg
+
+    # supervisor side files -----------------------------------------------------------
+    def read_exit(self, job_id: str) -> ExitRecord | None:
+        return _read_struct(self.paths(job_id).exit, ExitRecord)
+
+    def write_exit(self, rec: ExitRecord) -> None:
+        write_bytes_atomic(self.paths(rec.job_id).exit, msgspec.json.encode(rec))
+
+    def read_info(self, job_id: str) -> SupervisorInfo | None:
+        return _read_struct(self.paths(job_id).info, SupervisorInfo)
+
+    def write_info(self, info: SupervisorInfo) -> None:
+        write_bytes_atomic(self.paths(info.job_id).info, msgspec.json.encode(info))
+
+    def read_cancel(self, job_id: str) -> CancelOrder | None:
+        return _read_struct(self.paths(job_id).cancel, CancelOrder)
+
+    def write_cancel(self, job_id: str, order: CancelOrder) -> None:
+        write_bytes_atomic(self.paths(job_id).cancel, msgspec.json.encode(order))
+
+    def remove_aux(self, job_id: str) -> None:
+        """Drop a finalized job's supervisor files (its record now holds the outcome)."""
+        for p in self.paths(job_id).aux():
+            _unlink(p)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+

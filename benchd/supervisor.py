@@ -1,0 +1,218 @@
+"""The per-job supervisor (`python -m benchd.supervisor`): one small process per job that owns
+the orchestrator's life so that benchd may die, restart and reattach without the job noticing
+(the conmon / containerd-shim pattern).
+
+benchd spawns it in a new session. It:
+  1. becomes a child subreaper, so every escaped descendant of the job reparents to it;
+  2. holds an exclusive flock on logs/jobs/<id>.lock until it exits (liveness for benchd);
+  3. starts the orchestrator in its own process group, stdout+stderr appended straight to
+     logs/<id>.log (never a pipe to benchd), env PYTHONUNBUFFERED=1 and BENCHD_JOB_ID=<id>;
+  4. writes logs/jobs/<id>.pid, then tells benchd "running" on --ready-fd;
+  5. on SIGUSR1 reads logs/jobs/<id>.cancel: SIGTERM to the group, SIGKILL to the group and
+     every descendant after the grace (SIGTERM/SIGINT to the supervisor itself: same, with
+     the default grace) -- the escalation finishes whether or not benchd is still there;
+  6. when the orchestrator has exited, kills and reaps whatever of the job is left, writes
+     logs/jobs/<id>.exit atomically and exits.
+Import-light on purpose (stdlib + msgspec + benchd.schema/store/procs): it runs once per job.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchd import procs
+from benchd.schema import ExitRecord, SupervisorInfo
+from benchd.store import Store, utc_now
+
+_HANDLED = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+CLEANUP_TIMEOUT_S = 10.0
+
+
+def _note(log_fd: int, text: str) -> None:
+    """A supervisor line in the job log, so a reader of the log sees what was done to it."""
+    try:
+        os.write(log_fd, f"[benchd-supervisor] {text}\n".encode())
+    except OSError:
+        pass
+
+
+def _tell(ready_fd: int | None, text: str) -> None:
+    """One line to benchd on the ready pipe, then close it (benchd may already be gone)."""
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, (text + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(ready_fd)
+
+
+class _Job:
+    def __init__(self, store: Store, job_id: str, default_grace: float, log_fd: int) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.default_grace = default_grace
+        self.log_fd = log_fd
+        self.pid = 0
+        self.status: int | None = None       # orchestrator's wait status once reaped
+        self.term_sent = False               # cancel took effect: SIGTERM went to the group
+        self.kill_deadline: float | None = None
+        self.killed_after_grace = False
+        self.grace_used: float | None = None
+
+    def reap(self) -> None:
+        """Reap every exited child (the orchestrator and reparented orphans)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid and self.status is None:
+                self.status = status
+
+    def on_cancel(self, signum: int) -> None:
+        if signum == signal.SIGUSR1:
+            order = self.store.read_cancel(self.job_id)
+            if order is None:
+                _note(self.log_fd, "SIGUSR1 without a readable cancel order; ignored")
+                return
+            grace, who = order.grace, f"uid {order.requester_uid}"
+        else:
+            grace, who = self.default_grace, f"{procs.signal_name(signum)} to the supervisor"
+        now = time.monotonic()
+        if not self.term_sent:
+            self.term_sent = True
+            self.grace_used = grace
+            self.kill_deadline = now + grace
+            _note(self.log_fd, f"cancel requested by {who}: SIGTERM to process group {self.pid},"
+                               f" SIGKILL in {grace:g} s if still running")
+            procs.kill_group(self.pid, signal.SIGTERM)
+        elif self.kill_deadline is not None and now + grace < self.kill_deadline:
+            self.kill_deadline = now + grace
+            self.grace_used = grace
+            _note(self.log_fd, f"cancel repeated by {who}: grace shortened to {grace:g} s")
+
+    def kill_everything(self) -> int:
+        """SIGKILL the group and every descendant or marked process until none is left."""
+        me = os.getpid()
+        killed: set[int] = set()
+        deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+        while True:
+            procs.kill_group(self.pid, signal.SIGKILL)
+            left = set(procs.descendants(me)) | set(
+                procs.pids_with_marker(self.job_id, exclude=frozenset({me})))
+            if not left:
+                break
+            procs.kill_pids(sorted(left), signal.SIGKILL)
+            killed |= left
+            time.sleep(0.005)
+            self.reap()
+            if time.monotonic() > deadline:
+                _note(self.log_fd, f"processes still alive after SIGKILL: {sorted(left)}")
+                break
+        self.reap()
+        killed.discard(self.pid)
+        return len(killed)
+
+
+def run(root: Path, job_id: str, argv: list[str], default_grace: float,
+        ready_fd: int | None) -> int:
+    """Supervise one job; returns the supervisor's exit code (0 once an exit record is written)."""
+    store = Store(root)
+    paths = store.paths(job_id)
+    procs.set_child_subreaper()
+    lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until we exit; benchd only probes it
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for sig in _HANDLED:  # the C handler writes the signal number to wake_w
+        signal.signal(sig, lambda *_: None)
+
+    log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    job = _Job(store, job_id, default_grace, log_fd)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **{procs.JOB_ENV: job_id})
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+                                cwd=root, env=env, process_group=0, restore_signals=True)
+    except OSError as e:
+        reason = f"failed to start {argv[0]}: {e.strerror or e}"
+        _note(log_fd, reason)
+        store.write_exit(ExitRecord(job_id=job_id, exit_code=None, signal=None, cancelled=False,
+                                    finished_at=utc_now(), reason=reason))
+        _tell(ready_fd, f"failed {reason}")
+        return 0
+    job.pid = proc.pid
+    me = os.getpid()
+    store.write_info(SupervisorInfo(job_id=job_id, supervisor_pid=me,
+                                    supervisor_start_ticks=procs.start_ticks(me) or 0,
+                                    orchestrator_pid=proc.pid, pgid=proc.pid,
+                                    started_at=utc_now()))
+    _tell(ready_fd, f"running {proc.pid}")
+
+    while True:
+        job.reap()
+        if job.status is not None:
+            break
+        now = time.monotonic()
+        if job.kill_deadline is not None and now >= job.kill_deadline and not job.killed_after_grace:
+            job.killed_after_grace = True
+            _note(log_fd, f"still running {job.grace_used:g} s after SIGTERM: SIGKILL")
+            procs.kill_group(job.pid, signal.SIGKILL)
+            procs.kill_pids(procs.descendants(me), signal.SIGKILL)
+            continue
+        timeout = 1.0 if job.kill_deadline is None or job.killed_after_grace \
+            else max(0.0, job.kill_deadline - now)
+        try:
+            select.select([wake_r], [], [], timeout)
+            data = os.read(wake_r, 512)
+        except BlockingIOError:
+            data = b""
+        for signum in dict.fromkeys(data):
+            if signum in (signal.SIGUSR1, signal.SIGTERM, signal.SIGINT):
+                job.on_cancel(signum)
+    proc.returncode = job.status  # reaped by us; keep Popen from trying again
+
+    leftovers = job.kill_everything()
+    exit_code, sig, reason = procs.describe_wait_status(job.status)
+    cancelled = job.term_sent and exit_code != 0
+    if cancelled:
+        how = (f"killed by SIGKILL {job.grace_used:g} s after SIGTERM" if job.killed_after_grace
+               else (reason or "stopped"))
+        reason = f"cancelled: {how}"
+    if leftovers:
+        _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
+    store.write_exit(ExitRecord(job_id=job_id, exit_code=exit_code, signal=sig,
+                                cancelled=cancelled, finished_at=utc_now(), reason=reason,
+                                leftover_killed=leftovers))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchd.supervisor", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, type=Path)
+    p.add_argument("--job-id", required=True)
+    p.add_argument("--grace", type=float, default=10.0,
+                   help="SIGTERM->SIGKILL grace when the supervisor itself is told to stop")
+    p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- orchestrator argv")
+    a = p.parse_args(argv)
+    command = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not command:
+        p.error("no orchestrator command after --")
+    return run(a.root.resolve(), a.job_id, command, a.grace, a.ready_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""JobManager with real supervisors and the fake orchestrator: start, busy, complete, fail."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import msgspec
+import pytest
+
+from benchd.errors import Busy, InvalidRequest, JobNotFound
+from benchd.jobs import JobManager
+from benchd.schema import JobConfig, JobRecord
+from benchd.states import FINAL, JobState
+from tests.support import (async_wait_until, fake_orchestrator_argv, kill_job_processes,
+                           pids_of_job, write_spec)
+
+CFG = JobConfig(experiments=["gmst_era", "equ_ecl"], ci=True)
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    """Set the fake orchestrator's behaviour for jobs started after the call."""
+    path = tmp_path / "spec.json"
+    monkeypatch.setenv("FAKE_ORCHESTRATOR_SPEC", str(path))
+
+    def set_spec(**kw):
+        write_spec(path, **kw)
+        return path
+    set_spec()
+    return set_spec
+
+
+@pytest.fixture
+async def manager(tmp_path, spec):
+    root = tmp_path / "root"
+    root.mkdir()
+    m = JobManager(root, orchestrator=fake_orchestrator_argv(), grace=5.0)
+    assert await m.reconcile() == []
+    yield m
+    await m.close()
+    for rec in m.list_jobs():
+        kill_job_processes(rec.job_id)
+
+
+async def wait_final(m: JobManager, job_id: str, timeout: float = 20.0) -> JobRecord:
+    async def last():
+        rec = None
+        async for rec in m.watch(job_id):
+            pass
+        return rec
+    return await asyncio.wait_for(last(), timeout)
+
+
+async def test_start_runs_to_completed_with_record_and_log(manager, tmp_path):
+    rec = await manager.start(CFG, uid=1234, user="alice")
+    assert rec.status == JobState.RUNNING
+    assert rec.started_at and rec.supervisor_pid and rec.pgid
+    final = await wait_final(manager, rec.job_id)
+    assert final.status == JobState.COMPLETED
+    assert final.exit_code == 0 and final.reason is None
+    assert final.progress.k == 2 and final.progress.total == 2
+    assert final.run_dir and final.run_dir.startswith("results/")
+    on_disk = msgspec.json.decode((manager.root / "logs" / "jobs" / f"{rec.job_id}.json")
+                                  .read_bytes(), type=JobRecord)
+    assert on_disk == final
+    log = (manager.root / "logs" / f"{rec.job_id}.log").read_text()
+    assert "experiments=gmst_era,equ_ecl n=200 seed=42 perf_rounds=3" in log
+    assert "line 2 of 3" in log
+    # supervisor files are gone once the record holds the outcome; nothing of the job is left
+    assert sorted(p.name for p in (manager.root / "logs" / "jobs").iterdir()) == \
+        [f"{rec.job_id}.json"]
+    assert pids_of_job(rec.job_id) == []
+    assert manager.active() is None
+    assert manager.get(rec.job_id) == final
+    assert manager.list_jobs() == [final]
+
+
+async def test_nonzero_exit_is_failed_with_reason_and_last_line(manager, spec):
+    spec(exit_code=3, stderr_line="ValueError: bad things")
+    rec = await manager.start(CFG, uid=1, user="u")
+    final = await wait_final(manager, rec.job_id)
+    assert final.status == JobState.FAILED
+    assert final.exit_code == 3
+    assert final.reason == "exited with code 3: ValueError: bad things"
+
+
+async def test_orchestrator_that_cannot_start_fails(tmp_path, spec):
+    m = JobManager(tmp_path, orchestrator=[str(tmp_path / "no-such-program")])
+    await m.reconcile()
+    rec = await m.start(CFG, uid=1, user="u")
+    assert rec.status == JobState.FAILED
+    assert "failed to start" in rec.reason and "no-such-program" in rec.reason
+    assert m.active() is None
+    await m.close()
+
+
+async def test_concurrent_starts_exactly_one_wins(manager, spec, tmp_path):
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate))
+    results = await asyncio.gather(*(manager.start(CFG, uid=1, user="u") for _ in range(3)),
+                                   return_exceptions=True)
+    winners = [r for r in results if isinstance(r, JobRecord)]
+    losers = [r for r in results if isinstance(r, Busy)]
+    assert len(winners) == 1 and len(losers) == 2, results
+    job_id = winners[0].job_id
+    assert all(b.active_job_id == job_id and job_id in b.message for b in losers)
+    assert manager.active().job_id == job_id
+    with pytest.raises(Busy):
+        await manager.start(CFG, uid=1, user="u")
+    gate.touch()
+    final = await wait_final(manager, job_id)
+    assert final.status == JobState.COMPLETED
+    assert len(manager.list_jobs()) == 1
+    again = await manager.start(CFG, uid=1, user="u")  # idle again: a new job may start
+    assert again.job_id != job_id
+    await wait_final(manager, again.job_id)
+
+
+@pytest.mark.parametrize("body, field", [
+    (JobConfig(n=0), "n"),
+    (JobConfig(experiments=["nope"]), "experiments"),
+    (JobConfig(perf_rounds=10**9), "perf_rounds"),
+    (JobConfig(seed=-1), "seed"),
+])
+async def test_bad_config_names_the_field_and_starts_nothing(manager, body, field):
+    with pytest.raises(InvalidRequest) as ei:
+        await manager.start(body, uid=1, user="u")
+    assert ei.value.message.startswith(f"{field}:")
+    assert manager.list_jobs() == []
+    assert list((manager.root / "logs" / "jobs").iterdir()) == []
+
+
+async def test_get_unknown_and_invalid_ids(manager):
+    for bad in ("0123456789ab", "../../etc/pas", "", "ABCDEF012345", "0123456789abc"):
+        with pytest.raises(JobNotFound):
+            manager.get(bad)
+        with pytest.raises(JobNotFound):
+            manager.log_path(bad)
+
+
+async def test_list_filters_and_limits(manager):
+    ids = []
+    for _ in range(3):
+        rec = await manager.start(CFG, uid=1, user="u")
+        await wait_final(manager, rec.job_id)
+        ids.append(rec.job_id)
+    assert [r.job_id for r in manager.list_jobs()] == ids[::-1]
+    assert [r.job_id for r in manager.list_jobs(limit=2)] == ids[:0:-1]
+    assert manager.list_jobs(statuses=frozenset({JobState.FAILED})) == []
+    assert len(manager.list_jobs(statuses=FINAL)) == 3
+
+
+async def test_watch_sees_running_then_final(manager, spec, tmp_path):
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate))
+    rec = await manager.start(CFG, uid=1, user="u")
+    seen = []
+
+    async def collect():
+        async for r in manager.watch(rec.job_id):
+            seen.append(r.status)
+    task = asyncio.create_task(collect())
+    await async_wait_until(lambda: seen, what="first watch record")
+    assert seen[0] == JobState.RUNNING
+    gate.touch()
+    await asyncio.wait_for(task, 20)
+    assert seen[-1] == JobState.COMPLETED
+    assert os.path.exists(manager.root / "logs" / f"{rec.job_id}.log")

@@ -1,0 +1,109 @@
+"""A stand-in for `python -m pipeline` in benchd tests: same argv, scripted behaviour.
+
+Accepts the real orchestrator argv (--experiments ... --n ... --seed ... --perf-rounds ...
+[--no-perf] [--ci] --results-dir DIR) and reads what to do from the JSON file named by env
+FAKE_ORCHESTRATOR_SPEC (all keys optional; defaults: a short successful run):
+  lines: int            plain log lines to print ("line <i> of <n>")
+  lines_per_s: float    pace of those lines (0 = as fast as possible)
+  progress: bool        emit pipeline progress lines (start / experiment_done per experiment,
+                        then "published" with a run_dir)  [default true]
+  wait_for_file: str    block (polling 5 ms) until this path exists: holds a job running
+                        without sleeps in the test
+  sleep_s: float        then sleep this long
+  ignore_sigterm: bool  SIG_IGN for SIGTERM (a job that must be SIGKILLed)
+  double_fork: bool     leave a setsid'd grandchild that sleeps for an hour (escapes the group)
+  exit_code: int        exit status at the end
+  stderr_line: str      one line printed to stderr just before exiting
+It is the real thing a test needs: a real process with a real pid, group, signals and output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from pipeline import progress  # noqa: E402  (stdlib-only module)
+
+SPEC_ENV = "FAKE_ORCHESTRATOR_SPEC"
+
+
+def _spec() -> dict:
+    path = os.environ.get(SPEC_ENV)
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _double_fork() -> None:
+    """Leave a grandchild in its own session that outlives us unless someone kills it."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            # grandchild: an hour of nothing, marked in argv for anyone scanning /proc
+            os.execv(sys.executable, [sys.executable, "-c",
+                                      "import time; time.sleep(3600)  # fake-orchestrator-grandchild"])
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fake_orchestrator")
+    p.add_argument("--experiments", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--perf-rounds", type=int, required=True)
+    p.add_argument("--no-perf", action="store_true")
+    p.add_argument("--ci", action="store_true")
+    p.add_argument("--results-dir", required=True, type=Path)
+    a = p.parse_args(argv)
+    spec = _spec()
+    if spec.get("ignore_sigterm"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if spec.get("double_fork"):
+        _double_fork()
+    experiments = a.experiments.split(",")
+    run_id = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
+    print(f"fake orchestrator pid {os.getpid()}: experiments={a.experiments} n={a.n} "
+          f"seed={a.seed} perf_rounds={a.perf_rounds}", flush=True)
+    emit = spec.get("progress", True)
+    total = len(experiments)
+    if emit:
+        progress.emit("start", run_id=run_id, k=1, total=total, experiment=experiments[0])
+    n_lines = int(spec.get("lines", 3))
+    rate = float(spec.get("lines_per_s", 0) or 0)
+    for i in range(n_lines):
+        print(f"line {i} of {n_lines}", flush=True)
+        if rate:
+            time.sleep(1.0 / rate)
+    if spec.get("wait_for_file"):
+        target = Path(spec["wait_for_file"])
+        while not target.exists():
+            time.sleep(0.005)
+    if spec.get("sleep_s"):
+        time.sleep(float(spec["sleep_s"]))
+    if emit:
+        for k, exp in enumerate(experiments, 1):
+            progress.emit("experiment_done", run_id=run_id, k=k, total=total, experiment=exp)
+    code = int(spec.get("exit_code", 0))
+    if emit and code == 0:
+        run_dir = a.results_dir / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        progress.emit("published", run_id=run_id, k=total, total=total,
+                      run_dir=f"results/{run_id}")
+    if spec.get("stderr_line"):
+        print(spec["stderr_line"], file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
