@@ -38,7 +38,8 @@ def test_measure_scales_inner_repeats_and_consumes_outputs() -> None:
         return np.ones((4, 2))
     p = worker.measure(call, rounds=3, resolution_ns=1.0, ops_per_call=4)
     assert p.rounds == 3 and p.inner_repeats >= 8         # 20 ms / 2 ms, with margin
-    assert p.median_ns == pytest.approx(0.5e6, rel=0.5)   # 2 ms per call over 4 cases
+    # 2 ms per call over 4 cases: never less (a busy wait), more only if the machine is loaded
+    assert 0.5e6 * 0.99 <= p.min_ns <= p.median_ns < 5e6
     assert p.checksum == pytest.approx(len(calls) + 3 * 8)  # one item per call + 3 nansums
     assert len(calls) >= 3 * p.inner_repeats
 
