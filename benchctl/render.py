@@ -209,9 +209,10 @@ class StatusLine:
 
     def _width(self) -> int:
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError, AttributeError):
-            return 80
+            columns = 0
+        return columns if columns > 0 else 80  # a fresh pty may report 0 columns
 
     def clear(self) -> None:
         if self.enabled and self._shown:

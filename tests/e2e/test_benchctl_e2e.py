@@ -1,0 +1,409 @@
+"""benchctl end to end: the real `benchctl` console script against a real benchd subprocess on
+a real Unix socket (tests/support/daemon.py), jobs run by the fake orchestrator (and once by
+the real pipeline). Covers every command, every exit code that can be provoked here, --json
+shapes, tail -f across a kill -9 + restart of benchd, SIGINT, a pseudo-terminal, pipes."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from benchd.schema import Health, JobConfig, JobList, JobRecord
+from benchd.states import JobState
+from benchd.store import Store
+from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
+
+REPO = Path(__file__).resolve().parents[2]
+_SCRIPT = Path(sys.executable).parent / "benchctl"
+BENCHCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "benchctl"]
+JOB_ID = re.compile(r"^[0-9a-f]{12}$")
+CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
+
+
+def env_for(d: Daemon, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCHD_", "NO_COLOR"))}
+    # the marker lets the daemon helper's cleanup kill any benchctl a failing test leaves
+    env.update({"BENCHD_SOCKET": str(d.socket_path), "BENCHD_TEST_MARKER": d.marker})
+    env.update(extra)
+    return env
+
+
+def bc(d: Daemon, *args: str, timeout: float = 30, **extra_env: str
+       ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BENCHCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env_for(d, **extra_env), stdin=subprocess.DEVNULL)
+
+
+def spawn(d: Daemon, *args: str, stdout: Any = subprocess.PIPE, **extra_env: str
+          ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*BENCHCTL, *args], stdout=stdout, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, env=env_for(d, **extra_env))
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, bytes, bytes]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode, out or b"", err or b""
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """Create this file to let a held fake-orchestrator job finish."""
+    return tmp_path / "gate"
+
+
+# --- run / wait / follow and the job outcome exit codes -----------------------------------
+
+def test_run_prints_id_and_wait_exits_with_outcome(daemon_factory) -> None:
+    d = daemon_factory()
+    r = bc(d, "run", "-e", "gmst_era", "--ci")
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert JOB_ID.match(job_id)
+    rec = d.wait_job(job_id)
+    assert rec["status"] == "completed" and rec["config"]["experiments"] == ["gmst_era"]
+    assert rec["config"]["ci"] is True
+
+    r = bc(d, "run", "--wait", "-e", "gmst_era", "-e", "equ_ecl", "--n", "7", "--seed", "3",
+           "--perf-rounds", "2", "--no-perf")
+    assert r.returncode == 0 and "completed" in r.stderr, r.stderr
+    latest = d.get("/api/benchmark/jobs?limit=1").json()["jobs"][0]
+    assert latest["config"] == {"experiments": ["gmst_era", "equ_ecl"], "n": 7, "seed": 3,
+                                "perf_rounds": 2, "no_perf": True}
+
+    d.set_spec(exit_code=3, stderr_line="boom on stderr")
+    r = bc(d, "run", "--wait")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "failed" in r.stderr and "exit code 3" in r.stderr
+
+
+def test_run_wait_json_is_final_record(daemon_factory) -> None:
+    d = daemon_factory()
+    r = bc(d, "run", "--wait", "--json", "-e", "gmst_era")
+    assert r.returncode == 0, r.stderr
+    rec = msgspec.json.decode(r.stdout, type=JobRecord)
+    assert rec.status is JobState.COMPLETED and rec.exit_code == 0
+    assert rec.config == JobConfig(experiments=["gmst_era"])
+    r = bc(d, "run", "--json")
+    started = msgspec.json.decode(r.stdout, type=JobRecord)
+    assert r.returncode == 0 and started.status in (JobState.RUNNING, JobState.COMPLETED,
+                                                    JobState.STARTING)
+
+
+def test_busy_usage_and_cancel_exit_codes(daemon_factory, gate: Path) -> None:
+    d = daemon_factory()
+    d.set_spec(wait_for_file=str(gate), lines=2)
+    waiter = spawn(d, "run", "--wait", "-e", "gmst_era")
+    try:
+        job = wait_until(lambda: d.get("/api/health").json()["active_job"], 15,
+                         message="job active")
+        job_id = job["job_id"]
+        r = bc(d, "run")
+        assert r.returncode == 5 and job_id in r.stderr, (r.returncode, r.stderr)
+        wait_until(lambda: (d.job(job_id).get("progress") or {}).get("total"), 15,
+                   message="progress parsed from the job's log")
+        r = bc(d, "status")
+        assert r.returncode == 0 and job_id in r.stdout and "running" in r.stdout
+        assert "1/1 experiments · gmst_era" in r.stdout
+        r = bc(d, "cancel", job_id[:5], "--grace", "2")
+        assert r.returncode == 0, r.stderr
+        assert f"job {job_id} cancelled" in r.stdout
+        code, _, err = finish(waiter)
+        assert code == 3, err  # run --wait reports the cancellation as exit 3
+        assert b"cancelled" in err
+    finally:
+        gate.touch()
+        finish(waiter, 10)
+    r = bc(d, "cancel", job_id)
+    assert r.returncode == 8 and job_id in r.stderr, r.stderr
+    r = bc(d, "cancel")
+    assert r.returncode == 4 and "no job is running" in r.stderr
+    r = bc(d, "run", "--n", "0")
+    assert r.returncode == 2 and "n" in r.stderr and "between" in r.stderr, r.stderr
+    r = bc(d, "run", "-e", "gmst_era,bogus")
+    assert r.returncode == 2 and "bogus" in r.stderr and "experiments" in r.stderr
+
+
+def test_cancel_json_decodes(daemon_factory, gate: Path) -> None:
+    d = daemon_factory()
+    d.set_spec(wait_for_file=str(gate))
+    job_id = bc(d, "run").stdout.strip()
+    d.wait_job(job_id, ("running",))
+    r = bc(d, "cancel", "--json")
+    assert r.returncode == 0, r.stderr
+    rec = msgspec.json.decode(r.stdout, type=JobRecord)
+    assert rec.job_id == job_id and rec.status is JobState.CANCELLED
+    assert rec.cancel_requested_by == os.getuid()
+
+
+def test_unknown_jobs_and_prefixes(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    store = Store(d.root)
+    for jid in ("abc000000001", "abc000000002", "def000000003"):
+        store.save(JobRecord(job_id=jid, status=JobState.COMPLETED, config=JobConfig(),
+                             requester_uid=0, requester_name="root",
+                             created_at="2026-11-01T00:00:00.000+00:00"))
+        d.log_file(jid).write_text(f"log of {jid}\n")
+    d.start()
+    for args in (("status", "ffffffffffff"), ("logs", "0"), ("tail", "nope"),
+                 ("cancel", "ffff")):
+        r = bc(d, *args)
+        assert r.returncode == 4, (args, r.returncode, r.stderr)
+    r = bc(d, "status", "abc")
+    assert r.returncode == 2 and "ambiguous" in r.stderr and "abc000000001" in r.stderr
+    r = bc(d, "logs", "def")
+    assert r.returncode == 0 and r.stdout == "log of def000000003\n"
+    r = bc(d, "status", "abc000000002", "--json")
+    assert msgspec.json.decode(r.stdout, type=JobRecord).job_id == "abc000000002"
+
+
+def test_outcome_unknown_exit_7_after_restart(daemon_factory, gate: Path) -> None:
+    """The job's supervisor dies while benchd is down: its outcome cannot be known; a
+    `run --wait` that was waiting rides through the restart and exits 7."""
+    d = daemon_factory()
+    d.set_spec(wait_for_file=str(gate))
+    waiter = spawn(d, "run", "--wait")
+    try:
+        job = wait_until(lambda: (d.get("/api/health").json()["active_job"] or {})
+                         .get("pgid") and d.get("/api/health").json()["active_job"], 15,
+                         message="job running with a pgid")
+        d.kill9()
+        os.kill(job["supervisor_pid"], signal.SIGKILL)
+        os.killpg(job["pgid"], signal.SIGKILL)
+        d.start()
+        code, _, err = finish(waiter, 40)
+        assert code == 7, (code, err)
+        assert b"unknown?" in err or b"unknown" in err
+    finally:
+        gate.touch()
+        finish(waiter, 5)
+
+
+# --- logs, tail, follow ---------------------------------------------------------------------
+
+def test_tail_follow_survives_benchd_kill9_byte_for_byte(daemon_factory, gate: Path,
+                                                         tmp_path: Path) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=40, lines_per_s=40, wait_for_file=str(gate))
+    job_id = d.start_job(experiments=["gmst_era", "equ_ecl"])["job_id"]
+    out_path = tmp_path / "tail.out"
+    log = d.log_file(job_id)
+    with open(out_path, "wb") as out:
+        tail = spawn(d, "tail", "-f", "-n", "100000", job_id[:6], "--reconnect-timeout", "30",
+                     stdout=out)
+    try:
+        wait_until(lambda: out_path.read_bytes().count(b"\n") >= 5, 15,
+                   message="tail printed lines")
+        d.kill9()
+        size = log.stat().st_size
+        wait_until(lambda: log.stat().st_size > size + 20, 15,
+                   message="the job wrote while benchd was down")
+        d.start()
+        wait_until(lambda: b"line 39 of 40" in out_path.read_bytes(), 20,
+                   message="tail caught up after the restart")
+        gate.touch()
+        code, _, err = finish(tail, 30)
+    finally:
+        gate.touch()
+        finish(tail, 5)
+    assert code == 0, err
+    d.wait_job(job_id)
+    assert out_path.read_bytes() == log.read_bytes()  # nothing lost, nothing repeated
+
+
+def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path: Path) -> None:
+    d = daemon_factory()
+    d.set_spec(wait_for_file=str(gate), lines=3)
+    job_id = d.start_job()["job_id"]
+    out_path = tmp_path / "out"
+    with open(out_path, "wb") as out:
+        tail = spawn(d, "tail", "-f", stdout=out)
+    try:
+        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, message="tail output")
+        tail.send_signal(signal.SIGINT)
+        code, _, err = finish(tail, 10)
+        assert code == 130, err
+        assert b"keeps running" in err and b"Traceback" not in err
+        assert d.job(job_id)["status"] == "running"
+    finally:
+        gate.touch()
+        finish(tail, 5)
+    assert d.wait_job(job_id)["status"] == "completed"
+
+
+def test_piped_follow_is_the_raw_log(daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=50)
+    proc = spawn(d, "run", "--follow", "-e", "gmst_era,equ_ecl")
+    code, out, err = finish(proc)
+    assert code == 0, err
+    job_id = re.search(rb"job ([0-9a-f]{12}) started", err).group(1).decode()
+    assert out == d.log_file(job_id).read_bytes()
+    assert b"@@benchd-progress" in out and not CONTROL.search(out)
+    assert b"completed" in err
+
+    r = bc(d, "tail", job_id, "-n", "2")
+    assert r.returncode == 0
+    assert r.stdout.splitlines() == d.log_file(job_id).read_text().splitlines()[-2:]
+    r = bc(d, "logs", job_id)
+    assert r.stdout == d.log_file(job_id).read_text()
+
+
+def test_logs_into_a_closed_pipe_is_quiet(daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=30000)
+    job_id = bc(d, "run", "--wait").stderr.split()[1]
+    assert JOB_ID.match(job_id)
+    proc = spawn(d, "logs", job_id)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    code, _, err = finish(proc)
+    assert first.startswith(b"fake orchestrator pid")
+    assert code == 0 and err == b"", err
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, bytes]:
+    """Run argv with stdout and stderr on a pseudo-terminal; return (exit code, screen bytes)."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif proc.poll() is not None:
+                break
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), data
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+
+
+def test_follow_on_a_terminal_shows_the_progress_line(daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=5, lines_per_s=50)
+    code, screen = _run_in_pty([*BENCHCTL, "run", "--follow", "-e", "gmst_era,equ_ecl"],
+                               env_for(d, TERM="xterm"))
+    assert code == 0, screen
+    text = screen.decode()
+    assert "1/2 experiments · gmst_era" in text and "2/2 experiments" in text
+    assert "@@benchd-progress" not in text  # drawn, not printed
+    assert "\r\x1b[K" in text and "line 4 of 5" in text
+    assert "\x1b[32mcompleted" in text  # the outcome, coloured on a terminal
+
+
+def test_history_colours_only_on_a_terminal(daemon_factory) -> None:
+    d = daemon_factory()
+    bc(d, "run", "--wait")
+    d.set_spec(exit_code=1)
+    bc(d, "run", "--wait")
+    code, screen = _run_in_pty([*BENCHCTL, "history"], env_for(d))
+    assert code == 0 and b"\x1b[32mcompleted" in screen and b"\x1b[31mfailed" in screen
+    code, screen = _run_in_pty([*BENCHCTL, "history"], env_for(d, NO_COLOR="1"))
+    assert code == 0 and b"\x1b[" not in screen and b"completed" in screen
+    r = bc(d, "history")
+    assert r.returncode == 0 and "\x1b" not in r.stdout
+    rows = r.stdout.splitlines()
+    assert rows[0].split()[:2] == ["ID", "STATE"] and len(rows) == 3
+    assert rows[1].split()[1] == "failed" and rows[2].split()[1] == "completed"
+    r = bc(d, "history", "--status", "failed", "--json")
+    jobs = msgspec.json.decode(r.stdout, type=JobList).jobs
+    assert [j.status for j in jobs] == [JobState.FAILED]
+    r = bc(d, "history", "--limit", "1")
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_status_json_and_daemon_down(daemon_factory) -> None:
+    d = daemon_factory()
+    r = bc(d, "status", "--json")
+    health = msgspec.json.decode(r.stdout, type=Health)
+    assert r.returncode == 0 and health.status == "ok" and health.active_job is None
+    assert health.socket == str(d.socket_path)
+    r = bc(d, "status")
+    assert "no job running" in r.stdout and str(d.root) in r.stdout
+    d.stop()
+    for args in (("status",), ("history",), ("run",)):
+        r = bc(d, *args)
+        assert r.returncode == 69, (args, r.stderr)
+        assert str(d.socket_path) in r.stderr and "benchd --root DIR" in r.stderr
+
+
+def test_forbidden_to_cancel_another_users_job(daemon_factory, gate: Path) -> None:
+    """Exit 6: the caller is uid 65534 (SO_PEERCRED, set for real with setuid). Python cannot
+    be exec'd as that user here (/root is 0700), so the child imports benchctl as root, then
+    drops to uid 65534 before main() connects: the same code path as the console script."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to switch uid")
+    d = daemon_factory(extra_args=["--socket-mode", "0666"])
+    os.chmod(d.socket_path.parent, 0o755)
+    d.set_spec(wait_for_file=str(gate))
+    job_id = d.start_job()["job_id"]
+    code = ("import sys, os\n"
+            "import benchctl.cli, benchctl.commands.cancel, benchctl.client, benchctl.jobref, "
+            "benchctl.render, benchctl.exitcodes, benchd.defaults, json, urllib.parse, locale\n"
+            "benchctl.cli.build_parser('cancel').format_help()  # argparse's lazy imports\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            f"sys.exit(benchctl.cli.main(['cancel', '{job_id}']))\n")
+    try:
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=30, env=env_for(d), cwd="/")
+        assert r.returncode == 6, (r.returncode, r.stderr)
+        assert "forbidden" in r.stderr.lower() or job_id in r.stderr or "not" in r.stderr
+        assert d.job(job_id)["status"] == "running"
+    finally:
+        gate.touch()
+    d.wait_job(job_id)
+
+
+# --- results and experiments with the real pipeline ---------------------------------------
+
+def test_real_pipeline_results_and_experiments(daemon_factory) -> None:
+    d = daemon_factory(orchestrator=[sys.executable, "-m", "pipeline"])
+    r = bc(d, "run", "--wait", "--ci", "--no-perf", "-e", "gmst_era", timeout=240)
+    assert r.returncode == 0, r.stderr + d.stderr_text()[-2000:]
+    r = bc(d, "results")
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert header.split()[:2] == ["RUN", "STATUS"] and len(rows) == 1
+    run_id = rows[0].split()[0]
+    assert "gmst_era" in rows[0]
+    r = bc(d, "results", "latest")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"run {run_id}") and "erfa" in r.stdout and "gmst_era" in r.stdout
+    r = bc(d, "results", run_id, "--json")
+    detail = json.loads(r.stdout)
+    assert r.returncode == 0 and detail["run_id"] == run_id and "gmst_era" in detail["experiments"]
+    r = bc(d, "results", "1999-01-01_00-00-00")
+    assert r.returncode == 4, r.stderr
+    r = bc(d, "experiments", timeout=200)
+    assert r.returncode == 0, r.stderr
+    assert "gmst_era:" in r.stdout and "reference: erfa" in r.stdout
+    r = bc(d, "experiments", "--json", timeout=200)
+    names = [e["experiment"] for e in json.loads(r.stdout)]
+    assert "gmst_era" in names and "frame_rotation_bpn" in names
