@@ -23,12 +23,19 @@ from benchd.peercred import PeerCred, peer_cred
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import JobState
+from pipeline import loader
+from pipeline.schema import RunDetail, RunSummary
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPERIMENTS_TIMEOUT_S = 120.0
 _ws_encoder = msgspec.json.Encoder()
+
+
+class RunList(msgspec.Struct):
+    """Body of GET /api/results: published runs, newest first."""
+    runs: list[RunSummary]
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     q = _query(request, LOG_PARAMS)
     start = _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
+    follow = _bool(q, "follow")
     resp = web.StreamResponse(headers={"X-Log-Offset": str(start),
                                        "Cache-Control": "no-store"})
     resp.content_type = "text/plain"
@@ -186,7 +194,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     try:
-        async for chunk in manager.follow_log(job_id, start, follow=_bool(q, "follow")):
+        async for chunk in manager.follow_log(job_id, start, follow=follow):
             await resp.write(chunk)
         await resp.write_eof()
     except (ConnectionError, asyncio.CancelledError):
@@ -274,29 +282,26 @@ async def health(request: web.Request) -> web.StreamResponse:
                                 active_job=ctx.manager.active()))
 
 
-def _loader() -> Any:
-    try:
-        from pipeline import loader
-    except ImportError as e:
-        raise BenchdError(f"results are unavailable: pipeline.loader cannot be imported ({e})")
-    return loader
-
-
 async def list_results(request: web.Request) -> web.StreamResponse:
+    """Reading results touches many small files: off the loop (the watchdog pings on it)."""
     _query(request, ())
-    loader = _loader()
     runs = await asyncio.to_thread(loader.list_runs, _ctx(request).results_dir)
-    return json_response({"runs": runs})
+    return json_response(RunList(runs=runs))
+
+
+def _load_run(results_dir: Any, run: str) -> RunDetail:
+    if run == "latest":
+        run = loader.latest_run_id(results_dir)
+    return loader.load_run(results_dir, run)
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:
+    """One run by id, or `latest`; the loader refuses anything that is not a run id (no
+    path tricks reach the filesystem)."""
     _query(request, ())
     run = request.match_info["run"]
-    if not run or run.startswith(".") or any(c in run for c in "/\\\0"):
-        raise RunNotFound(f"no run {run!r}")
-    loader = _loader()
     try:
-        detail = await asyncio.to_thread(loader.load_run, _ctx(request).results_dir, run)
+        detail = await asyncio.to_thread(_load_run, _ctx(request).results_dir, run)
     except loader.RunNotFoundError as e:
         raise RunNotFound(str(e) or f"no run {run!r}") from None
     return json_response(detail)
@@ -361,10 +366,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs/ws", job_logs_ws,
              "WebSocket: log, cancelling and done messages (benchd.schema WsMessage)",
              {101: "switching protocols", 400: _E400, 404: _E404}, None, query=WS_PARAMS),
-    Endpoint("GET", "/api/results", list_results, "Result runs ({\"runs\": [RunSummary]})",
-             {200: "ok"}),
-    Endpoint("GET", "/api/results/{run}", get_result, "One run (RunDetail)",
-             {200: "ok", 404: "unknown run"}),
+    Endpoint("GET", "/api/results", list_results, "Published result runs, newest first",
+             {200: "ok"}, RunList),
+    Endpoint("GET", "/api/results/{run}", get_result, "One run by id, or `latest`",
+             {200: "ok", 404: "unknown run"}, RunDetail),
     Endpoint("GET", "/api/experiments", experiments,
              "Experiments and the adapters supporting each (pipeline.registry.describe())",
              {200: "ok", 500: "the pipeline could not describe them"}),
