@@ -239,11 +239,10 @@ class JobManager:
             except asyncio.CancelledError:
                 pass
         # the supervisor is gone: the log is complete
-        while True:
+        more = True
+        while more:
             objs, more = reader.feed(final=True)
             self._apply_progress(live.job_id, objs)
-            if not more:
-                break
         self._finalize_from_disk(live)
 
     async def _wait_supervisor(self, live: _Live) -> None:
@@ -301,6 +300,13 @@ class JobManager:
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(PROGRESS_FLUSH_S,
                                                                        self._flush)
+
+    def _scan_progress(self, job_id: str) -> None:
+        reader = _ProgressReader(self.store.paths(job_id).log)
+        more = True
+        while more:
+            objs, more = reader.feed(final=True)
+            self._apply_progress(job_id, objs)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -502,7 +508,7 @@ class JobManager:
                 pid, ticks = info.supervisor_pid, info.supervisor_start_ticks
         alive = pid is not None and procs.is_alive(pid, ticks) and procs.lock_is_held(paths.lock)
         if ex is not None and not alive:
-            self._jobs[job_id] = rec
+            self._scan_progress(job_id)  # the run_dir it published while nobody watched
             new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
             return (f"job {job_id}: finished while benchd was down; recorded {new.status.value}"
                     + (f" ({new.reason})" if new.reason else ""))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 SUPPORT = Path(__file__).resolve().parent
 FAKE_ORCHESTRATOR = SUPPORT / "fake_orchestrator.py"
+JOBHOST = SUPPORT / "jobhost.py"  # a JobManager in its own process (to SIGKILL "benchd")
 JOB_ENV = "BENCHD_JOB_ID"  # benchd.procs.JOB_ENV; repeated so helpers need no benchd import
 
 
