@@ -99,6 +99,9 @@ def n_text(config: dict[str, Any]) -> str:
     return "ci" if config.get("ci") else "default"
 
 
+_PHASES_SHOWN = ("inputs", "reference", "accuracy", "perf", "interrupted", "failed")
+
+
 def progress_text(progress: dict[str, Any] | None) -> str:
     """'3/9 experiments · frame_rotation_bpn' (adapter and phase when known)."""
     if not progress or not progress.get("total"):
@@ -108,7 +111,7 @@ def progress_text(progress: dict[str, Any] | None) -> str:
         text += f" · {progress['experiment']}"
     if progress.get("adapter"):
         text += f" · {progress['adapter']}"
-    if progress.get("phase") and progress["phase"] not in ("adapter",):
+    if progress.get("phase") in _PHASES_SHOWN:
         text += f" ({progress['phase']})"
     return text
 
