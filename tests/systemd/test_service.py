@@ -164,7 +164,10 @@ def test_stop_with_on_stop_cancel_cancels_the_job(booted: Container) -> None:
 def test_cancel_leaves_no_process_of_the_job(ct: Container) -> None:
     job = held_job(ct, double_fork=True)  # also leaves a setsid'd grandchild
     main = ct.main_pid()
-    assert len(ct.cgroup_procs()) >= 4, ct.cgroup_procs()  # benchd, supervisor, orch, grandchild
+    # benchd, supervisor, orchestrator and its escaped grandchild, all in the unit's cgroup
+    wait_until(lambda: any("fake-orchestrator-grandchild" in ct.cmdline(p)
+                           for p in ct.cgroup_procs()), 10, "the double-forked grandchild")
+    assert len(ct.cgroup_procs()) >= 4, ct.cgroup_procs()
     status, rec = ct.api("POST", f"/api/benchmark/jobs/{job['job_id']}/cancel", {"grace": 2})
     assert status == 200, rec
     assert rec["status"] == "cancelled", rec
