@@ -1,0 +1,225 @@
+"""benchd killed -9 and restarted: a new JobManager reconciles what it finds on disk and in
+/proc. "benchd" is tests/support/jobhost.py, a JobManager in its own process."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from benchd.jobs import JobManager
+from benchd.schema import JobConfig, JobRecord
+from benchd.states import JobState
+from benchd.store import Store, utc_now
+from tests.support import (JOBHOST, fake_orchestrator_argv, kill_job_processes, pid_alive,
+                           pids_of_job, wait_until, write_spec)
+
+
+@pytest.fixture
+def spec(tmp_path, monkeypatch):
+    path = tmp_path / "spec.json"
+    monkeypatch.setenv("FAKE_ORCHESTRATOR_SPEC", str(path))
+    return lambda **kw: write_spec(path, **kw)
+
+
+@pytest.fixture
+def root(tmp_path):
+    r = tmp_path / "root"
+    r.mkdir()
+    return r
+
+
+@pytest.fixture
+def host(root):
+    """Start a jobhost that starts one job; returns its first record. Killed on teardown."""
+    procs: list[subprocess.Popen] = []
+    job_ids: list[str] = []
+
+    def start(config: dict) -> dict:
+        p = subprocess.Popen([sys.executable, str(JOBHOST), str(root), "--start",
+                              json.dumps(config)], stdout=subprocess.PIPE, text=True)
+        procs.append(p)
+        for line in p.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "started":
+                job_ids.append(ev["record"]["job_id"])
+                return ev["record"]
+        raise AssertionError("jobhost ended without starting a job")
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait(10)
+    for job_id in job_ids:
+        kill_job_processes(job_id)
+
+
+async def final_of(m: JobManager, job_id: str, timeout: float = 20.0) -> JobRecord:
+    async def last():
+        rec = None
+        async for rec in m.watch(job_id):
+            pass
+        return rec
+    return await asyncio.wait_for(last(), timeout)
+
+
+async def test_reattach_after_benchd_killed_follows_to_true_exit_code(root, spec, host,
+                                                                     tmp_path):
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate), exit_code=7, lines=2)
+    rec = host({"experiments": ["gmst_era", "equ_ecl", "precession"]})
+    job_id = rec["job_id"]
+    os.kill(rec["supervisor_pid"], 0)
+    # kill -9 "benchd": the job must not notice
+    hosts_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
+    os.kill(hosts_pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(hosts_pid), what="host gone")
+    assert pid_alive(rec["supervisor_pid"])
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    try:
+        lines = await m.reconcile()
+        assert lines == [f"job {job_id}: supervisor pid {rec['supervisor_pid']} still running;"
+                         " reattached"]
+        active = m.active()
+        assert active is not None and active.job_id == job_id
+        assert active.status == JobState.RUNNING
+        # log written after the restart is followed to the end
+        chunks = []
+
+        async def follow():
+            async for c in m.follow_log(job_id, 0):
+                chunks.append(c)
+        follower = asyncio.create_task(follow())
+        gate.touch()
+        final = await final_of(m, job_id)
+        await asyncio.wait_for(follower, 10)
+        assert final.status == JobState.FAILED and final.exit_code == 7
+        assert final.reason.startswith("exited with code 7")
+        assert final.progress.k == 3 and final.progress.total == 3
+        assert final.progress.phase == "experiment_done"
+        text = b"".join(chunks).decode()
+        assert text == m.log_path(job_id).read_text()
+        assert text.count("experiment_done") == 3
+        assert pids_of_job(job_id) == []
+        assert m.active() is None
+    finally:
+        await m.close()
+
+
+async def test_job_that_ended_while_benchd_was_down_is_finalized(root, spec, host, tmp_path):
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate))
+    rec = host({"experiments": ["gmst_era"]})
+    job_id = rec["job_id"]
+    host_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
+    os.kill(host_pid, signal.SIGKILL)
+    gate.touch()
+    exit_file = root / "logs" / "jobs" / f"{job_id}.exit"
+    wait_until(lambda: exit_file.exists() and not pids_of_job(job_id), what="job finished")
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    try:
+        lines = await m.reconcile()
+        final = await final_of(m, job_id)
+        assert final.status == JobState.COMPLETED and final.exit_code == 0
+        assert final.run_dir and final.run_dir.startswith("results/")  # from the log
+        assert len(lines) == 1 and job_id in lines[0]
+        on_disk = msgspec.json.decode((root / "logs" / "jobs" / f"{job_id}.json").read_bytes(),
+                                      type=JobRecord)
+        assert on_disk.status == JobState.COMPLETED
+        assert not exit_file.exists()
+    finally:
+        await m.close()
+
+
+async def test_supervisor_killed_while_benchd_down_is_unknown_and_cleaned(root, spec, host,
+                                                                         tmp_path):
+    spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
+    rec = host({"experiments": ["gmst_era"]})
+    job_id = rec["job_id"]
+    wait_until(lambda: len(pids_of_job(job_id)) >= 3, what="grandchild started")
+    host_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
+    os.kill(host_pid, signal.SIGKILL)
+    os.kill(rec["supervisor_pid"], signal.SIGKILL)
+    wait_until(lambda: not pid_alive(rec["supervisor_pid"]), what="supervisor gone")
+    orphans = pids_of_job(job_id)
+    assert len(orphans) >= 2  # orchestrator and grandchild survive their supervisor
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    try:
+        lines = await m.reconcile()
+        final = m.get(job_id)
+        assert final.status == JobState.UNKNOWN
+        assert "vanished" in final.reason and f"pid {rec['supervisor_pid']}" in final.reason
+        assert len(lines) == 1 and "recorded unknown" in lines[0]
+        wait_until(lambda: not pids_of_job(job_id), timeout=5, what="leftovers killed")
+        assert m.active() is None
+        # the manager is usable: a new job starts
+        spec()
+        new = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+        assert (await final_of(m, new.job_id)).status == JobState.COMPLETED
+    finally:
+        await m.close()
+
+
+async def test_starting_record_without_supervisor_is_failed(root):
+    store = Store(root)
+    rec = JobRecord(job_id="0123456789ab", status=JobState.STARTING, config=JobConfig(),
+                    requester_uid=1, requester_name="u", created_at=utc_now())
+    store.save(rec)
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    lines = await m.reconcile()
+    assert lines == ["job 0123456789ab: never started; recorded failed"]
+    assert m.get("0123456789ab").status == JobState.FAILED
+    assert m.active() is None
+    await m.close()
+
+
+async def test_running_record_with_dead_supervisor_pid_is_unknown(root):
+    """A record that names a pid now used by someone else (start ticks differ)."""
+    store = Store(root)
+    rec = JobRecord(job_id="0123456789ab", status=JobState.RUNNING, config=JobConfig(),
+                    requester_uid=1, requester_name="u", created_at=utc_now(),
+                    supervisor_pid=os.getpid(), supervisor_start_ticks=1, pgid=None)
+    store.save(rec)
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    lines = await m.reconcile()
+    assert m.get("0123456789ab").status == JobState.UNKNOWN
+    assert "recorded unknown" in lines[0]
+    assert pid_alive(os.getpid())  # we were not mistaken for the supervisor
+    await m.close()
+
+
+async def test_close_leaves_job_running_and_next_manager_reattaches(root, spec, tmp_path):
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate))
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    await m.reconcile()
+    rec = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+    try:
+        await m.close()
+        assert pid_alive(rec.supervisor_pid)
+        m2 = JobManager(root, orchestrator=fake_orchestrator_argv())
+        lines = await m2.reconcile()
+        assert "reattached" in lines[0]
+        gate.touch()
+        assert (await final_of(m2, rec.job_id)).status == JobState.COMPLETED
+        await m2.close()
+    finally:
+        kill_job_processes(rec.job_id)
+
+
+async def test_close_with_cancel_running_cancels(root, spec, tmp_path):
+    spec(wait_for_file=str(tmp_path / "never"))
+    m = JobManager(root, orchestrator=fake_orchestrator_argv(), grace=2.0)
+    await m.reconcile()
+    rec = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+    try:
+        await m.close(cancel_running=True)
+        assert m.get(rec.job_id).status == JobState.CANCELLED
+        assert pids_of_job(rec.job_id) == []
+    finally:
+        kill_job_processes(rec.job_id)
