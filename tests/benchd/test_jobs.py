@@ -166,3 +166,45 @@ async def test_watch_sees_running_then_final(manager, spec, tmp_path):
     await asyncio.wait_for(task, 20)
     assert seen[-1] == JobState.COMPLETED
     assert os.path.exists(manager.root / "logs" / f"{rec.job_id}.log")
+
+
+async def test_follow_log_reconnecting_with_offset_gets_every_byte_once(manager, spec):
+    spec(lines=400, lines_per_s=2000)
+    rec = await manager.start(CFG, uid=1, user="u")
+    got = bytearray()
+    # first connection: read a few chunks, then drop it
+    stream = manager.follow_log(rec.job_id, 0)
+    async for chunk in stream:
+        got += chunk
+        if len(got) > 500:
+            break
+    await stream.aclose()
+    # reconnect from the byte offset reached, follow to the end of the job
+    async for chunk in manager.follow_log(rec.job_id, len(got)):
+        got += chunk
+    final = manager.get(rec.job_id)
+    assert final.status == JobState.COMPLETED  # follow ends only once the job is final
+    assert bytes(got) == manager.log_path(rec.job_id).read_bytes()
+    assert got.count(b"line ") == 400
+    # a finished job: follow=False and follow=True both give what is there and end
+    whole = bytes(got)
+    off = manager.tail_offset(rec.job_id, 2)
+    assert whole[off:].count(b"\n") == 2
+    assert b"".join([c async for c in manager.follow_log(rec.job_id, off)]) == whole[off:]
+    assert b"".join([c async for c in manager.follow_log(rec.job_id, off, follow=False)]) \
+        == whole[off:]
+    assert manager.log_size(rec.job_id) == len(whole)
+
+
+async def test_follow_log_bad_offsets(manager):
+    rec = await manager.start(CFG, uid=1, user="u")
+    async for _ in manager.watch(rec.job_id):
+        pass
+    size = manager.log_size(rec.job_id)
+    assert [c async for c in manager.follow_log(rec.job_id, size)] == []
+    for bad in (size + 1, -1):
+        with pytest.raises(InvalidRequest) as ei:
+            manager.follow_log(rec.job_id, bad)
+        assert ei.value.message.startswith("offset:")
+    with pytest.raises(JobNotFound):
+        manager.follow_log("ffffffffffff", 0)
