@@ -36,6 +36,9 @@ class RawSink:
         self.out.write(data)
         self.out.flush()
 
+    def notice(self, text: str) -> None:
+        render.err(text)
+
     def close(self) -> None:
         self.out.flush()
 
@@ -45,6 +48,9 @@ class NullSink:
 
     def write(self, data: bytes) -> None:
         pass
+
+    def notice(self, text: str) -> None:
+        render.err(text)
 
     def close(self) -> None:
         pass
@@ -84,6 +90,12 @@ class TerminalSink:
             self.out.flush()
         self.status.show()
 
+    def notice(self, text: str) -> None:
+        self.status.clear()
+        self.status.stream.flush()
+        render.err(text)
+        self.status.show()
+
     def close(self) -> None:
         self.status.clear()
         self.status.stream.flush()
@@ -120,7 +132,10 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
                 # benchd is restarting (or gone): a real wait for another process, no event
                 # to wait on; give up after `reconnect_s` seconds without it.
                 now = time.monotonic()
-                down_since = now if down_since is None else down_since
+                if down_since is None:
+                    down_since = now
+                    sink.notice(f"lost benchd; reconnecting (for up to {reconnect_s:g} s) to "
+                                f"continue at byte {pos if pos is not None else '?'}")
                 if now - down_since > reconnect_s:
                     raise
                 time.sleep(delay)
@@ -135,6 +150,8 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
                     resp.close()
                     raise CliError("benchd did not say where the log stream starts "
                                    "(X-Log-Offset)", INTERNAL) from None
+            if down_since is not None:
+                sink.notice("reconnected to benchd")
             down_since = None
             try:
                 for chunk in resp.iter_body():

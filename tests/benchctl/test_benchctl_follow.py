@@ -29,6 +29,10 @@ class Collect:
     def __init__(self) -> None:
         self.data = b""
         self.closed = False
+        self.notices: list[str] = []
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
 
     def write(self, data: bytes) -> None:
         self.data += data
@@ -69,9 +73,11 @@ def test_clean_end_while_running_reconnects(sock_path: Path) -> None:
 
 
 def test_gives_up_after_reconnect_window(sock_path: Path) -> None:
+    sink = Collect()
     with pytest.raises(Unreachable):
-        follow.follow(Client(str(sock_path)), "0123456789ab", Collect(), offset=0,
+        follow.follow(Client(str(sock_path)), "0123456789ab", sink, offset=7,
                       reconnect_s=0.3)
+    assert sink.notices == ["lost benchd; reconnecting (for up to 0.3 s) to continue at byte 7"]
 
 
 def test_error_answer_is_raised(sock_path: Path) -> None:

@@ -221,6 +221,7 @@ def test_tail_follow_survives_benchd_kill9_byte_for_byte(daemon_factory, gate: P
         gate.touch()
         finish(tail, 5)
     assert code == 0, err
+    assert b"lost benchd; reconnecting" in err and b"reconnected to benchd" in err
     d.wait_job(job_id)
     assert out_path.read_bytes() == log.read_bytes()  # nothing lost, nothing repeated
 
