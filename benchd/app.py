@@ -137,8 +137,11 @@ async def error_middleware(request: web.Request,
         headers = {k: v for k, v in e.headers.items() if k.lower() == "allow"}
         return error_response(e.status, _HTTP_CODES.get(e.status, f"http_{e.status}"),
                               message, headers)
-    except (ConnectionResetError, ConnectionError):
-        raise
+    except ConnectionError:
+        # the client went away mid-request (e.g. mid-body): nobody to answer, nothing to log
+        # at error level (re-raising made aiohttp log a traceback per disconnect)
+        log.debug("client went away during %s %s", request.method, request.path)
+        return error_response(400, "client_disconnected", "connection lost")
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; details are in benchd's log")
