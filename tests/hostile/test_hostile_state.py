@@ -1,0 +1,273 @@
+"""State damage: what a real benchd does with broken files at start-up and under its feet:
+truncated/empty/garbage job records, a record pointing at a recycled pid, a log deleted or
+truncated mid-run, a stale socket and lock file, several daemons racing for one root."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from benchd.schema import JobConfig, JobRecord
+from benchd.states import JobState
+from benchd.store import Store
+from tests.hostile.rawhttp import call
+from tests.support.daemon import Daemon, wait_until
+
+JOBS = "/api/benchmark/jobs"
+
+
+def _record(job_id: str, status: JobState = JobState.COMPLETED, **kw: object) -> JobRecord:
+    base = dict(job_id=job_id, status=status, config=JobConfig(experiments=["gmst_era"]),
+                requester_uid=0, requester_name="root", created_at="2026-01-01T00:00:00.000+00:00")
+    if status in (JobState.COMPLETED, JobState.FAILED):
+        base.update(finished_at="2026-01-01T00:01:00.000+00:00",
+                    exit_code=0 if status == JobState.COMPLETED else 1)
+    base.update(kw)
+    return JobRecord(**base)
+
+
+def test_damaged_records_at_startup_are_moved_aside_and_the_rest_served(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    store = Store(d.root)
+    good = [_record(f"{i:012x}") for i in range(1, 4)]
+    for rec in good:
+        store.save(rec)
+    full = msgspec.json.encode(_record("0000000000aa"))
+    damaged = {
+        "0000000000aa.json": full[: len(full) // 2],                 # truncated mid-write
+        "0000000000bb.json": b"",                                  # empty (crash after create)
+        "0000000000cc.json": os.urandom(300),                      # garbage bytes
+        "0000000000dd.json": b'{"job_id": "0000000000dd"}',         # valid JSON, not a record
+        "0000000000ee.json": msgspec.json.encode(_record("0000000000ff")),  # names another job
+        "0000000000ef.json": b"[1, 2, 3]",                          # wrong JSON type
+        "0000000000f0.json": json.dumps({**json.loads(full), "job_id": "0000000000f0",
+                                         "status": "exploded"}).encode(),   # unknown state
+        "0000000000f1.json": b"\x00" * 4096,                         # zero-filled block
+    }
+    jobs_dir = d.root / "logs" / "jobs"
+    for name, data in damaged.items():
+        (jobs_dir / name).write_bytes(data)
+    (jobs_dir / "0000000000f2.json").mkdir()                      # a directory named like one
+    (jobs_dir / "notes.txt").write_text("not a record\n")           # foreign files are ignored
+    (jobs_dir / ".0000000000f3.json.abc.tmp").write_bytes(full[:10])  # a crashed writer's temp
+    d.start()
+    listed = [j["job_id"] for j in d.get(JOBS).json()["jobs"]]
+    assert sorted(listed) == sorted(r.job_id for r in good)
+    corrupt = jobs_dir / "corrupt"
+    moved = {p.name.split(".json")[0] + ".json": p.read_bytes() for p in corrupt.iterdir()}
+    assert moved == damaged  # every damaged file kept byte for byte, for a person to look at
+    for name in damaged:
+        assert name in d.stderr_text(), name  # ...and each one named in the daemon's log
+        assert not (jobs_dir / name).exists()
+    assert (jobs_dir / "notes.txt").exists() and (jobs_dir / "0000000000f2.json").is_dir()
+    # the damaged ids are unknown to the API, and the daemon works normally
+    assert call(d.socket_path, "GET", f"{JOBS}/0000000000aa").status == 404
+    job = d.start_job()
+    assert d.wait_job(job["job_id"])["status"] == "completed"
+    # a second restart finds nothing more to move aside
+    d.restart(kill=False)
+    assert sorted(p.name for p in corrupt.iterdir()) == sorted(p.name for p in corrupt.iterdir())
+    assert len(list(corrupt.iterdir())) == len(damaged)
+    assert len(d.get(JOBS).json()["jobs"]) == len(good) + 1
+
+
+def test_a_running_record_whose_pid_was_recycled_is_not_reattached_or_killed(
+        daemon_factory) -> None:
+    """benchd died with a job running; by the time it restarts, the supervisor is gone and its
+    pid belongs to an unrelated process. benchd must record the job unknown, not adopt (or
+    kill) the stranger."""
+    d = daemon_factory(start=False)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        ticks = int(Path(f"/proc/{stranger.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        store = Store(d.root)
+        store.save(_record("00000000000a", JobState.RUNNING, supervisor_pid=stranger.pid,
+                           supervisor_start_ticks=ticks + 1, pgid=stranger.pid,
+                           started_at="2026-01-01T00:00:01.000+00:00"))
+        store.save(_record("00000000000b", JobState.STARTING))
+        # a live pid with the RIGHT ticks but no job lock: still not our supervisor
+        store.save(_record("00000000000c", JobState.RUNNING, supervisor_pid=stranger.pid,
+                           supervisor_start_ticks=ticks, pgid=None,
+                           created_at="2026-01-01T00:00:02.000+00:00"))
+        d.start()
+        a = d.job("00000000000a")
+        b = d.job("00000000000b")
+        c = d.job("00000000000c")
+        assert a["status"] == "unknown" and a["reason"], a
+        assert b["status"] in ("failed", "unknown") and b["reason"], b
+        assert c["status"] == "unknown", c
+        assert d.get("/api/health").json()["active_job"] is None
+        assert stranger.poll() is None, "benchd killed an unrelated process"
+        job = d.start_job()  # not busy: nothing was adopted
+        assert d.wait_job(job["job_id"])["status"] == "completed"
+        # the settled records are final on disk too
+        for jid in ("00000000000a", "00000000000b", "00000000000c"):
+            rec = msgspec.json.decode((d.root / "logs" / "jobs" / f"{jid}.json").read_bytes(),
+                                      type=JobRecord)
+            assert rec.status in (JobState.UNKNOWN, JobState.FAILED)
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_garbage_supervisor_files_do_not_break_reconcile(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    store = Store(d.root)
+    store.save(_record("00000000000d", JobState.RUNNING, supervisor_pid=2**22 + 7,
+                       supervisor_start_ticks=1))
+    jobs_dir = d.root / "logs" / "jobs"
+    (jobs_dir / "00000000000d.exit").write_bytes(b'{"job_id": "00000000000d", "exit_co')
+    (jobs_dir / "00000000000d.pid").write_bytes(os.urandom(64))
+    (jobs_dir / "00000000000d.cancel").write_bytes(b"\xff")
+    d.start()
+    rec = d.job("00000000000d")
+    assert rec["status"] == "unknown" and rec["reason"]
+    assert d.get("/api/health").status == 200
+    assert d.wait_job(d.start_job()["job_id"])["status"] == "completed"
+
+
+def _follow_all(d: Daemon, job_id: str, timeout: float = 30.0) -> bytes:
+    r = call(d.socket_path, "GET", f"{JOBS}/{job_id}/logs?follow=1&offset=0", timeout=timeout)
+    assert r.status == 200, r.body[:300]
+    return r.body
+
+
+class Follower:
+    """A raw HTTP follower whose progress the test can see (to delete the log only after it
+    has read some of it)."""
+
+    def __init__(self, d: Daemon, job_id: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(d.socket_path))
+        self.sock.sendall(f"GET {JOBS}/{job_id}/logs?follow=1 HTTP/1.1\r\nHost: x\r\n"
+                          "Connection: close\r\n\r\n".encode())
+        self.data = b""
+
+    def read_until(self, needle: bytes) -> None:
+        while needle not in self.data:
+            chunk = self.sock.recv(65536)
+            assert chunk, self.data[-300:]
+            self.data += chunk
+
+    def read_to_end(self) -> bytes:
+        while chunk := self.sock.recv(65536):
+            self.data += chunk
+        self.sock.close()
+        return self.data
+
+
+def test_log_deleted_mid_run(daemon_factory) -> None:
+    """Someone deletes the job's log while it runs: the job keeps running and finishes with its
+    true outcome, a follower ends instead of hanging, the API answers (never a 5xx)."""
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(lines=20, wait_for_file=str(gate), exit_code=4)
+    job_id = d.start_job()["job_id"]
+    log = d.log_file(job_id)
+    follower = Follower(d, job_id)
+    follower.read_until(b"line 19 of 20\n")
+    log.unlink()
+    for target in (f"{JOBS}/{job_id}/logs", f"{JOBS}/{job_id}/logs?tail=5",
+                   f"{JOBS}/{job_id}/logs?offset=100", f"{JOBS}/{job_id}",
+                   f"{JOBS}/{job_id}/logs?follow=0"):
+        r = call(d.socket_path, "GET", target)
+        assert r.status < 500, (target, r.status, r.body)
+        if r.status >= 400:
+            assert set(r.json()["error"]) == {"code", "message"}
+    gate.touch()
+    final = d.wait_job(job_id)
+    assert final["status"] == "failed" and final["exit_code"] == 4, final
+    data = follower.read_to_end()  # bounded by the socket timeout: a hang fails the test
+    assert data.startswith(b"HTTP/1.1 200") and b"line 19 of 20" in data
+    assert data.endswith(b"0\r\n\r\n"), data[-200:]  # a clean end of the chunked stream
+    r = call(d.socket_path, "GET", f"{JOBS}/{job_id}/logs?follow=1", timeout=10)
+    assert r.status < 500
+    d.set_spec()
+    assert d.wait_job(d.start_job()["job_id"])["status"] == "completed"
+
+
+def test_log_truncated_mid_run_followers_end_and_daemon_serves(daemon_factory) -> None:
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(lines=2000, wait_for_file=str(gate))
+    job_id = d.start_job()["job_id"]
+    log = d.log_file(job_id)
+    wait_until(lambda: log.exists() and log.stat().st_size > 10_000, 20)
+    import threading
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(len(_follow_all(d, job_id))),
+                                daemon=True) for _ in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # let the followers get past the start of the file (not synchronisation)
+    os.truncate(log, 0)
+    with open(log, "ab") as f:
+        f.write(b"rewritten\n")
+    gate.touch()
+    assert d.wait_job(job_id)["status"] == "completed"
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive(), "a follower of a truncated log hung"
+    assert len(results) == 5
+    assert d.get("/api/health").status == 200
+
+
+def test_stale_socket_and_stale_lock_file_from_a_crashed_daemon(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    # a socket file nobody listens on (what a kill -9 leaves), and a lock file naming a dead pid
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(d.socket_path))
+    s.close()
+    (d.root / "run").mkdir(exist_ok=True)
+    (d.root / "run" / "benchd.lock").write_text("999999\n")
+    d.start()
+    assert "stale socket" in d.stderr_text()
+    assert d.get("/api/health").json()["pid"] == d.proc.pid
+    assert (d.root / "run" / "benchd.lock").read_text().strip() == str(d.proc.pid)
+
+
+def test_a_non_socket_in_the_socket_path_is_refused_not_replaced(daemon_factory) -> None:
+    d = daemon_factory(start=False)
+    d.socket_path.write_text("precious\n")
+    d.start(wait=False)
+    assert d.proc.wait(timeout=30) == 1
+    assert "not a socket" in d.stderr_text()
+    assert d.socket_path.read_text() == "precious\n"
+
+
+def test_daemons_racing_for_one_root_exactly_one_wins(daemon_factory) -> None:
+    """Four benchd processes started at once on one root (each with its own socket): one
+    serves; the others exit 1 naming the root and the pid that holds it."""
+    first = daemon_factory(start=False)
+    racers = [first] + [Daemon(first.root, marker=first.marker) for _ in range(3)]
+    try:
+        for r in racers:
+            r.start(wait=False)
+        wait_until(lambda: sum(r.proc.poll() is not None for r in racers) >= 3, 30, 0.05,
+                   "three of four racers to exit")
+        alive = [r for r in racers if r.proc.poll() is None]
+        assert len(alive) == 1, [r.proc.poll() for r in racers]
+        winner = alive[0]
+        winner.wait_ready()
+        for r in racers:
+            if r is winner:
+                continue
+            assert r.proc.returncode == 1
+            text = r.stderr_text()
+            # the losers share the root's stderr file; each wrote its own refusal
+        refusals = first.stderr_text().count("already running on root")
+        assert refusals == 3, first.stderr_text()
+        assert f"pid {winner.proc.pid}" in first.stderr_text()
+        assert winner.get("/api/health").json()["pid"] == winner.proc.pid
+        assert winner.wait_job(winner.start_job()["job_id"])["status"] == "completed"
+    finally:
+        for r in racers[1:]:
+            r.close()
