@@ -121,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, ctx)
     except CliError as exc:
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()  # what was printed so far comes before the message
+        except OSError:
+            pass
         sys.stderr.write(f"benchctl: {exc.message}\n")
         return exc.exit_code
     except KeyboardInterrupt:
