@@ -97,3 +97,36 @@ def test_lean_imports() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                        timeout=30)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_cancel_failed_and_internal_errors_through_the_binary(tmp_path: Path) -> None:
+    """Exit 9 needs a job that survives SIGKILL and exit 70 a daemon that talks nonsense;
+    neither can be provoked in a real benchd here, so a scripted responder on a real socket
+    plays benchd for these two answers."""
+    import shutil
+    import socket as socketmod
+    import tempfile
+
+    from tests.benchctl.benchctl_rawserver import RawServer, respond
+
+    d = Path(tempfile.mkdtemp(prefix="bctl-", dir="/tmp"))
+    try:
+        sock = d / "s.sock"
+        failed = (b'{"error": {"code": "cancel_failed", "message": "job 0123456789ab still '
+                  b'alive after SIGKILL"}}')
+
+        def garbage(head: bytes, conn: socketmod.socket) -> None:
+            conn.sendall(b"SPDY/9 what\r\n\r\n")
+
+        record = b'{"job_id": "0123456789ab", "status": "running"}'
+        with RawServer(sock, [respond(200, record), respond(500, failed), garbage]) as srv:
+            r = bc("cancel", "0123456789ab", "--socket", str(sock))
+            assert r.returncode == exitcodes.CANCEL_FAILED, r.stderr
+            assert "still alive" in r.stderr
+            assert srv.requests[1].startswith(
+                b"POST /api/benchmark/jobs/0123456789ab/cancel HTTP/1.1")
+            r = bc("status", "--socket", str(sock))
+            assert r.returncode == exitcodes.INTERNAL and "malformed" in r.stderr
+            assert "Traceback" not in r.stderr
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
