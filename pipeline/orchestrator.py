@@ -316,9 +316,10 @@ class Orchestrator:
     def _accuracy(exp: Experiment, inputs: dict[str, np.ndarray],
                   ref: tuple[np.ndarray, np.ndarray],
                   cand: tuple[np.ndarray, np.ndarray]) -> schema.AccuracyStats:
-        """exp.error on the cases inside both domains, summarised."""
+        """exp.error on the cases both computed, summarised. A case the reference itself
+        failed on (NaN row, counted in the reference's own record) has no truth to compare to."""
         (r_out, r_mask), (c_out, c_mask) = ref, cand
-        both = r_mask & c_mask
+        both = r_mask & c_mask & np.isfinite(r_out).all(axis=1)
         idx = np.nonzero(both)[0]
         err = np.asarray(exp.error(r_out[both], c_out[both]), dtype=np.float64).reshape(-1)
         if err.shape != idx.shape:

@@ -127,7 +127,8 @@ def run(experiment: str, adapter_name: str, n: int, seed: int, out_dir: Path,
             return adapter.compute(experiment, prepared)
 
         t0 = time.perf_counter()
-        out = np.asarray(call(), dtype=np.float64)
+        # nothing inside the domain: nothing to compute (and no library sees an empty array)
+        out = np.asarray(call(), dtype=np.float64) if inside else np.empty((0, k))
         res.compute_s = time.perf_counter() - t0
         if out.shape != (inside, k):
             raise ValueError(f"compute() returned shape {out.shape}, expected ({inside}, {k}) "

@@ -86,6 +86,10 @@ def test_domain_and_failed_cases_are_counted(toy_run: tuple[int, pr.Pipeline, Pa
     assert dom.status == schema.LIB_OK
     assert (dom.domain.out_of_domain, dom.domain.in_domain) == (outside, 400 - outside)
     assert dom.accuracy.compared == 400 - outside
+    nowhere = _lib(run, "gmst_era", "toy_nowhere")
+    assert nowhere.status == schema.LIB_OK, nowhere.reason
+    assert (nowhere.domain.in_domain, nowhere.domain.out_of_domain) == (0, 400)
+    assert nowhere.accuracy.compared == 0 and nowhere.accuracy.max is None
     nan = _lib(run, "gmst_era", "toy_nan")
     bad = int((inp["y"] < -0.9).sum())
     assert bad > 0 and nan.domain.failed == bad and nan.accuracy.nan_count == bad
