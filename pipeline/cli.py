@@ -43,7 +43,14 @@ def main(ctx: click.Context, experiments: str, n: int | None, seed: int | None,
     """Benchmark astronomy libraries against ERFA/SOFA (or DE421) for accuracy and speed.
 
     Writes results/<YYYY-MM-DD_HH-MM-SS>/<experiment>/<library>.json, summary.md and
-    manifest.json, published atomically when the run is complete."""
+    manifest.json, published atomically when the run is complete.
+
+    \b
+    Exit codes:
+      0    published
+      1    published but a reference failed, or the run broke (nothing published)
+      2    bad usage: refused before any work, the message names the value
+      130  SIGINT, 143 SIGTERM: nothing published; finish with --resume RUN_ID"""
     argv = sys.argv[:]
     config = None
     if resume is not None:

@@ -43,3 +43,4 @@ def test_unwritable_results_dir_exits_2(tmp_path: Path) -> None:
 def test_help_documents_exit_codes() -> None:
     rc, p = pr.run(["--help"], Path("results"), pr.toy_env(), timeout=60)
     assert rc == 0 and "--resume" in p.output and "--experiments" in p.output
+    assert "Exit codes:" in p.output and "143 SIGTERM" in p.output
