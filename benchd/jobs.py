@@ -382,8 +382,15 @@ class JobManager:
         await asyncio.shield(live.started)
         g = self.grace if grace is None else float(grace)
         if not live.done.done():
+            # the order on disk is what the supervisor acts on (and what survives our death);
+            # the record says it was accepted -- written after the signal, off the fast path
             self.store.write_cancel(job_id, CancelOrder(requester_uid=uid, grace=g,
                                                         requested_at=utc_now()))
+            if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
+                try:
+                    os.kill(live.supervisor_pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
             rec = self._jobs[job_id]
             if rec.status not in FINAL:
                 self._update(rec, cancel_requested_by=(rec.cancel_requested_by
@@ -391,11 +398,6 @@ class JobManager:
                                                         else uid),
                              cancel_grace=g if rec.cancel_grace is None
                              else min(g, rec.cancel_grace))
-            if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
-                try:
-                    os.kill(live.supervisor_pid, signal.SIGUSR1)
-                except ProcessLookupError:
-                    pass
         try:
             await asyncio.wait_for(asyncio.shield(live.done), g + CANCEL_MARGIN_S)
         except asyncio.TimeoutError:

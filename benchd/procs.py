@@ -74,14 +74,45 @@ def _all_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of `pid` from /proc/<pid>/task/*/children (cheap: no full scan)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                out.extend(int(x) for x in f.read().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return out
+
+
+def _has_children_files() -> bool:
+    me = os.getpid()
+    return os.path.exists(f"/proc/{me}/task/{me}/children")
+
+
 def descendants(root_pid: int) -> list[int]:
-    """Every live descendant of `root_pid` (children, grandchildren, ...), from /proc."""
+    """Every live descendant of `root_pid` (children, grandchildren, ...). Walks the
+    children files when the kernel has them, else scans all of /proc once."""
+    if _has_children_files():
+        out: list[int] = []
+        todo = _children(root_pid)
+        while todo:
+            pid = todo.pop()
+            if is_alive(pid, None):
+                out.append(pid)
+            todo.extend(_children(pid))
+        return out
     children: dict[int, list[int]] = {}
     for pid in _all_pids():
         fields = _stat_fields(pid)
         if fields and fields[0] not in ("Z", "X"):
             children.setdefault(int(fields[1]), []).append(pid)
-    out: list[int] = []
+    out = []
     todo = list(children.get(root_pid, ()))
     while todo:
         pid = todo.pop()

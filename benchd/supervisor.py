@@ -7,11 +7,13 @@ benchd spawns it in a new session. It:
   2. holds an exclusive flock on logs/jobs/<id>.lock until it exits (liveness for benchd);
   3. starts the orchestrator in its own process group, stdout+stderr appended straight to
      logs/<id>.log (never a pipe to benchd), env PYTHONUNBUFFERED=1 and BENCHD_JOB_ID=<id>;
-  4. writes logs/jobs/<id>.pid, then tells benchd "running" on --ready-fd;
+  4. tells benchd "running <pid>" on --ready-fd, then writes logs/jobs/<id>.pid (for a
+     benchd restarted before it recorded the pid);
   5. on SIGUSR1 reads logs/jobs/<id>.cancel: SIGTERM to the group, SIGKILL to the group and
      every descendant after the grace (SIGTERM/SIGINT to the supervisor itself: same, with
      the default grace) -- the escalation finishes whether or not benchd is still there;
-  6. when the orchestrator has exited, kills and reaps whatever of the job is left, writes
+  6. when the orchestrator has exited, kills and reaps whatever of the job is left (as
+     subreaper, all of it is among its descendants), writes
      logs/jobs/<id>.exit atomically and exits.
 Import-light on purpose (stdlib + msgspec + benchd.schema/store/procs): it runs once per job.
 """
@@ -103,14 +105,15 @@ class _Job:
             _note(self.log_fd, f"cancel repeated by {who}: grace shortened to {grace:g} s")
 
     def kill_everything(self) -> int:
-        """SIGKILL the group and every descendant or marked process until none is left."""
+        """SIGKILL the group and every descendant until none is left. As child subreaper we
+        inherit every orphan of the job (setsid'd, double-forked ones included), so the
+        descendants of this process are all of the job that is left."""
         me = os.getpid()
         killed: set[int] = set()
         deadline = time.monotonic() + CLEANUP_TIMEOUT_S
         while True:
             procs.kill_group(self.pid, signal.SIGKILL)
-            left = set(procs.descendants(me)) | set(
-                procs.pids_with_marker(self.job_id, exclude=frozenset({me})))
+            left = set(procs.descendants(me))
             if not left:
                 break
             procs.kill_pids(sorted(left), signal.SIGKILL)
@@ -154,11 +157,12 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         return 0
     job.pid = proc.pid
     me = os.getpid()
+    _tell(ready_fd, f"running {proc.pid}")  # benchd records pid and pgid in the job record;
+    # the pid file is for a benchd restarted before it could (reconcile waits for it)
     store.write_info(SupervisorInfo(job_id=job_id, supervisor_pid=me,
                                     supervisor_start_ticks=procs.start_ticks(me) or 0,
                                     orchestrator_pid=proc.pid, pgid=proc.pid,
                                     started_at=utc_now()))
-    _tell(ready_fd, f"running {proc.pid}")
 
     while True:
         job.reap()

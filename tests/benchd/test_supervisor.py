@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from benchd.store import Store
 from tests.support import (fake_orchestrator_argv, kill_job_processes, pid_alive,
                            pids_of_job, wait_until, write_spec)
 
-JOB = "abcdefabcdef"
+# a fresh id per test process: a concurrent test run must never match (and kill) our processes
+JOB = secrets.token_hex(6)
 ARGS = ["--experiments", "gmst_era", "--n", "5", "--seed", "1", "--perf-rounds", "1"]
 
 
