@@ -106,7 +106,7 @@ def list_runs(results_dir: Path) -> list[schema.RunSummary]:
         return []
     runs: list[schema.RunSummary] = []
     for d in sorted(results_dir.iterdir(), key=lambda p: p.name, reverse=True):
-        if not d.is_dir() or not is_run_id(d.name):
+        if d.is_symlink() or not d.is_dir() or not is_run_id(d.name):
             continue
         if RUN_ID_RE.fullmatch(d.name):
             m = _published_manifest(d, None)
@@ -145,7 +145,7 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
         raise InvalidRunIdError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] "
                                 f"or YYYY-MM-DD)")
     d = Path(results_dir) / run_id
-    if not d.is_dir():
+    if d.is_symlink() or not d.is_dir():   # a run is a directory we wrote, never a link out
         raise RunNotFoundError(f"no run {run_id!r} in {results_dir}")
     warnings: list[str] = []
     if RUN_ID_RE.fullmatch(run_id):

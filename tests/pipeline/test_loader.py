@@ -27,6 +27,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     unpub = d / "2031-01-01_00-00-00"                                   # not complete
     unpub.mkdir()
     (unpub / "manifest.json").write_text('{"run_id": 1}')
+    (d / "2032-01-01").symlink_to(d / "2025-06-01")                    # a link: never followed
     return d
 
 
@@ -79,7 +80,7 @@ def test_load_refuses_path_tricks(mixed: Path, bad: str) -> None:
 
 
 @pytest.mark.parametrize("missing", ["1999-01-01", "2030-01-01_00-00-00", "2031-01-01_00-00-00",
-                                     "2025-05-01"])
+                                     "2025-05-01", "2032-01-01"])
 def test_unknown_staged_or_unpublished_is_not_found(mixed: Path, missing: str) -> None:
     with pytest.raises(loader.RunNotFoundError):
         loader.load_run(mixed, missing)
