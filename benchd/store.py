@@ -1,15 +1,5 @@
-"""Job files on disk: where they live, atomic writes, and loading the history.
-
-Layout under <root>/logs:
-  jobs/<id>.json    JobRecord (benchd; rewritten atomically on every transition)
-  <id>.log          the orchestrator's stdout+stderr (O_APPEND, written by the job itself)
-  jobs/<id>.lock    flock held by the job's supervisor for its whole life
-  jobs/<id>.pid     SupervisorInfo (supervisor, once the orchestrator runs)
-  jobs/<id>.cancel  CancelOrder (benchd, before it signals the supervisor)
-  jobs/<id>.exit    ExitRecord (supervisor, when the job is over; benchd may be down)
-  jobs/corrupt/     malformed records moved aside on load
-Only `<12 hex>.json` files are records. Imported by the supervisor: stdlib + msgspec only.
-"""
+"""Job files on disk: atomic writes of records and supervisor side files, and loading the
+history (malformed records moved aside). The layout is in benchd.layout."""
 from __future__ import annotations
 
 import datetime as dt
@@ -20,36 +10,15 @@ from typing import TypeVar
 
 import msgspec
 
+from benchd.layout import JobPaths, utc_now
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobRecord, SupervisorInfo
 from benchd.states import FINAL
 from pipeline.atomicio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-AUX_SUFFIXES = (".lock", ".pid", ".cancel", ".exit")
+__all__ = ["JobPaths", "Store", "utc_now"]
 _T = TypeVar("_T")
-
-
-def utc_now() -> str:
-    """Wall-clock time for people and records: UTC ISO-8601 with milliseconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-class JobPaths:
-    """The files of one job (job_id must already match JOB_ID_RE)."""
-
-    def __init__(self, root: Path, job_id: str) -> None:
-        jobs = root / "logs" / "jobs"
-        self.job_id = job_id
-        self.record = jobs / f"{job_id}.json"
-        self.log = root / "logs" / f"{job_id}.log"
-        self.lock = jobs / f"{job_id}.lock"
-        self.info = jobs / f"{job_id}.pid"
-        self.cancel = jobs / f"{job_id}.cancel"
-        self.exit = jobs / f"{job_id}.exit"
-
-    def aux(self) -> tuple[Path, ...]:
-        return (self.lock, self.info, self.cancel, self.exit)
 
 
 def _read_struct(path: Path, typ: type[_T]) -> _T | None:
@@ -140,7 +109,13 @@ class Store:
         return _read_struct(self.paths(job_id).cancel, CancelOrder)
 
     def write_cancel(self, job_id: str, order: CancelOrder) -> None:
-        write_bytes_atomic(self.paths(job_id).cancel, msgspec.json.encode(order))
+        """Atomic (the supervisor never reads a torn order) but not fsynced: the order only
+        matters while the job's processes live, and none of them outlive a machine crash.
+        Skipping the two fsyncs keeps them off the cancel latency path."""
+        path = self.paths(job_id).cancel
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(msgspec.json.encode(order))
+        os.replace(tmp, path)
 
     def remove_aux(self, job_id: str) -> None:
         """Drop a finalized job's supervisor files (its record now holds the outcome)."""

@@ -15,7 +15,8 @@ benchd spawns it in a new session. It:
   6. when the orchestrator has exited, kills and reaps whatever of the job is left (as
      subreaper, all of it is among its descendants), writes
      logs/jobs/<id>.exit atomically and exits.
-Import-light on purpose (stdlib + msgspec + benchd.schema/store/procs): it runs once per job.
+Import-light on purpose: stdlib + benchd.procs/layout until the orchestrator runs (the start
+path pays for nothing else), then msgspec + benchd.schema/store for the side files.
 """
 from __future__ import annotations
 
@@ -28,10 +29,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchd import procs
-from benchd.schema import ExitRecord, SupervisorInfo
-from benchd.store import Store, utc_now
+from benchd.layout import JobPaths, utc_now
+
+if TYPE_CHECKING:
+    from benchd.store import Store
 
 _HANDLED = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CLEANUP_TIMEOUT_S = 10.0
@@ -58,8 +62,8 @@ def _tell(ready_fd: int | None, text: str) -> None:
 
 
 class _Job:
-    def __init__(self, store: Store, job_id: str, default_grace: float, log_fd: int) -> None:
-        self.store = store
+    def __init__(self, job_id: str, default_grace: float, log_fd: int) -> None:
+        self.store: Store | None = None      # set once the orchestrator runs (lazy import)
         self.job_id = job_id
         self.default_grace = default_grace
         self.log_fd = log_fd
@@ -84,7 +88,7 @@ class _Job:
 
     def on_cancel(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
-            order = self.store.read_cancel(self.job_id)
+            order = self.store.read_cancel(self.job_id) if self.store else None
             if order is None:
                 _note(self.log_fd, "SIGUSR1 without a readable cancel order; ignored")
                 return
@@ -131,8 +135,8 @@ class _Job:
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         ready_fd: int | None) -> int:
     """Supervise one job; returns the supervisor's exit code (0 once an exit record is written)."""
-    store = Store(root)
-    paths = store.paths(job_id)
+    paths = JobPaths(root, job_id)
+    paths.lock.parent.mkdir(parents=True, exist_ok=True)
     procs.set_child_subreaper()
     lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until we exit; benchd only probes it
@@ -143,22 +147,28 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         signal.signal(sig, lambda *_: None)
 
     log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    job = _Job(store, job_id, default_grace, log_fd)
+    job = _Job(job_id, default_grace, log_fd)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{procs.JOB_ENV: job_id})
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
                                 cwd=root, env=env, process_group=0, restore_signals=True)
     except OSError as e:
+        from benchd.schema import ExitRecord
+        from benchd.store import Store
         reason = f"failed to start {argv[0]}: {e.strerror or e}"
         _note(log_fd, reason)
-        store.write_exit(ExitRecord(job_id=job_id, exit_code=None, signal=None, cancelled=False,
-                                    finished_at=utc_now(), reason=reason))
+        Store(root).write_exit(ExitRecord(job_id=job_id, exit_code=None, signal=None,
+                                          cancelled=False, finished_at=utc_now(), reason=reason))
         _tell(ready_fd, f"failed {reason}")
         return 0
     job.pid = proc.pid
     me = os.getpid()
-    _tell(ready_fd, f"running {proc.pid}")  # benchd records pid and pgid in the job record;
-    # the pid file is for a benchd restarted before it could (reconcile waits for it)
+    _tell(ready_fd, f"running {proc.pid}")  # benchd records pid and pgid in the job record
+    # now, while the job runs, load what the side files need
+    from benchd.schema import ExitRecord, SupervisorInfo
+    from benchd.store import Store
+    store = job.store = Store(root)
+    # the pid file is for a benchd restarted before it recorded the pid (reconcile waits)
     store.write_info(SupervisorInfo(job_id=job_id, supervisor_pid=me,
                                     supervisor_start_ticks=procs.start_ticks(me) or 0,
                                     orchestrator_pid=proc.pid, pgid=proc.pid,
