@@ -276,3 +276,12 @@ async def test_openapi_documents_every_route(served: Served) -> None:
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"] \
         == "#/components/schemas/JobConfig"
     assert set(post["responses"]) >= {"201", "400", "409", "413"}
+
+
+async def test_405_keeps_the_allow_header_and_health_is_cheap(served: Served) -> None:
+    async with served.session.delete("http://benchd/api/health") as r:
+        assert r.status == 405 and r.headers["Allow"] == "GET"
+    async with served.session.get("http://benchd/api/health") as r:
+        h = await r.json()
+    assert h["pid"] == os.getpid() and h["root"] == str(served.root) and h["active_job"] is None
+    assert h["version"] == "test" and h["uptime_s"] >= 0

@@ -314,3 +314,22 @@ def test_the_real_pipeline_runs_through_the_daemon(daemon_factory) -> None:
     exps = d.get("/api/experiments", timeout=120)
     assert exps.status == 200
     assert "gmst_era" in [e["experiment"] for e in exps.json()]
+
+
+async def test_stopping_daemon_closes_websocket_followers_with_1001(daemon_factory) -> None:
+    import aiohttp
+    d = daemon_factory()
+    d.set_spec(lines=3, wait_for_file=str(d.root / "gate"))
+    job = d.start_job()
+    conn = aiohttp.UnixConnector(path=str(d.socket_path))
+    async with aiohttp.ClientSession(connector=conn) as s:
+        async with s.ws_connect(f"http://benchd/api/benchmark/jobs/{job['job_id']}/logs/ws",
+                                timeout=aiohttp.ClientWSTimeout(ws_close=30)) as ws:
+            first = await ws.receive_json(timeout=30)
+            assert first["type"] == "log"
+            d.proc.send_signal(signal.SIGTERM)
+            msgs = [m async for m in ws]
+            assert all(json.loads(m.data)["type"] == "log" for m in msgs)  # no false "done"
+            assert ws.close_code == 1001
+    assert d.proc.wait(timeout=30) == 0
+    assert alive(job["supervisor_pid"])  # --on-stop leave: the job is still running
