@@ -7,15 +7,14 @@ through ct-exec. Nothing here is mocked: real systemd, real units, real benchd.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from tests.support.daemon import UnixHTTPConnection, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SOCKET = "/run/benchd/benchd.sock"
@@ -23,6 +22,7 @@ STATE = "/var/lib/benchd"
 TEST_DIR = f"{STATE}/systemd-test"          # spec and go-files for the fake orchestrator
 SPEC = f"{TEST_DIR}/spec.json"
 UNIT = "benchd.service"
+POLL_S = 0.05                               # polls run ct-exec: not every 10 ms
 FAKE_ORCHESTRATOR = REPO / "tests" / "support" / "fake_orchestrator.py"
 
 
@@ -33,34 +33,6 @@ def find_ct_tools() -> Path | None:
         if cand and (Path(cand) / "ct-boot").is_file():
             return Path(cand)
     return None
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `pred` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = pred()
-            if value:
-                return value
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            last_exc = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
-        time.sleep(interval)
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Container:
@@ -152,7 +124,7 @@ class Container:
 
     def api(self, method: str, path: str, body: Any = None,
             timeout: float = 30) -> tuple[int, Any]:
-        conn = UnixHTTPConnection(self.host_path(SOCKET), timeout)
+        conn = UnixHTTPConnection(self.host_path(SOCKET), timeout=timeout)
         try:
             data = None if body is None else json.dumps(body).encode()
             headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -181,8 +153,9 @@ class Container:
         return body
 
     def wait_status(self, job_id: str, statuses: set[str], timeout: float = 30) -> dict:
+        want = "/".join(sorted(statuses))
         return wait_until(lambda: (r := self.job(job_id))["status"] in statuses and r,
-                          timeout, f"job {job_id} to be {'/'.join(sorted(statuses))}")
+                          timeout, interval=POLL_S, message=f"job {job_id} to be {want}")
 
     def log(self, job_id: str) -> str:
         status, body = self.api("GET", f"/api/benchmark/jobs/{job_id}/logs")
@@ -196,7 +169,8 @@ def have_tools() -> tuple[Path | None, str]:
         return None, "the systemd tests boot a container with ct-boot, which needs root"
     tools = find_ct_tools()
     if tools is None:
-        return None, "ct-boot not found (set BENCHD_CT_TOOLS or put shared/systemd beside the checkout)"
+        return None, ("ct-boot not found (set BENCHD_CT_TOOLS or put shared/systemd beside "
+                      "the checkout)")
     if not shutil.which("nsenter") or not shutil.which("unshare"):
         return None, "nsenter/unshare (util-linux) missing"
     if not Path("/lib/systemd/systemd").exists():

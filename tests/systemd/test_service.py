@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from tests.systemd.ctlib import REPO, SOCKET, TEST_DIR, UNIT, Container, wait_until
+from tests.systemd.ctlib import (POLL_S, REPO, SOCKET, TEST_DIR, UNIT, Container,
+                                 wait_until)
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(120)]
 
@@ -42,7 +43,8 @@ def restarted(ct: Container, old_pid: int, timeout: float = 30) -> int:
         s = ct.show(UNIT, "MainPID", "ActiveState")
         pid = int(s["MainPID"])
         return pid if pid not in (0, old_pid) and s["ActiveState"] == "active" else 0
-    pid = wait_until(new_pid, timeout, "benchd to be running again under a new pid")
+    pid = wait_until(new_pid, timeout, interval=POLL_S,
+                     message="benchd to be running again under a new pid")
     ct.health()
     return pid
 
@@ -81,11 +83,12 @@ def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> No
 def test_status_text_follows_the_job(ct: Container) -> None:
     job = held_job(ct)
     text = wait_until(lambda: (t := ct.show(UNIT, "StatusText")["StatusText"])
-                      .startswith("running") and t, 10, "STATUS= to say running")
+                      .startswith("running") and t, 10, interval=POLL_S,
+                      message="STATUS= to say running")
     assert job["job_id"] in text
     release_and_finish(ct, job["job_id"])
     wait_until(lambda: ct.show(UNIT, "StatusText")["StatusText"].startswith("idle"), 10,
-               "STATUS= to say idle again")
+               interval=POLL_S, message="STATUS= to say idle again")
 
 
 def test_restart_mid_job_keeps_the_job(ct: Container) -> None:
@@ -141,7 +144,8 @@ def test_stop_with_on_stop_leave_keeps_the_job(ct: Container) -> None:
     # the job finishes while benchd is down; the next connection starts benchd, which
     # finalizes it from what the supervisor wrote
     ct.write(GO, "go\n")
-    wait_until(lambda: sup not in ct.cgroup_procs(), 30, "the job to end while benchd is down")
+    wait_until(lambda: sup not in ct.cgroup_procs(), 30,
+               interval=POLL_S, message="the job to end while benchd is down")
     ct.health()
     assert_completed_with_full_log(ct, job["job_id"])
 
@@ -166,13 +170,15 @@ def test_cancel_leaves_no_process_of_the_job(ct: Container) -> None:
     main = ct.main_pid()
     # benchd, supervisor, orchestrator and its escaped grandchild, all in the unit's cgroup
     wait_until(lambda: any("fake-orchestrator-grandchild" in ct.cmdline(p)
-                           for p in ct.cgroup_procs()), 10, "the double-forked grandchild")
+                           for p in ct.cgroup_procs()), 10, interval=POLL_S,
+               message="the double-forked grandchild")
     assert len(ct.cgroup_procs()) >= 4, ct.cgroup_procs()
     status, rec = ct.api("POST", f"/api/benchmark/jobs/{job['job_id']}/cancel", {"grace": 2})
     assert status == 200, rec
     assert rec["status"] == "cancelled", rec
     # the supervisor exits right after writing the final record: give it a moment
-    wait_until(lambda: ct.cgroup_procs() == [main], 10, "only benchd left in the unit's cgroup")
+    wait_until(lambda: ct.cgroup_procs() == [main], 10,
+               interval=POLL_S, message="only benchd left in the unit's cgroup")
 
 
 CONNECT = ("import socket, sys\n"
