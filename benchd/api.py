@@ -22,7 +22,7 @@ from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
 from benchd.peercred import PeerCred, peer_cred
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
                            JobConfig, JobList, JobRecord, LogMessage)
-from benchd.states import JobState
+from benchd.states import FINAL, JobState
 from pipeline import loader
 from pipeline.schema import RunDetail, RunSummary
 
@@ -253,22 +253,27 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
 
     tasks = [asyncio.create_task(c) for c in (lines(), cancelling(), client())]
     log_task, cancel_task, client_task = tasks
+    close_code = 1000
     try:
         await asyncio.wait((log_task, client_task), return_when=asyncio.FIRST_COMPLETED)
         if log_task.done() and log_task.exception() is None and not ws.closed:
             cancel_task.cancel()
             await asyncio.gather(cancel_task, return_exceptions=True)
             record = manager.get(job_id)
-            await send(DoneMessage(status=record.status, exit_code=record.exit_code))
+            if record.status in FINAL:
+                await send(DoneMessage(status=record.status, exit_code=record.exit_code))
+            else:  # the stream ended with the job still going: benchd is stopping
+                close_code = 1001
         elif log_task.done() and log_task.exception() is not None:
             log.warning("WebSocket log stream for %s failed: %r", job_id, log_task.exception())
+            close_code = 1011
     except ConnectionError:
         pass
     finally:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await ws.close()
+        await ws.close(code=close_code)
     return ws
 
 

@@ -53,9 +53,12 @@ def lock_root(root: Path) -> int:
     """Hold <root>/run/benchd.lock for the daemon's life: two daemons on one root would both
     reconcile and spawn jobs. Returns the fd (closing it releases the lock)."""
     run = root / "run"
-    run.mkdir(parents=True, exist_ok=True)
     path = run / "benchd.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        raise StartupError(f"cannot create the root lock {path}: {e.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

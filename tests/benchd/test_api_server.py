@@ -72,3 +72,9 @@ def test_refuses_to_replace_a_non_socket_and_overlong_paths(short_dir: Path) -> 
 def test_listen_fds_for_another_pid_is_ignored() -> None:
     assert activated_socket({"LISTEN_FDS": "1", "LISTEN_PID": "1"}) is None
     assert activated_socket({}) is None
+
+
+def test_unwritable_root_is_a_startup_error_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("a file where the run directory should be")
+    with pytest.raises(StartupError, match="cannot create the root lock"):
+        lock_root(tmp_path)
