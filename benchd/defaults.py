@@ -15,6 +15,19 @@ def local_socket(root: Path) -> Path:
     return root / "run" / "benchd.sock"
 
 
+def _present(path: Path) -> bool:
+    """Like Path.exists(), but a socket in a directory we may not enter (/run/benchd is 0750
+    benchd:benchd) counts as present: the client's connect then says "permission denied"
+    instead of stat() raising a traceback."""
+    try:
+        path.stat()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def client_socket(explicit: str | None = None) -> Path:
     """Socket a client should try: --socket, $BENCHD_SOCKET, the local lab root's socket if it
     exists, the system service's if it exists, else the local one (for the error message)."""
@@ -24,8 +37,8 @@ def client_socket(explicit: str | None = None) -> Path:
         return Path(os.environ[SOCKET_ENV])
     root = Path(os.environ.get(ROOT_ENV) or ".")
     local = local_socket(root)
-    if local.exists():
+    if _present(local):
         return local
-    if SYSTEM_SOCKET.exists():
+    if _present(SYSTEM_SOCKET):
         return SYSTEM_SOCKET
     return local

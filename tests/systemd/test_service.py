@@ -262,4 +262,11 @@ def test_default_install_runs_the_unit_as_shipped(booted: Container) -> None:
     health = ct.health()
     assert health["pid"] == pid
     assert "benchd" in ct.run("id", "-nG", "nobody").stdout.split()
+    # a member uses benchctl as installed; a non-member is told why they cannot
+    benchctl = "/opt/benchd/venv/bin/benchctl"
+    out = ct.run(benchctl, "status", user="nobody")
+    assert f"pid {pid}" in out.stdout and "no job running" in out.stdout, out.stdout
+    out = ct.run(benchctl, "status", user="daemon", check=False)
+    assert out.returncode == 69 and "permission denied" in out.stderr, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
     assert ct.show("benchd.socket", "UnitFileState")["UnitFileState"] == "enabled"
