@@ -1,7 +1,7 @@
 """Start a benchmark job; print its id, or follow/wait for it and exit with its outcome.
 
 Without --follow/--wait: prints the new job's id (or its record with --json) and exits 0 once
-the orchestrator runs. --follow streams the job's log: on a terminal the
+the orchestrator runs (1 if it could not even start). --follow streams the job's log: on a terminal the
 `@@benchd-progress` lines are drawn as one progress line ("3/9 experiments · gmst_era");
 piped, the raw log is passed through byte for byte (progress lines included, for scripts), with
 no control characters. --wait shows nothing until the end. Both exit with the job's outcome
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 from benchctl import render
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
+from benchd.states import ACTIVE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,24 +60,37 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _started_outcome(job: dict[str, Any]) -> int:
+    """Exit code of a plain `run`: 0 once the job runs (or already completed); the job's
+    outcome when benchd answered with a final record (e.g. the orchestrator failed to start)."""
+    status = job.get("status")
+    return OK if status in ACTIVE else for_state(status)
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.json and args.follow:
         raise CliError("--json cannot be combined with --follow (use --wait --json)", USAGE)
     client = ctx.client
     if args.json and not args.wait:
+        import json
+
         from benchctl import jsonout
         from benchd.schema import JobRecord
-        jsonout.emit(client.call_raw("POST", "/api/benchmark/jobs", config_from(args)),
-                     JobRecord)
-        return OK
+        raw = client.call_raw("POST", "/api/benchmark/jobs", config_from(args))
+        jsonout.emit(raw, JobRecord)
+        return _started_outcome(json.loads(raw))
     job = client.call("POST", "/api/benchmark/jobs", config_from(args))
     job_id = job["job_id"]
     if not (args.follow or args.wait):
         print(job_id)
-        return OK
+        code = _started_outcome(job)
+        if code != OK:  # it could not even start: say why
+            sys.stderr.write(render.final_line(job, render.use_colour(sys.stderr)) + "\n")
+        return code
     from benchctl import follow
     if args.follow:
-        sys.stderr.write(f"benchctl: job {job_id} started\n")
+        if job.get("status") in ACTIVE:
+            sys.stderr.write(f"benchctl: job {job_id} started\n")
         sink = follow.make_sink(job.get("progress"))
         start: dict[str, Any] = {"offset": 0}
     else:

@@ -91,6 +91,17 @@ def test_run_prints_id_and_wait_exits_with_outcome(daemon_factory) -> None:
     assert "failed" in r.stderr and "exit code 3" in r.stderr
 
 
+def test_run_of_a_job_that_cannot_start_exits_1_saying_why(daemon_factory,
+                                                            tmp_path: Path) -> None:
+    d = daemon_factory(orchestrator=[str(tmp_path / "no-such-orchestrator")])
+    r = bc(d, "run")
+    assert r.returncode == 1 and JOB_ID.match(r.stdout.strip()), (r.returncode, r.stderr)
+    assert "failed" in r.stderr and "no-such-orchestrator" in r.stderr
+    r = bc(d, "run", "--follow")
+    assert r.returncode == 1 and "no-such-orchestrator" in r.stdout  # the job's log
+    assert "started" not in r.stderr
+
+
 def test_run_wait_json_is_final_record(daemon_factory) -> None:
     d = daemon_factory()
     r = bc(d, "run", "--wait", "--json", "-e", "gmst_era")
