@@ -105,6 +105,8 @@ class PerfStats(msgspec.Struct):
     valid: bool                           # False when too fast to measure or unstable
     warnings: list[str] = []
     checksum: float = 0.0                 # outputs consumed by the timed loop
+    cpu_median_ns: float | None = None    # same, from this process's CPU time (diagnostic)
+    busy_rounds: int = 0                  # rounds whose wall time exceeded CPU time by > 10 %
 
 
 class WorstCase(msgspec.Struct):

@@ -67,14 +67,20 @@ def timer_resolution_ns() -> float:
     return float(max(declared, smallest))
 
 
+BUSY_WALL_OVER_CPU = 1.10  # a round whose wall time exceeds its CPU time by this waited/was preempted
+
+
 def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: float,
-         resolution_ns: float, checksum: float) -> PerfStats:
+         resolution_ns: float, checksum: float,
+         round_cpu_ns: list[int] | None = None) -> PerfStats:
     """Per-operation statistics from the durations of timed rounds.
 
     A round is `inner_repeats` calls of compute() over `ops_per_call` cases; the per-op time
     of a round is its duration / (inner_repeats * ops_per_call). The result is flagged
     invalid when one call is below the timer resolution ("too fast to measure") or the
-    rounds disagree by more than UNSTABLE_CV_PCT ("unstable")."""
+    rounds disagree by more than UNSTABLE_CV_PCT ("unstable"). The statistics are wall-clock
+    (as timeit); the process CPU time per round, when given, only explains instability: a
+    round with much more wall than CPU time was preempted by other load (or waited on I/O)."""
     if not round_ns:
         raise ValueError("perf needs at least one timed round")
     ops = max(1, inner_repeats * max(1, ops_per_call))
@@ -91,12 +97,23 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
     if cv > UNSTABLE_CV_PCT:
         warnings.append(f"unstable: CV {cv:.1f}% over {len(per_op)} rounds "
                         f"(> {UNSTABLE_CV_PCT:.0f}%)")
+    cpu_median = None
+    busy = 0
+    if round_cpu_ns:
+        cpu_median = statistics.median(c / ops for c in round_cpu_ns)
+        busy = sum(1 for w, c in zip(round_ns, round_cpu_ns) if w > BUSY_WALL_OVER_CPU * c)
+        if busy:   # most rounds disturbed: the median describes the machine, not the library
+            kind = "machine busy" if 2 * busy > len(per_op) else "some rounds disturbed"
+            warnings.append(f"{kind}: {busy} of {len(per_op)} rounds took > "
+                            f"{BUSY_WALL_OVER_CPU:.2f}x their CPU time (preempted or waiting)")
     if len(per_op) < 3:
         warnings.append(f"only {len(per_op)} timed round(s): spread is not meaningful")
     return PerfStats(rounds=len(per_op), inner_repeats=inner_repeats, ops_per_call=ops_per_call,
                      median_ns=statistics.median(per_op), mean_ns=mean, stdev_ns=stdev,
                      min_ns=min(per_op), max_ns=max(per_op), cv_pct=cv, call_ns=float(call_ns),
                      timer_resolution_ns=float(resolution_ns),
-                     valid=not any(w.startswith(("too fast", "unstable", "no case"))
+                     valid=not any(w.startswith(("too fast", "unstable", "no case",
+                                                 "machine busy"))
                                    for w in warnings),
-                     warnings=warnings, checksum=float(checksum))
+                     warnings=warnings, checksum=float(checksum), cpu_median_ns=cpu_median,
+                     busy_rounds=busy)

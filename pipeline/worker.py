@@ -67,19 +67,24 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
         warm.sort()
         call_ns = float(warm[len(warm) // 2])
         inner = int(min(MAX_INNER, max(1, math.ceil(MIN_ROUND_NS / max(call_ns, 1.0)))))
+        cpu = time.process_time_ns
         round_ns: list[int] = []
+        round_cpu: list[int] = []
         for _ in range(rounds):
+            c0 = cpu()
             t0 = clock()
             for _ in range(inner):
                 out = call()
                 sink += out.item(0)
             round_ns.append(clock() - t0)
+            round_cpu.append(cpu() - c0)
             sink += float(np.nansum(out))
     finally:
         if gc_was_enabled:
             gc.enable()
     checksum = sink if math.isfinite(sink) else 0.0
-    return stats.perf(round_ns, inner, ops_per_call, call_ns, resolution_ns, checksum)
+    return stats.perf(round_ns, inner, ops_per_call, call_ns, resolution_ns, checksum,
+                      round_cpu)
 
 
 def _fail_reason(exc: BaseException) -> str:

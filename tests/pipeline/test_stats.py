@@ -43,3 +43,15 @@ def test_perf_per_op_and_flags() -> None:
 def test_timer_resolution_is_positive_and_small() -> None:
     r = stats.timer_resolution_ns()
     assert 0 < r < 1e6
+
+
+def test_busy_rounds_are_explained_not_hidden() -> None:
+    p = stats.perf([1_000, 2_500, 1_000], 1, 1, 1000.0, 1.0, 0.0,
+                   round_cpu_ns=[990, 1_000, 1_000])
+    assert p.busy_rounds == 1 and p.cpu_median_ns == 1000.0
+    assert any(w.startswith("some rounds disturbed: 1 of 3") for w in p.warnings)
+    assert p.median_ns == 1000.0          # statistics stay wall-clock, as timeit's
+    slowed = stats.perf([3_000, 3_000, 3_000], 1, 1, 3000.0, 1.0, 0.0,
+                        round_cpu_ns=[1_000, 1_000, 1_000])
+    assert slowed.cv_pct == 0 and not slowed.valid      # stable, but measuring the load
+    assert any(w.startswith("machine busy: 3 of 3") for w in slowed.warnings)
