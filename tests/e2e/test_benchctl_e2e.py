@@ -206,8 +206,9 @@ def test_outcome_unknown_exit_7_after_restart(daemon_factory, gate: Path) -> Non
 
 # --- logs, tail, follow ---------------------------------------------------------------------
 
-def test_tail_follow_survives_benchd_kill9_byte_for_byte(daemon_factory, gate: Path,
-                                                         tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["kill9", "sigterm"])
+def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate: Path,
+                                                           tmp_path: Path, how: str) -> None:
     d = daemon_factory()
     d.set_spec(lines=40, lines_per_s=40, wait_for_file=str(gate))
     job_id = d.start_job(experiments=["gmst_era", "equ_ecl"])["job_id"]
@@ -219,7 +220,7 @@ def test_tail_follow_survives_benchd_kill9_byte_for_byte(daemon_factory, gate: P
     try:
         wait_until(lambda: out_path.read_bytes().count(b"\n") >= 5, 15,
                    message="tail printed lines")
-        d.kill9()
+        d.kill9() if how == "kill9" else d.stop()  # SIGTERM: on-stop leave, job runs on
         size = log.stat().st_size
         wait_until(lambda: log.stat().st_size > size + 20, 15,
                    message="the job wrote while benchd was down")
