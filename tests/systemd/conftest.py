@@ -12,6 +12,18 @@ TOOLS, SKIP_REASON = have_tools()
 
 
 @pytest.fixture
+def bare() -> Iterator[Container]:
+    """A booted container with nothing of benchd installed."""
+    if TOOLS is None:
+        pytest.skip(SKIP_REASON)
+    ct = Container(TOOLS)
+    try:
+        yield ct
+    finally:
+        ct.stop()
+
+
+@pytest.fixture
 def booted() -> Iterator[Container]:
     """A booted container with benchd installed (not started) and the fake orchestrator."""
     if TOOLS is None:

@@ -270,3 +270,21 @@ def test_default_install_runs_the_unit_as_shipped(booted: Container) -> None:
     assert out.returncode == 69 and "permission denied" in out.stderr, (out.stdout, out.stderr)
     assert "Traceback" not in out.stderr
     assert ct.show("benchd.socket", "UnitFileState")["UnitFileState"] == "enabled"
+
+
+BAD_USAGE = [
+    (["--on-stop", "never"], "--on-stop must be leave or cancel, got 'never'"),
+    (["--grace", "90"], "--grace must be > 0 and <= 50 s"),
+    (["--grace"], "--grace needs a value"),
+    (["--add-user", "nosuchuser"], "--add-user: no user named 'nosuchuser'"),
+    (["--use-venv", "/nonexistent"], "--use-venv: no directory /nonexistent"),
+]
+
+
+def test_install_service_refuses_bad_usage_and_changes_nothing(bare: Container) -> None:
+    for args, message in BAD_USAGE:
+        out = bare.run(str(REPO / "scripts" / "install-service"), *args, check=False)
+        assert out.returncode == 2 and message in out.stderr, (args, out.returncode, out.stderr)
+    assert bare.run("getent", "passwd", "benchd", check=False).returncode != 0
+    assert bare.run("test", "-e", "/etc/systemd/system/benchd.service",
+                    check=False).returncode != 0
