@@ -14,6 +14,7 @@ import math
 import os
 import pwd
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,8 @@ import msgspec
 
 from benchd import logtail, procs
 from benchd.defaults import DEFAULT_GRACE_S
-from benchd.errors import (Busy, CancelFailed, Forbidden, InvalidRequest, JobNotFound,
+from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
+                           JobNotFound,
                            NotCancellable)
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress
 from benchd.states import ACTIVE, FINAL, JobState, can_transition
@@ -41,6 +43,8 @@ CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation 
 GRACE_MAX_S = 3600.0
 PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
 READ_CHUNK = 1 << 20
+MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
+FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
 
 
 class _Live:
@@ -113,6 +117,7 @@ class JobManager:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._dirty: set[str] = set()
         self._closed = False
+        self._unsaved: set[str] = set()          # records the disk refused (full)
 
     # queries ---------------------------------------------------------------------------
     def list_jobs(self, limit: int | None = None,
@@ -147,6 +152,7 @@ class JobManager:
         except ConfigError as e:
             raise InvalidRequest(str(e)) from None
         self._check_idle()
+        self._check_space()
         async with self._start_lock:
             self._check_idle()
             job_id = secrets.token_hex(6)
@@ -174,6 +180,22 @@ class JobManager:
             if not live.done.done():
                 self._finish(live, JobState.FAILED,
                              reason=f"could not start the job's supervisor: {e}")
+
+    def _logs_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.store.logs_dir).free < 64 * 1024
+        except OSError:
+            return False
+
+    def _check_space(self) -> None:
+        try:
+            free = shutil.disk_usage(self.store.logs_dir).free
+        except OSError:
+            return
+        if free < MIN_FREE_BYTES:
+            raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is full "
+                                      f"({free} bytes free, need {MIN_FREE_BYTES}); no space "
+                                      f"left for its log and records")
 
     def _check_idle(self) -> None:
         if self._live is not None:
@@ -227,6 +249,19 @@ class JobManager:
         return task
 
     async def _run(self, live: _Live) -> None:
+        """Follow the job to its end. An OSError on the way (out of descriptors while clients
+        hold them all, ...) must not lose the job: follow it again from the start (progress
+        parsing is idempotent, a reaped supervisor is simply gone) until it is finalized."""
+        while True:
+            try:
+                await self._run_once(live)
+                return
+            except OSError as e:
+                log.warning("job %s: following it failed (%s); retrying in %g s",
+                            live.job_id, e, FOLLOW_RETRY_S)
+                await asyncio.sleep(FOLLOW_RETRY_S)
+
+    async def _run_once(self, live: _Live) -> None:
         """Follow progress until the supervisor exits, then finalize from its exit record."""
         reader = _ProgressReader(live.paths.log)
         tracker = asyncio.get_running_loop().create_task(self._track(live, reader))
@@ -319,6 +354,13 @@ class JobManager:
         ex = self.store.read_exit(live.job_id)
         if ex is None:
             killed = _kill_leftovers(live.job_id, rec.pgid)
+            if self._logs_full():  # the usual reason: the job's output filled the disk
+                self._finish(live, JobState.FAILED,
+                             reason=f"the logs filesystem {self.store.logs_dir} is full (no "
+                                    f"space left on device): the job's output and its exit "
+                                    f"record could not be written; {killed} leftover "
+                                    f"process(es) killed")
+                return
             self._finish(live, JobState.UNKNOWN,
                          reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
                                 f" record; {killed} leftover process(es) killed")
@@ -466,13 +508,30 @@ class JobManager:
         return new
 
     def _persist(self, rec: JobRecord) -> None:
-        self.store.save(rec)
+        """Write the record; if the disk refuses (full), keep it in memory, say so, and write
+        it at the next change or at close: the job layer must not stall on a full disk."""
+        self._unsaved.discard(rec.job_id)
+        for job_id in list(self._unsaved):  # earlier failures first
+            self._save(self._jobs[job_id])
+        self._save(rec)
         self._notify(rec)
         if self.on_change is not None:
             try:
                 self.on_change(rec)
             except Exception:
                 log.exception("on_change callback failed")
+
+    def _save(self, rec: JobRecord) -> None:
+        try:
+            self.store.save(rec)
+        except OSError as e:
+            if rec.job_id not in self._unsaved:
+                log.error("job %s: cannot write its record (%s); the current state (%s) is "
+                          "kept in memory and written at the next change", rec.job_id, e,
+                          rec.status.value)
+            self._unsaved.add(rec.job_id)
+        else:
+            self._unsaved.discard(rec.job_id)
 
     def _notify(self, rec: JobRecord) -> None:
         ev = self._changed.pop(rec.job_id, None)
@@ -564,6 +623,8 @@ class JobManager:
                 pass
             self._flush()
             await live.tailer.close()
+        for job_id in list(self._unsaved):
+            self._save(self._jobs[job_id])
 
 
 async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
