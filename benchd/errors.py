@@ -46,6 +46,11 @@ class PayloadTooLarge(BenchdError):
     code, http_status = "payload_too_large", 413
 
 
+class InsufficientStorage(BenchdError):
+    """The logs filesystem is full: a job's log and records could not be written."""
+    code, http_status = "insufficient_storage", 507
+
+
 class CancelFailed(BenchdError):
     code, http_status = "cancel_failed", 500
 
@@ -53,5 +58,5 @@ class CancelFailed(BenchdError):
 ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
-                NotCancellable, PayloadTooLarge, CancelFailed)
+                NotCancellable, PayloadTooLarge, CancelFailed, InsufficientStorage)
 }
