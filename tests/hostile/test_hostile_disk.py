@@ -33,11 +33,6 @@ def says_disk_full(text: str | None) -> bool:
     return bool(text) and any(w in text.lower() for w in DISK_FULL)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug reported (benchd/jobs.py, benchd/supervisor.py had uncommitted work by their owner): "
-    "with logs/ full the supervisor cannot write its exit record (job recorded 'unknown', no "
-    "word of the full disk) and JobManager._persist raises OSError inside the job follower, so "
-    "_live is never cleared and every later start is 409 busy until benchd restarts"))
 def test_log_filesystem_fills_during_a_job(daemon_factory, tmpfs) -> None:
     d: Daemon = daemon_factory(start=False, orchestrator=firehose_argv(0, 0, "--lines", "200000"))
     logs = tmpfs(d.root / "logs", "2m")
