@@ -7,8 +7,7 @@ benchd spawns it in a new session. It:
   2. holds an exclusive flock on logs/jobs/<id>.lock until it exits (liveness for benchd);
   3. starts the orchestrator in its own process group, stdout+stderr appended straight to
      logs/<id>.log (never a pipe to benchd), env PYTHONUNBUFFERED=1 and BENCHD_JOB_ID=<id>;
-  4. tells benchd "running <pid>" on --ready-fd, then writes logs/jobs/<id>.pid (for a
-     benchd restarted before it recorded the pid);
+  4. writes logs/jobs/<id>.pid, then tells benchd "running <pid>" on --ready-fd;
   5. on SIGUSR1 reads logs/jobs/<id>.cancel: SIGTERM to the group, SIGKILL to the group and
      every descendant after the grace (SIGTERM/SIGINT to the supervisor itself: same, with
      the default grace) -- the escalation finishes whether or not benchd is still there;
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import json
 import os
 import select
 import signal
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
+from pipeline.atomicio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from benchd.store import Store
@@ -132,6 +133,17 @@ class _Job:
         return len(killed)
 
 
+def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
+    """logs/jobs/<id>.pid (benchd.schema.SupervisorInfo, whose fields these are: a test
+    decodes it with the Struct). Written with stdlib json so that the path to "running"
+    does not wait for msgspec to import."""
+    info = {"job_id": paths.job_id, "supervisor_pid": me,
+            "supervisor_start_ticks": procs.start_ticks(me) or 0,
+            "orchestrator_pid": orchestrator_pid, "pgid": orchestrator_pid,
+            "started_at": utc_now(), "schema_version": 1}
+    write_bytes_atomic(paths.info, json.dumps(info).encode())
+
+
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         ready_fd: int | None) -> int:
     """Supervise one job; returns the supervisor's exit code (0 once an exit record is written)."""
@@ -163,16 +175,12 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         return 0
     job.pid = proc.pid
     me = os.getpid()
-    _tell(ready_fd, f"running {proc.pid}")  # benchd records pid and pgid in the job record
-    # now, while the job runs, load what the side files need
-    from benchd.schema import ExitRecord, SupervisorInfo
+    _write_info(paths, me, proc.pid)
+    _tell(ready_fd, f"running {proc.pid}")
+    # now, while the job runs, load what the other side files need
+    from benchd.schema import ExitRecord
     from benchd.store import Store
     store = job.store = Store(root)
-    # the pid file is for a benchd restarted before it recorded the pid (reconcile waits)
-    store.write_info(SupervisorInfo(job_id=job_id, supervisor_pid=me,
-                                    supervisor_start_ticks=procs.start_ticks(me) or 0,
-                                    orchestrator_pid=proc.pid, pgid=proc.pid,
-                                    started_at=utc_now()))
 
     while True:
         job.reap()

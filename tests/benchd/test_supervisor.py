@@ -12,6 +12,7 @@ import time
 import pytest
 
 from benchd import procs
+from benchd.schema import SCHEMA_VERSION
 from benchd.store import Store
 from tests.support import (fake_orchestrator_argv, kill_job_processes, pid_alive,
                            pids_of_job, wait_until, write_spec)
@@ -56,6 +57,8 @@ def test_runs_job_holds_lock_writes_info_and_exit(run_supervisor, tmp_path):
     p, store = run_supervisor({"wait_for_file": str(gate)})
     paths = store.paths(JOB)
     info = wait_until(lambda: store.read_info(JOB), what="pid file")
+    assert info.schema_version == SCHEMA_VERSION  # stdlib-written, decoded by the Struct
+    assert info.job_id == JOB and info.started_at.endswith("+00:00")
     assert info.supervisor_pid == p.pid
     assert info.supervisor_start_ticks == procs.start_ticks(p.pid)
     assert os.getpgid(info.orchestrator_pid) == info.pgid == info.orchestrator_pid
