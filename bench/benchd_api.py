@@ -34,7 +34,7 @@ import aiohttp  # noqa: E402
 from benchd.schema import JobConfig, JobRecord, Progress  # noqa: E402
 from benchd.states import JobState  # noqa: E402
 from benchd.store import Store  # noqa: E402
-from tests.support.daemon import Daemon, wait_until  # noqa: E402
+from tests.support.daemon import Daemon  # noqa: E402
 
 # The "orchestrator" for the latency runs: each line carries its CLOCK_MONOTONIC write time
 # (system-wide on Linux, so comparable in the reading process). Pipeline args are ignored.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import (BENCHD, Daemon, UnixHTTPConnection, daemon_factory,  # noqa: F401
+from tests.support.daemon import (Daemon, UnixHTTPConnection, daemon_factory,  # noqa: F401
                                   marked_pids, wait_until)
 
 CURL = shutil.which("curl")
