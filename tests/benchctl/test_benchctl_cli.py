@@ -130,3 +130,12 @@ def test_cancel_failed_and_internal_errors_through_the_binary(tmp_path: Path) ->
             assert "Traceback" not in r.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_global_option_spellings_reach_the_command(tmp_path: Path) -> None:
+    """Only the named command's module is imported; option spellings must not confuse that."""
+    sock = str(tmp_path / "x.sock")
+    for args in (("--socket", sock, "status"), (f"--socket={sock}", "history"),
+                 ("--sock", sock, "status"), ("status", "--socket", sock)):
+        r = bc(*args)
+        assert r.returncode == exitcodes.UNAVAILABLE and sock in r.stderr, (args, r.stderr)
