@@ -238,23 +238,27 @@ def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate:
     assert out_path.read_bytes() == log.read_bytes()  # nothing lost, nothing repeated
 
 
-def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("tail", "-f"), ("run", "--follow")])
+def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path: Path,
+                                            command: tuple[str, ...]) -> None:
     d = daemon_factory()
     d.set_spec(wait_for_file=str(gate), lines=3)
-    job_id = d.start_job()["job_id"]
+    if command[0] == "tail":
+        d.start_job()
     out_path = tmp_path / "out"
     with open(out_path, "wb") as out:
-        tail = spawn(d, "tail", "-f", stdout=out)
+        proc = spawn(d, *command, stdout=out)
     try:
-        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, message="tail output")
-        tail.send_signal(signal.SIGINT)
-        code, _, err = finish(tail, 10)
+        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, message="log output")
+        job_id = d.get("/api/health").json()["active_job"]["job_id"]
+        proc.send_signal(signal.SIGINT)
+        code, _, err = finish(proc, 10)
         assert code == 130, err
         assert b"keeps running" in err and b"Traceback" not in err
         assert d.job(job_id)["status"] == "running"
     finally:
         gate.touch()
-        finish(tail, 5)
+        finish(proc, 5)
     assert d.wait_job(job_id)["status"] == "completed"
 
 
