@@ -87,6 +87,9 @@ def _query(request: web.Request, allowed: tuple[Param, ...]) -> dict[str, str]:
     if unknown:
         raise InvalidRequest(f"{unknown[0]}: unknown query parameter; allowed: "
                              f"{', '.join(sorted(names)) or 'none'}")
+    for name in names:  # `?limit=1&limit=2x` must not quietly mean limit=1
+        if len(request.query.getall(name, ())) > 1:
+            raise InvalidRequest(f"{name}: given more than once")
     return {k: request.query[k] for k in names if k in request.query}
 
 
