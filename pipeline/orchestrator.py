@@ -184,7 +184,12 @@ class Orchestrator:
         except ValueError:
             shown = str(final)
         self._emit("published", total, total, run_dir=shown)
-        self._say(f"pipeline: published {final}")
+        counts: dict[str, int] = {}
+        for entry in self.manifest.experiments.values():
+            for st in entry.libraries.values():
+                counts[st] = counts.get(st, 0) + 1
+        self._say(f"pipeline: published {final} — {total} experiment(s), libraries: "
+                  + ", ".join(f"{counts.get(st, 0)} {st}" for st in schema.LIB_STATUSES))
         if failed:
             self._say(f"pipeline: reference failed for {', '.join(failed)} (see summary.md)")
             return EXIT_FAILURE
