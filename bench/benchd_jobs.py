@@ -4,6 +4,8 @@
                   subprocess.Popen of the same command (Popen returns once it has exec'd)
   cancel latency  JobManager.cancel() of a SIGTERM-obeying job -> final record, vs a bare
                   killpg(SIGTERM) + wait of the same command       (target p99 < 100 ms)
+  log follow      a line written by the job -> the same line yielded by follow_log(), with
+                  1 and with 50 followers                          (target p99 < 25 ms)
   history         10,000 records on disk: JobManager() + reconcile() (load + settle),
                   and list_jobs() of all of them                   (target < 100 ms)
 
@@ -113,6 +115,36 @@ async def bench_start_cancel(tmp: Path, runs: int) -> list[str]:
             f"{'  ratio of medians':<44} {'':>5} {statistics.median(cancel_mgr) / statistics.median(cancel_bare):>9.2f}x"]
 
 
+WRITER = r"""
+import sys, time
+n, every = int(sys.argv[1]), float(sys.argv[2])
+for i in range(n):
+    print("ts %d" % time.monotonic_ns(), flush=True)  # CLOCK_MONOTONIC: same clock as ours
+    time.sleep(every)
+"""
+
+
+async def bench_follow(tmp: Path, followers: int, lines: int) -> list[float]:
+    root = tmp / f"follow{followers}"
+    root.mkdir()
+    # the "orchestrator" writes timestamped lines; the pipeline argv it gets is ignored
+    m = JobManager(root, orchestrator=[sys.executable, "-c", WRITER, str(lines), "0.01"])
+    await m.reconcile()
+    rec = await m.start(CFG, uid=os.getuid(), user="bench")
+    lat: list[float] = []
+
+    async def follower() -> None:
+        buf = b""
+        async for chunk in m.follow_log(rec.job_id, 0):
+            now = time.monotonic_ns()
+            *done, buf = (buf + chunk).split(b"\n")
+            lat.extend((now - int(line[3:])) / 1e6 for line in done if line.startswith(b"ts "))
+    await asyncio.gather(*(follower() for _ in range(followers)))
+    await m.close()
+    assert len(lat) == followers * lines, (len(lat), followers * lines)
+    return lat
+
+
 def write_history(root: Path, n: int) -> None:
     """n final records, written directly (no fsync: this is set-up, not what is measured)."""
     jobs = root / "logs" / "jobs"
@@ -159,12 +191,16 @@ async def bench_history(tmp: Path, n: int, reps: int) -> list[str]:
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--lines", type=int, default=200, help="lines per log-follow run")
     ap.add_argument("--history", type=int, default=10_000)
     ap.add_argument("--history-reps", type=int, default=5)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="benchd-jobs-bench-") as d:
         tmp = Path(d)
         lines = await bench_start_cancel(tmp, a.runs)
+        for n in (1, 50):
+            lines.append(row(f"log follow: write -> follow_log, {n} follower(s)",
+                             await bench_follow(tmp, n, a.lines)))
         lines += await bench_history(tmp, a.history, a.history_reps)
     print(f"benchd job layer  (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
     print(f"{'measure':<44} {'n':>5} {'p50':>9} {'p99':>9} {'max':>9}")
