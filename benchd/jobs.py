@@ -361,6 +361,12 @@ class JobManager:
                                     f"record could not be written; {killed} leftover "
                                     f"process(es) killed")
                 return
+            if rec.status == JobState.STARTING:  # it never said "running": nothing ran
+                self._finish(live, JobState.FAILED,
+                             reason=f"supervisor (pid {live.supervisor_pid}) exited before "
+                                    f"starting the orchestrator (see the job log); {killed} "
+                                    f"leftover process(es) killed")
+                return
             self._finish(live, JobState.UNKNOWN,
                          reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
                                 f" record; {killed} leftover process(es) killed")

@@ -208,3 +208,20 @@ async def test_follow_log_bad_offsets(manager):
         assert ei.value.message.startswith("offset:")
     with pytest.raises(JobNotFound):
         manager.follow_log("ffffffffffff", 0)
+
+
+async def test_supervisor_dying_before_running_is_failed_not_unknown(manager, monkeypatch):
+    """A supervisor that cannot even start (here: its module is not importable) never says
+    "running": the job provably never ran, so it is FAILED with a pointer to the log."""
+    import benchd.jobs as jobs_mod
+    real_popen = jobs_mod.subprocess.Popen
+
+    def broken_popen(cmd, **kw):
+        cmd = [c if c != "benchd.supervisor" else "benchd.no_such_supervisor" for c in cmd]
+        return real_popen(cmd, **kw)
+    monkeypatch.setattr(jobs_mod.subprocess, "Popen", broken_popen)
+    rec = await manager.start(CFG, uid=1, user="u")
+    assert rec.status == JobState.FAILED
+    assert "exited before starting the orchestrator" in rec.reason
+    assert "No module named benchd.no_such_supervisor" in manager.log_path(rec.job_id).read_text()
+    assert manager.active() is None
