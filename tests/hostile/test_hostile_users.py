@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile.conftest import NEEDS_ROOT, SystemUsers
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import REPO, Daemon, wait_until
 
 pytestmark = NEEDS_ROOT
 JOBS = "/api/benchmark/jobs"
@@ -146,6 +146,7 @@ def test_requester_is_the_peer_uid_never_what_the_client_claims(lab: Lab) -> Non
     # the job runs as the daemon's user: its files stay readable by benchd, and the log is
     # served to any member of the group
     log = lab.daemon.log_file(rec["job_id"])
+    wait_until(lambda: b"fake orchestrator pid" in log.read_bytes(), 20, 0.02, "the job's log")
     assert os.stat(log).st_uid == os.getuid()
     status, text = lab.http(lab.bob, "GET", f"{JOBS}/{rec['job_id']}/logs")
     assert status == 200 and "fake orchestrator pid" in text
