@@ -328,10 +328,15 @@ class JobManager:
                 run_dir = o["run_dir"]
         if prog == rec.progress and run_dir == rec.run_dir:
             return
-        new = msgspec.structs.replace(rec, progress=prog, run_dir=run_dir)
-        self._jobs[job_id] = new
+        self._stage(msgspec.structs.replace(rec, progress=prog, run_dir=run_dir))
+
+    def _stage(self, new: JobRecord) -> None:
+        """A change that is not a transition (progress, cancel accepted): current in memory
+        and for watchers now, written to disk within PROGRESS_FLUSH_S (or with the next
+        transition), so that neither log lines nor a cancel wait for an fsync."""
+        self._jobs[new.job_id] = new
         self._notify(new)
-        self._dirty.add(job_id)
+        self._dirty.add(new.job_id)
         if self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(PROGRESS_FLUSH_S,
                                                                        self._flush)
@@ -375,9 +380,7 @@ class JobManager:
 
     def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
         if ex.cancelled:
-            who = rec.cancel_requested_by
-            return JobState.CANCELLED, (f"{ex.reason} (requested by uid {who})"
-                                        if who is not None else ex.reason)
+            return JobState.CANCELLED, ex.reason  # "cancelled by uid N: ..." (supervisor's)
         if ex.exit_code == 0:
             return JobState.COMPLETED, None
         reason = ex.reason or "failed"
@@ -395,6 +398,11 @@ class JobManager:
                             finished_at=exit.finished_at if exit else utc_now())
         if exit is not None:
             fields.update(exit_code=exit.exit_code, signal=exit.signal)
+            if exit.cancelled and rec.cancel_requested_by is None:
+                order = self.store.read_cancel(job_id)  # accepted, but not yet in the record
+                if order is not None:
+                    fields.update(cancel_requested_by=order.requester_uid,
+                                  cancel_grace=order.grace)
         self._dirty.discard(job_id)
         new = self._update(rec, **fields)
         self.store.remove_aux(job_id)
@@ -440,12 +448,11 @@ class JobManager:
                 except ProcessLookupError:
                     pass
             rec = self._jobs[job_id]
-            if rec.status not in FINAL:
-                self._update(rec, cancel_requested_by=(rec.cancel_requested_by
-                                                        if rec.cancel_requested_by is not None
-                                                        else uid),
-                             cancel_grace=g if rec.cancel_grace is None
-                             else min(g, rec.cancel_grace))
+            if rec.status not in FINAL:  # watchers see it now; the disk within PROGRESS_FLUSH_S
+                self._stage(msgspec.structs.replace(
+                    rec, cancel_requested_by=(rec.cancel_requested_by
+                                              if rec.cancel_requested_by is not None else uid),
+                    cancel_grace=g if rec.cancel_grace is None else min(g, rec.cancel_grace)))
         try:
             await asyncio.wait_for(asyncio.shield(live.done), g + CANCEL_MARGIN_S)
         except asyncio.TimeoutError:

@@ -247,6 +247,8 @@ def test_cancel_completes_even_if_benchd_dies_during_grace(tmp_path, spec):
             return lines, rec
         lines, rec = asyncio.run(reconcile())
         assert rec.status == JobState.CANCELLED and rec.signal == "SIGKILL"
+        assert rec.cancel_requested_by == 1000 and rec.cancel_grace == 1.5
+        assert rec.reason == "cancelled by uid 1000: killed by SIGKILL 1.5 s after SIGTERM"
         assert any(job_id in line for line in lines)
     finally:
         host.kill()
