@@ -106,6 +106,19 @@ def test_restart_mid_job_keeps_the_job(ct: Container) -> None:
     assert_completed_with_full_log(ct, job["job_id"])
 
 
+def test_reinstall_mid_job_restarts_benchd_and_keeps_the_job(ct: Container) -> None:
+    """Re-running install-service (an upgrade) restarts a running benchd; the job survives."""
+    job = held_job(ct)
+    old = ct.main_pid()
+    out = ct.run(str(REPO / "scripts" / "install-service"), "--use-venv", str(REPO / ".venv"),
+                 timeout=120)
+    assert "benchd answers on" in out.stdout, out.stdout
+    assert restarted(ct, old) != old
+    assert ct.job(job["job_id"])["status"] == "running"
+    release_and_finish(ct, job["job_id"])
+    assert_completed_with_full_log(ct, job["job_id"])
+
+
 def test_sigkill_of_benchd_is_restarted_and_job_reattached(ct: Container) -> None:
     job = held_job(ct)
     old = ct.main_pid()
