@@ -40,8 +40,10 @@ class Container:
 
     def __init__(self, tools: Path, *, timeout: float = 60) -> None:
         self.tools = tools
-        out = subprocess.run([str(tools / "ct-boot"), "--bind", str(REPO)], capture_output=True,
-                             text=True, timeout=timeout)
+        # ct-boot gives up (and cleans up) after its own --timeout; ours only backs that up
+        out = subprocess.run([str(tools / "ct-boot"), "--bind", str(REPO), "--timeout",
+                              str(int(timeout))], capture_output=True, text=True,
+                             timeout=timeout + 40)
         if out.returncode != 0:
             raise RuntimeError(f"ct-boot failed ({out.returncode}): {out.stderr.strip()}")
         self.dir = Path(out.stdout.strip().splitlines()[-1])
