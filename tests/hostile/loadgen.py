@@ -75,23 +75,36 @@ async def hammer(socket_path: str, job_id: str, clients: int, seconds: float) ->
     }
 
 
-async def follow(socket_path: str, job_id: str, followers: int,
-                 timeout: float) -> dict[str, Any]:
-    """`followers` concurrent GET .../logs?follow=1&offset=0, each read to the end."""
+async def follow(socket_path: str, job_id: str, followers: int, timeout: float,
+                 reconnect: bool = False) -> dict[str, Any]:
+    """`followers` concurrent GET .../logs?follow=1&offset=0, each read to the end. With
+    `reconnect`, a cut stream (benchd killed) is resumed at the byte offset reached, the way
+    benchctl does, until the stream ends cleanly or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+
     async def one(session: aiohttp.ClientSession) -> dict[str, Any]:
         h = hashlib.sha256()
         size = 0
-        try:
-            async with session.get(f"{BASE}/api/benchmark/jobs/{job_id}/logs",
-                                   params={"follow": "1", "offset": "0"}) as r:
-                if r.status != 200:
-                    return {"error": f"HTTP {r.status}", "bytes": 0, "sha256": ""}
-                async for chunk in r.content.iter_any():
-                    h.update(chunk)
-                    size += len(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            return {"error": f"{type(e).__name__}: {e}", "bytes": size, "sha256": h.hexdigest()}
-        return {"error": None, "bytes": size, "sha256": h.hexdigest()}
+        cuts = 0
+        while True:
+            try:
+                async with session.get(f"{BASE}/api/benchmark/jobs/{job_id}/logs",
+                                       params={"follow": "1", "offset": str(size)}) as r:
+                    if r.status != 200:
+                        raise aiohttp.ClientResponseError(r.request_info, (), status=r.status)
+                    if int(r.headers["X-Log-Offset"]) != size:
+                        return {"error": f"X-Log-Offset {r.headers['X-Log-Offset']} != {size}",
+                                "bytes": size, "sha256": h.hexdigest(), "cuts": cuts}
+                    async for chunk in r.content.iter_any():
+                        h.update(chunk)
+                        size += len(chunk)
+                return {"error": None, "bytes": size, "sha256": h.hexdigest(), "cuts": cuts}
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+                if not reconnect or time.monotonic() > deadline:
+                    return {"error": f"{type(e).__name__}: {e}", "bytes": size,
+                            "sha256": h.hexdigest(), "cuts": cuts}
+                cuts += 1
+                await asyncio.sleep(0.05)  # benchd is restarting: try again
 
     async with _session(socket_path, timeout) as session:
         results = await asyncio.gather(*(one(session) for _ in range(followers)))
@@ -107,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--followers", type=int, default=50)
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--reconnect", action="store_true", help="resume cut streams at the offset")
     a = p.parse_args(argv)
     if a.mode == "hammer":
         out = asyncio.run(hammer(a.socket, a.job, a.clients, a.seconds))
     else:
-        out = asyncio.run(follow(a.socket, a.job, a.followers, a.timeout))
+        out = asyncio.run(follow(a.socket, a.job, a.followers, a.timeout, a.reconnect))
     json.dump(out, sys.stdout)
     return 0
 
