@@ -1,7 +1,8 @@
 """Job-layer figures, side by side in one run (prints a table):
 
   start latency   JobManager.start() call -> orchestrator process running, vs a bare
-                  subprocess.Popen of the same command (Popen returns once it has exec'd)
+                  subprocess.Popen of the same command (Popen returns once it has exec'd),
+                  and vs one Python interpreter boot (the supervisor's unavoidable cost)
   cancel latency  JobManager.cancel() of a SIGTERM-obeying job -> final record, vs a bare
                   killpg(SIGTERM) + wait of the same command       (target p99 < 100 ms)
   log follow      a line written by the job -> the same line yielded by follow_log(), with
@@ -78,7 +79,7 @@ async def bench_start_cancel(tmp: Path, runs: int) -> list[str]:
     await m.reconcile()
 
     write_spec(spec, lines=0, progress=False)
-    start_mgr, start_bare = [], []
+    start_mgr, start_bare, py_boot = [], [], []
     for _ in range(runs):
         t0 = time.perf_counter()
         rec = await m.start(CFG, uid=os.getuid(), user="bench")
@@ -89,6 +90,9 @@ async def bench_start_cancel(tmp: Path, runs: int) -> list[str]:
         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, process_group=0)
         start_bare.append((time.perf_counter() - t0) * 1e3)
         p.wait()
+        t0 = time.perf_counter()  # what the supervisor costs at least: one interpreter boot
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        py_boot.append((time.perf_counter() - t0) * 1e3)
 
     write_spec(spec, lines=0, progress=False, wait_for_file=str(tmp / "never"))
     cancel_mgr, cancel_bare = [], []
@@ -109,6 +113,7 @@ async def bench_start_cancel(tmp: Path, runs: int) -> list[str]:
     await m.close()
     return [row("start: JobManager.start() -> running", start_mgr),
             row("start: bare Popen of the same command", start_bare),
+            row("start: one python boot (python -c pass)", py_boot),
             f"{'  ratio of medians':<44} {'':>5} {statistics.median(start_mgr) / statistics.median(start_bare):>9.2f}x",
             row("cancel: JobManager.cancel() -> final", cancel_mgr),
             row("cancel: bare killpg(SIGTERM) + wait", cancel_bare),

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
-from pipeline.atomicio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from benchd.store import Store
@@ -138,12 +137,15 @@ class _Job:
 def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
     """logs/jobs/<id>.pid (benchd.schema.SupervisorInfo, whose fields these are: a test
     decodes it with the Struct). Written with stdlib json so that the path to "running"
-    does not wait for msgspec to import."""
+    does not wait for msgspec to import; atomic (temp + rename) but not fsynced, since it
+    only means something while this process lives, and no process outlives a machine crash."""
     info = {"job_id": paths.job_id, "supervisor_pid": me,
             "supervisor_start_ticks": procs.start_ticks(me) or 0,
             "orchestrator_pid": orchestrator_pid, "pgid": orchestrator_pid,
             "started_at": utc_now(), "schema_version": 1}
-    write_bytes_atomic(paths.info, json.dumps(info).encode())
+    tmp = paths.info.with_name(f".{paths.info.name}.tmp")
+    tmp.write_bytes(json.dumps(info).encode())
+    os.replace(tmp, paths.info)
 
 
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
