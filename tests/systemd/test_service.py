@@ -52,6 +52,10 @@ def restarted(ct: Container, old_pid: int, timeout: float = 30) -> int:
 def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> None:
     assert ct.show(UNIT, "ActiveState")["ActiveState"] == "inactive"
     assert ct.show("benchd.socket", "ActiveState")["ActiveState"] == "active"
+    # a malformed job record: benchd moves it aside with a warning (priority 4 in the journal)
+    ct.run("install", "-d", "-o", "benchd", "-g", "benchd", "/var/lib/benchd/logs",
+           "/var/lib/benchd/logs/jobs")
+    ct.write("/var/lib/benchd/logs/jobs/0123456789ab.json", "{not json")
     # the first client call starts benchd; benchctl finds the system socket by itself
     out = ct.run(str(REPO / ".venv" / "bin" / "benchctl"), "status", "--json", timeout=90)
     health = json.loads(out.stdout)
@@ -76,6 +80,9 @@ def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> No
     assert entries, "no journal entries from benchd"
     ready = [e for e in entries if "ready on" in e.get("MESSAGE", "")]
     assert ready and ready[0]["PRIORITY"] == "6", ready
+    warned = [e for e in entries
+              if e.get("MESSAGE", "").startswith("benchd.store: malformed job record 0123")]
+    assert len(warned) == 1 and warned[0]["PRIORITY"] == "4", warned
     assert not any(re.match(r"\d{4}-\d\d-\d\d", e.get("MESSAGE", "")) for e in entries)
     assert not any(e.get("MESSAGE", "").startswith("<") for e in entries)
 
