@@ -223,3 +223,21 @@ async def test_close_with_cancel_running_cancels(root, spec, tmp_path):
         assert pids_of_job(rec.job_id) == []
     finally:
         kill_job_processes(rec.job_id)
+
+
+async def test_reattached_job_can_be_cancelled(root, spec, host, tmp_path):
+    spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
+    rec = host({"experiments": ["gmst_era"]})
+    job_id = rec["job_id"]
+    wait_until(lambda: len(pids_of_job(job_id)) >= 3, what="grandchild started")
+    host_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
+    os.kill(host_pid, signal.SIGKILL)
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    try:
+        assert "reattached" in (await m.reconcile())[0]
+        final = await asyncio.wait_for(m.cancel(job_id, uid=1000, grace=2.0), 15)
+        assert final.status == JobState.CANCELLED
+        assert final.reason.startswith("cancelled by uid 1000")
+        assert pids_of_job(job_id) == []
+    finally:
+        await m.close()
