@@ -196,12 +196,20 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     resp.charset = "utf-8"
     resp.enable_chunked_encoding()
     await resp.prepare(request)
+    task = asyncio.current_task()
+    if follow and task is not None:
+        _ctx(request).log_streams.add(task)  # cut on shutdown (benchd.app._close_followers)
     try:
         async for chunk in manager.follow_log(job_id, start, follow=follow):
             await resp.write(chunk)
+        if follow and manager.get(job_id).status not in FINAL and request.transport:
+            # the job goes on but the stream ended: benchd is stopping. Cut the connection
+            # (no final chunk) so that no client takes this for the end of the job.
+            request.transport.abort()
+            return resp
         await resp.write_eof()
-    except (ConnectionError, asyncio.CancelledError):
-        pass  # client went away or the daemon is stopping; the job is unaffected
+    except ConnectionError:
+        pass  # the client went away; the job is unaffected
     except BenchdError as e:  # headers are out: all we can do is end the stream and log
         log.warning("log stream for %s ended early: %s", job_id, e.message)
     return resp

@@ -50,6 +50,7 @@ class Context:
     experiments_cache: bytes | None = None
     experiments_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     websockets: "weakref.WeakSet[web.WebSocketResponse]" = field(default_factory=weakref.WeakSet)
+    log_streams: "weakref.WeakSet[asyncio.Task[object]]" = field(default_factory=weakref.WeakSet)
 
     @property
     def results_dir(self) -> Path:
@@ -147,9 +148,14 @@ async def error_middleware(request: web.Request,
         return error_response(500, "internal", "internal error; details are in benchd's log")
 
 
-async def _close_websockets(app: web.Application) -> None:
-    """On shutdown, tell WebSocket followers the daemon is going away (1001)."""
-    for ws in list(app[CONTEXT].websockets):
+async def _close_followers(app: web.Application) -> None:
+    """On shutdown, end every follower now rather than after the shutdown timeout: WebSocket
+    ones get close code 1001; plain-text ones are cut without the final chunk, so that no
+    client mistakes a stopping daemon for the end of the job (it reconnects at its offset)."""
+    ctx = app[CONTEXT]
+    for task in list(ctx.log_streams):
+        task.cancel()
+    for ws in list(ctx.websockets):
         await ws.close(code=1001, message=b"benchd is stopping")
 
 
@@ -160,5 +166,5 @@ def make_app(context: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = context
     api.add_routes(app)
-    app.on_shutdown.append(_close_websockets)
+    app.on_shutdown.append(_close_followers)
     return app

@@ -333,3 +333,22 @@ async def test_stopping_daemon_closes_websocket_followers_with_1001(daemon_facto
             assert ws.close_code == 1001
     assert d.proc.wait(timeout=30) == 0
     assert alive(job["supervisor_pid"])  # --on-stop leave: the job is still running
+
+
+def test_stopping_daemon_cuts_plain_text_followers_without_a_clean_end(daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=3, wait_for_file=str(d.root / "gate"))
+    job = d.start_job()
+    conn = UnixHTTPConnection(d.socket_path, timeout=30)
+    try:
+        conn.request("GET", f"/api/benchmark/jobs/{job['job_id']}/logs?follow=1")
+        resp = conn.getresponse()
+        first = resp.read1(65536)
+        assert first.startswith(b"fake orchestrator pid")
+        d.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(http.client.IncompleteRead):  # cut, not a clean end of stream
+            resp.read()
+    finally:
+        conn.close()
+    assert d.proc.wait(timeout=30) == 0
+    assert alive(job["supervisor_pid"])
