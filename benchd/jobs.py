@@ -608,6 +608,12 @@ class JobManager:
             self._finish(None, JobState.FAILED, job_id=job_id,
                          reason="benchd stopped before the job's supervisor was started")
             return f"job {job_id}: never started; recorded failed"
+        elif self._logs_full():  # its output filled the disk, so no exit record either
+            why = (f"the logs filesystem {self.store.logs_dir} is full (no space left on "
+                   f"device): the job's output and its exit record could not be written "
+                   f"while benchd was down; {killed} leftover process(es) killed")
+            self._finish(None, JobState.FAILED, job_id=job_id, reason=why)
+            return f"job {job_id}: {why}; recorded failed"
         else:
             why = (f"supervisor (pid {pid}) vanished while benchd was down and left no exit "
                    f"record; {killed} leftover process(es) killed")
