@@ -15,7 +15,7 @@ import pytest
 from benchd.schema import JobRecord
 from benchd.states import JobState
 from tests.hostile.loadrun import firehose_argv
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, wait_until
 
 JOBS = "/api/benchmark/jobs"
 DISK_FULL = ("no space", "disk full", "enospc", "filesystem is full")
@@ -99,3 +99,29 @@ def test_results_filesystem_fills_fake_publisher(daemon_factory, tmpfs) -> None:
     assert says_disk_full(final["reason"]), final["reason"]
     assert not (results / "firehose-run").exists()
     assert d.get("/api/health").json()["active_job"] is None
+
+
+def test_log_filesystem_fills_while_benchd_is_down(daemon_factory, tmpfs) -> None:
+    """benchd is killed; its job fills logs/ and dies; benchd restarts on the full disk: it
+    comes up, records the job failed naming the full disk (not a silent 'unknown'), is not
+    busy, and writes the record once there is room."""
+    d: Daemon = daemon_factory(start=False, orchestrator=firehose_argv(0, 0, "--lines", "200000"))
+    tmpfs(d.root / "logs", "2m")
+    d.set_spec()
+    d.start()
+    gate = d.root / "gate"  # not used by the firehose; the job runs at once
+    job = d.start_job()
+    supervisor = job["supervisor_pid"]
+    d.kill9()
+    wait_until(lambda: not os.path.exists(f"/proc/{supervisor}"), 60, 0.02,
+               "the job's supervisor to exit")
+    d.start()
+    rec = d.job(job["job_id"])
+    assert rec["status"] == "failed" and says_disk_full(rec["reason"]), rec
+    assert d.get("/api/health").json()["active_job"] is None
+    r = d.post_json(JOBS, {})
+    assert r.status == 507 and says_disk_full(r.error["message"]), (r.status, r.body)
+    d.log_file(job["job_id"]).unlink()
+    d.restart(kill=False)
+    assert records_on_disk(d.root)[job["job_id"]].status == JobState.FAILED
+    assert not gate.exists()
