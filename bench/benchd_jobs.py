@@ -114,10 +114,12 @@ async def bench_start_cancel(tmp: Path, runs: int) -> list[str]:
     return [row("start: JobManager.start() -> running", start_mgr),
             row("start: bare Popen of the same command", start_bare),
             row("start: one python boot (python -c pass)", py_boot),
-            f"{'  ratio of medians':<44} {'':>5} {statistics.median(start_mgr) / statistics.median(start_bare):>9.2f}x",
+            f"{'  ratio of medians, start / python boot':<44} {'':>5} "
+            f"{statistics.median(start_mgr) / statistics.median(py_boot):>9.2f}x",
             row("cancel: JobManager.cancel() -> final", cancel_mgr),
             row("cancel: bare killpg(SIGTERM) + wait", cancel_bare),
-            f"{'  ratio of medians':<44} {'':>5} {statistics.median(cancel_mgr) / statistics.median(cancel_bare):>9.2f}x"]
+            f"{'  ratio of medians, cancel / bare':<44} {'':>5} "
+            f"{statistics.median(cancel_mgr) / statistics.median(cancel_bare):>9.2f}x"]
 
 
 WRITER = r"""
