@@ -176,22 +176,38 @@ async def serve(cfg: ServerConfig) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    admin_gid = _admin_gid(cfg.admin_group)  # option errors before anything is created
     lock_fd = lock_root(cfg.root)
-    notifier = Notifier()
-    sock = activated_socket()
-    own_socket = sock is None
-    if sock is None:
-        sock = bind_socket(cfg.socket_path, cfg.socket_mode)
-    socket_name = sock.getsockname() or str(cfg.socket_path)
-    socket_ino = os.stat(socket_name).st_ino if own_socket else None
-    runner = None
-    manager = None
     try:
-        from benchd.jobs import JobManager  # the job layer (imported here: it spawns things)
+        notifier = Notifier()
+        sock = activated_socket()
+        own_socket = sock is None
+        if sock is None:
+            sock = bind_socket(cfg.socket_path, cfg.socket_mode)
+        socket_name = sock.getsockname() or str(cfg.socket_path)
+        socket_ino = os.stat(socket_name).st_ino if own_socket else None
+        try:
+            await _run(cfg, sock, socket_name, own_socket, admin_gid, notifier, stop)
+        finally:
+            await notifier.stop_watchdog()
+            if own_socket:
+                _unlink_if_ours(Path(socket_name), socket_ino)
+            sock.close()
+    finally:
+        os.close(lock_fd)
+    log.info("stopped")
 
-        manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
-                             admin_gid=_admin_gid(cfg.admin_group),
-                             on_change=on_change_status(notifier))
+
+async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_socket: bool,
+               admin_gid: int | None, notifier: Notifier, stop: asyncio.Event) -> None:
+    """Reconcile, serve until `stop`, then stop serving and close the job layer."""
+    from benchd.jobs import JobManager  # the job layer (imported here: it spawns things)
+
+    manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
+                         admin_gid=admin_gid, on_change=on_change_status(notifier))
+    runner: web.AppRunner | None = None
+    closed = False
+    try:
         notifier.status("reconciling jobs")
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
@@ -208,27 +224,26 @@ async def serve(cfg: ServerConfig) -> None:
         notifier.ready(status_text(active, reattached=active is not None))
         notifier.start_watchdog()
         log.info("benchd %s ready on %s (root %s, %s)", ctx.version, socket_name, cfg.root,
-                 "socket-activated" if not own_socket else "own socket")
+                 "own socket" if own_socket else "socket-activated")
         await stop.wait()
 
-        cancel = cfg.on_stop == "cancel" and manager.active() is not None
-        notifier.stopping("stopping: cancelling the active job" if cancel else "stopping")
-        log.info("stopping (%s)", "cancelling the active job" if cancel
-                 else "jobs keep running and are reattached at next start")
+        active = manager.active()
+        if active is None:
+            what = "no job running"
+        elif cfg.on_stop == "cancel":
+            what = f"cancelling job {active.job_id}"
+        else:
+            what = f"job {active.job_id} keeps running; the next benchd reattaches it"
+        notifier.stopping(f"stopping: {what}")
+        log.info("stopping: %s", what)
         await site.stop()  # no new connections; socket-activated ones queue for the next us
+        closed = True
         await manager.close(cancel_running=cfg.on_stop == "cancel")
-        manager = None
     finally:
-        if manager is not None:
+        if not closed:
             await manager.close(cancel_running=False)
         if runner is not None:
             await runner.cleanup()
-        await notifier.stop_watchdog()
-        if own_socket:
-            _unlink_if_ours(Path(socket_name), socket_ino)
-        sock.close()
-        os.close(lock_fd)
-    log.info("stopped")
 
 
 def _unlink_if_ours(path: Path, ino: int | None) -> None:
