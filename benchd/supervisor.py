@@ -191,7 +191,8 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         if job.status is not None:
             break
         now = time.monotonic()
-        if job.kill_deadline is not None and now >= job.kill_deadline and not job.killed_after_grace:
+        if job.kill_deadline is not None and now >= job.kill_deadline \
+                and not job.killed_after_grace:
             job.killed_after_grace = True
             _note(log_fd, f"still running {job.grace_used:g} s after SIGTERM: SIGKILL")
             procs.kill_group(job.pid, signal.SIGKILL)

@@ -1,7 +1,6 @@
 """The per-job supervisor on its own (python -m benchd.supervisor), without benchd."""
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -14,8 +13,8 @@ import pytest
 from benchd import procs
 from benchd.schema import SCHEMA_VERSION
 from benchd.store import Store
-from tests.support import (fake_orchestrator_argv, kill_job_processes, pid_alive,
-                           pids_of_job, wait_until, write_spec)
+from tests.support import (fake_orchestrator_argv, kill_job_processes, pids_of_job,
+                           wait_until, write_spec)
 
 # a fresh id per test process: a concurrent test run must never match (and kill) our processes
 JOB = secrets.token_hex(6)

@@ -50,8 +50,8 @@ def _double_fork() -> None:
         os.setsid()
         if os.fork() == 0:
             # grandchild: an hour of nothing, marked in argv for anyone scanning /proc
-            os.execv(sys.executable, [sys.executable, "-c",
-                                      "import time; time.sleep(3600)  # fake-orchestrator-grandchild"])
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)"
+                                      "  # fake-orchestrator-grandchild"])
         os._exit(0)
     os.waitpid(pid, 0)
 
