@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import WSMsgType, web
@@ -25,6 +25,9 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMess
 from benchd.states import FINAL, JobState
 from pipeline import loader
 from pipeline.schema import RunDetail, RunSummary
+
+if TYPE_CHECKING:
+    from benchd.jobs import JobManager
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     return json_response(record)
 
 
-def _log_start(manager: Any, job_id: str, offset: int | None, tail: int | None) -> int:
+def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
     """Where a log read starts; refuses offsets past the end before anything is sent."""
     manager.get(job_id)
     if offset is not None and tail is not None:

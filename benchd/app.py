@@ -15,13 +15,16 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from benchd.errors import BenchdError, InvalidRequest
 from benchd.schema import ErrorBody, ErrorDetail
+
+if TYPE_CHECKING:
+    from benchd.jobs import JobManager
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ _encoder = msgspec.json.Encoder()
 @dataclass
 class Context:
     """What the handlers need besides the request: the job layer and facts about the daemon."""
-    manager: Any                      # benchd.jobs.JobManager (duck-typed for import cost)
+    manager: JobManager
     root: Path
     socket_path: str
     version: str
