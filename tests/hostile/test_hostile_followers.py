@@ -72,6 +72,7 @@ def test_followers_that_stop_reading_do_not_grow_the_daemon(daemon_factory) -> N
         size = log.stat().st_size
         assert size > 5_000_000, size
         growth_mib = (peak - base) / 1024
+        print(f"\nRSS {base / 1024:.1f} -> peak {peak / 1024:.1f} MiB, log {size / 1e6:.1f} MB")
         assert growth_mib < 40, f"RSS grew {growth_mib:.1f} MiB for a {size / 1e6:.0f} MB backlog"
         want = log.read_bytes()
         for s in socks:  # now read everything: exact bytes, clean end
@@ -93,3 +94,40 @@ def test_followers_that_stop_reading_do_not_grow_the_daemon(daemon_factory) -> N
     finally:
         for s in socks:
             s.close()
+
+
+def test_websocket_followers_that_stop_reading_do_not_grow_the_daemon(daemon_factory) -> None:
+    """Same for WebSocket followers (one message per line): a client that completes the
+    handshake and never reads must not make benchd queue the log in memory."""
+    import base64
+    import os
+    d: Daemon = daemon_factory(orchestrator=firehose_argv(30_000, 3))
+    job_id = d.start_job()["job_id"]
+    socks = []
+    for _ in range(10):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        s.connect(str(d.socket_path))
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall(build("GET", f"{JOBS}/{job_id}/logs/ws?offset=0", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": key}))
+        socks.append(s)
+    try:
+        first = socks[0].recv(12)
+        assert first.startswith(b"HTTP/1.1 101"), first
+        base = rss_kib(d.proc.pid)
+        peak = base
+        while d.job(job_id)["status"] not in ("completed", "failed"):
+            peak = max(peak, rss_kib(d.proc.pid))
+            time.sleep(0.05)
+        size = d.log_file(job_id).stat().st_size
+        assert size > 5_000_000, size
+        growth_mib = (peak - base) / 1024
+        print(f"\nRSS {base / 1024:.1f} -> peak {peak / 1024:.1f} MiB, log {size / 1e6:.1f} MB")
+        assert growth_mib < 40, f"RSS grew {growth_mib:.1f} MiB for a {size / 1e6:.0f} MB backlog"
+        assert d.get("/api/health").status == 200
+    finally:
+        for s in socks:
+            s.close()
+    wait_until(lambda: d.get("/api/health").status == 200, 10)
