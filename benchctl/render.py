@@ -190,7 +190,8 @@ def final_line(job: dict[str, Any], colour: bool) -> str:
     status = job.get("status", "?")
     text = f"job {job.get('job_id')} {paint(state_label(status), STATE_STYLE.get(status), colour)}"
     extra = []
-    if job.get("exit_code") is not None:
+    reason = job.get("reason") or ""
+    if job.get("exit_code") is not None and f"code {job['exit_code']}" not in reason:
         extra.append(f"exit code {job['exit_code']}")
     if job.get("signal"):
         extra.append(job["signal"])

@@ -88,7 +88,7 @@ def test_run_prints_id_and_wait_exits_with_outcome(daemon_factory) -> None:
     d.set_spec(exit_code=3, stderr_line="boom on stderr")
     r = bc(d, "run", "--wait")
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "failed" in r.stderr and "exit code 3" in r.stderr
+    assert "failed" in r.stderr and "code 3" in r.stderr and "boom on stderr" in r.stderr
 
 
 def test_run_of_a_job_that_cannot_start_exits_1_saying_why(daemon_factory,
