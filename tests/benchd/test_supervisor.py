@@ -63,7 +63,10 @@ def test_runs_job_holds_lock_writes_info_and_exit(run_supervisor, tmp_path):
     assert os.getpgid(info.orchestrator_pid) == info.pgid == info.orchestrator_pid
     assert os.getsid(info.orchestrator_pid) == p.pid  # in the supervisor's session
     assert procs.lock_is_held(paths.lock)
-    env = open(f"/proc/{info.orchestrator_pid}/environ", "rb").read().split(b"\0")
+    # empty for a few microseconds: Popen returns once execve is past the point of no return,
+    # before the kernel has set up the new image's environment
+    env = wait_until(lambda: open(f"/proc/{info.orchestrator_pid}/environ", "rb").read(),
+                     what="orchestrator environment").split(b"\0")
     assert b"PYTHONUNBUFFERED=1" in env and f"{procs.JOB_ENV}={JOB}".encode() in env
     gate.touch()
     assert p.wait(15) == 0
