@@ -66,7 +66,8 @@ async def test_cancel_job_that_obeys_sigterm(make_manager, spec, gate):
     m = await make_manager(grace=5.0)
     spec(wait_for_file=str(gate))
     rec = await m.start(CFG, uid=1000, user="alice")
-    assert len(pids_of_job(rec.job_id)) == 2  # supervisor + orchestrator
+    # supervisor + orchestrator (whose environment is readable once its execve completes)
+    wait_until(lambda: len(pids_of_job(rec.job_id)) == 2, what="both processes of the job")
     t0 = time.monotonic()
     final = await m.cancel(rec.job_id, uid=1000)
     took = time.monotonic() - t0
