@@ -28,8 +28,7 @@ import msgspec
 from benchd import logtail, procs
 from benchd.defaults import DEFAULT_GRACE_S
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
-                           JobNotFound,
-                           NotCancellable)
+                           JobNotFound, NotCancellable)
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress
 from benchd.states import ACTIVE, FINAL, JobState, can_transition
 from benchd.store import JobPaths, Store, utc_now
@@ -99,6 +98,9 @@ class _ProgressReader:
 
 
 class JobManager:
+    """Every job of one lab root: its records (in memory, persisted on each change), the one
+    active job's supervisor, log and progress. Methods are called from the event loop."""
+
     def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
                  on_change: Callable[[JobRecord], None] | None = None) -> None:
@@ -116,7 +118,6 @@ class JobManager:
         self._changed: dict[str, asyncio.Event] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._dirty: set[str] = set()
-        self._closed = False
         self._unsaved: set[str] = set()          # records the disk refused (full)
 
     # queries ---------------------------------------------------------------------------
@@ -133,8 +134,8 @@ class JobManager:
         return out
 
     def get(self, job_id: str) -> JobRecord:
-        rec = self._jobs.get(job_id) if isinstance(job_id, str) and JOB_ID_RE.match(job_id) \
-            else None
+        valid = isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id)
+        rec = self._jobs.get(job_id) if valid else None  # never a path: ids are checked first
         if rec is None:
             raise JobNotFound(f"no job {job_id!r}")
         return rec
@@ -236,7 +237,8 @@ class JobManager:
             rec = self._jobs[live.job_id]
             self._update(rec, status=JobState.RUNNING, started_at=utc_now(),
                          supervisor_pid=live.supervisor_pid,
-                         supervisor_start_ticks=live.supervisor_ticks, pgid=int(rest))
+                         supervisor_start_ticks=live.supervisor_ticks,
+                         pgid=int(rest) if rest.isdigit() else None)
             live.started.set_result(None)
         else:
             await asyncio.shield(live.done)  # _run finalizes from the exit record
@@ -623,7 +625,6 @@ class JobManager:
     async def close(self, *, cancel_running: bool = False) -> None:
         """Stop following jobs. A running job keeps running (a restarted benchd reattaches)
         unless `cancel_running`, in which case it is cancelled with the default grace."""
-        self._closed = True
         live = self._live
         if live is not None and cancel_running:
             try:

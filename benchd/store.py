@@ -62,7 +62,7 @@ class Store:
             entries = [(e.name, e.path) for e in it if e.is_file(follow_symlinks=False)]
         for name, path in entries:
             stem, dot, suffix = name.partition(".")
-            if not JOB_ID_RE.match(stem) or not dot:
+            if not JOB_ID_RE.fullmatch(stem) or not dot:
                 continue
             if suffix != "json":
                 aux.append((stem, path))
