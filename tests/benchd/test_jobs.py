@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from benchd.errors import Busy, InvalidRequest, JobNotFound
 from benchd.jobs import JobManager
-from benchd.schema import JobConfig, JobRecord
+from benchd.schema import JobConfig, JobRecord, Progress
 from benchd.states import FINAL, JobState
 from tests.support import (async_wait_until, fake_orchestrator_argv, kill_job_processes,
                            pids_of_job, write_spec)
@@ -225,3 +227,39 @@ async def test_supervisor_dying_before_running_is_failed_not_unknown(manager, mo
     assert "exited before starting the orchestrator" in rec.reason
     assert "No module named benchd.no_such_supervisor" in manager.log_path(rec.job_id).read_text()
     assert manager.active() is None
+
+
+PROGRESS_FLOOD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pipeline import progress
+names = ["gmst_era", "equ_ecl", "precession"]
+for i in range(600):
+    k = i // 200 + 1
+    progress.emit(progress.PHASES[1 + i % 5], run_id="r1", k=k, total=3,
+                  experiment=names[k - 1], adapter="a%d" % (i % 7))
+progress.emit("published", run_id="r1", k=3, total=3, run_dir="results/r1")
+"""
+
+
+async def test_progress_is_tracked_but_not_written_per_line(tmp_path):
+    root = tmp_path / "root"
+    repo = str(Path(__file__).resolve().parents[2])
+    changes: list[JobRecord] = []
+    m = JobManager(root, orchestrator=[sys.executable, "-c", PROGRESS_FLOOD, repo],
+                   on_change=changes.append)
+    await m.reconcile()
+    saves = []
+    real_save = m.store.save
+    m.store.save = lambda rec: (saves.append(rec), real_save(rec))[1]  # count, then write
+    rec = await m.start(CFG, uid=1, user="u")
+    async for final in m.watch(rec.job_id):
+        pass
+    await m.close()
+    assert final.status == JobState.COMPLETED
+    assert final.progress == Progress(k=3, total=3, phase="published", run_id="r1")
+    assert final.run_dir == "results/r1"
+    # 601 progress lines, a handful of writes: starting, running, a few flushes, final
+    assert 3 <= len(saves) <= 12, len(saves)
+    assert changes and changes[-1] == final  # on_change saw every persisted change
+    assert [c.status for c in changes][:2] == [JobState.STARTING, JobState.RUNNING]
