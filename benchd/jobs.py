@@ -598,6 +598,11 @@ class JobManager:
                 fields.update(status=JobState.RUNNING,
                               started_at=info.started_at if info else utc_now(),
                               pgid=info.pgid if info else None)
+            order = self.store.read_cancel(job_id)
+            if order is not None and rec.cancel_requested_by is None:
+                # accepted by the previous benchd, which died before writing it down: the
+                # supervisor is acting on it, so the record must say so
+                fields.update(cancel_requested_by=order.requester_uid, cancel_grace=order.grace)
             self._update(rec, **fields)
             live.task = self._spawn_task(self._run(live))
             return f"job {job_id}: supervisor pid {pid} still running; reattached"

@@ -256,3 +256,45 @@ def test_cancel_completes_even_if_benchd_dies_during_grace(tmp_path, spec):
         host.wait(10)
         if job_id:
             kill_job_processes(job_id)
+
+
+def test_cancel_in_progress_is_visible_after_benchd_restart(tmp_path, spec):
+    """benchd dies right after accepting a cancel; the next one reattaches, shows the cancel
+    (requester, grace) at once, and records the outcome the supervisor reaches."""
+    root = tmp_path / "root"
+    root.mkdir()
+    spec(wait_for_file=str(tmp_path / "gate"), ignore_sigterm=True)
+    host = subprocess.Popen([sys.executable, str(JOBHOST), str(root), "--grace", "3",
+                             "--start", json.dumps({"experiments": ["gmst_era"]}),
+                             "--cancel-after-start"],
+                            stdout=subprocess.PIPE, text=True)
+    job_id = None
+    try:
+        for line in host.stdout:
+            ev = json.loads(line)
+            if ev["event"] == "started":
+                job_id = ev["record"]["job_id"]
+            if ev["event"] == "cancel_sent":
+                break
+        host.kill()
+        host.wait(10)
+
+        async def reconcile():
+            m = JobManager(root, orchestrator=fake_orchestrator_argv())
+            lines = await m.reconcile()
+            during = m.get(job_id)
+            async for final in m.watch(job_id):
+                pass
+            await m.close()
+            return lines, during, final
+        lines, during, final = asyncio.run(reconcile())
+        assert "reattached" in lines[0]
+        assert during.status == JobState.RUNNING
+        assert (during.cancel_requested_by, during.cancel_grace) == (1000, 3.0)
+        assert final.status == JobState.CANCELLED and final.signal == "SIGKILL"
+        assert pids_of_job(job_id) == []
+    finally:
+        host.kill()
+        host.wait(10)
+        if job_id:
+            kill_job_processes(job_id)
