@@ -139,11 +139,12 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path: Path) -> None:
 
 
 def test_worker_timeout_is_a_recorded_failure(tmp_path: Path) -> None:
+    # long enough for the other workers to start on a loaded machine, far below the sleep
     rc, p = pr.run(["--experiments", "kepler_solver", "--n", "10", "--no-perf",
-                    "--worker-timeout", "1.5"], tmp_path, pr.toy_env(TOY_SLOW_SECONDS="60"))
+                    "--worker-timeout", "4"], tmp_path, pr.toy_env(TOY_SLOW_SECONDS="60"))
     assert rc == 0, p.output
     slow = _lib(pr.published(tmp_path)[0], "kepler_solver", "toy_slow")
-    assert slow.status == schema.LIB_FAILED and "timed out after 1.5 s" in slow.reason
+    assert slow.status == schema.LIB_FAILED and "timed out after 4 s" in slow.reason
     assert slow.worker_s < 30
 
 
