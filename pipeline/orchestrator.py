@@ -299,10 +299,23 @@ class Orchestrator:
                                    status=schema.LIB_FAILED, reason=reason), wall
 
     def _kill_worker(self) -> None:
+        """SIGKILL the running worker — and any child a signal caught between fork and
+        Popen's return left untracked — then reap them."""
         p = self._proc
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
+        me = os.getpid()
+        try:
+            stray = [int(x) for x in Path(f"/proc/{me}/task/{me}/children").read_text().split()]
+        except OSError:
+            stray = []
+        for pid in stray:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
     @staticmethod
     def _log_tail(path: Path) -> str:
