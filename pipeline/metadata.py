@@ -66,4 +66,5 @@ def collect(registry: ModuleType, seed: int, argv: list[str]) -> Metadata:
                     cores=os.cpu_count() or 0, os=platform.platform(),
                     python=sys.version.split()[0] + f" ({platform.python_implementation()})",
                     numpy=numpy.__version__, git_sha=sha, git_dirty=dirty,
-                    adapter_versions=adapter_versions(registry), seed=seed, argv=list(argv))
+                    adapter_versions=adapter_versions(registry), seed=seed, argv=list(argv),
+                    load_avg=[round(x, 2) for x in os.getloadavg()])

@@ -154,6 +154,10 @@ class Orchestrator:
         self._say(f"pipeline: run {self.staged.run_id}: {total} experiment(s), n={cfg.n}, "
                   f"seed={cfg.seed}, " + ("no perf" if cfg.no_perf else
                                           f"{cfg.perf_rounds} perf rounds"))
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if not cfg.no_perf and load > cores:
+            self._say(f"pipeline: warning: load average {load:.1f} > {cores} cores — timings "
+                      f"will be disturbed (see 'machine busy' in summary.md)")
         for k, name in enumerate(cfg.experiments, 1):
             if name in self.manifest.experiments:
                 self._say(f"[{k}/{total}] {name}: already done in the staged run, kept")

@@ -55,6 +55,7 @@ class Metadata(msgspec.Struct):
     adapter_versions: dict[str, str]      # adapter name -> library version or "unavailable: ..."
     seed: int
     argv: list[str]
+    load_avg: list[float] = []            # 1/5/15-min load at the start: was the machine busy?
 
 
 class ExperimentEntry(msgspec.Struct):

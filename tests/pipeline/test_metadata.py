@@ -18,6 +18,7 @@ def test_collect_records_host_versions_and_git() -> None:
     assert m.hostname == socket.gethostname() and m.cores == os.cpu_count()
     assert m.cpu_model and m.python.startswith(sys.version.split()[0])
     assert m.utc_time.endswith("Z") and m.seed == 11 and m.argv[-1] == "3"
+    assert len(m.load_avg) == 3 and all(x >= 0 for x in m.load_avg)
     head = subprocess.run(["git", "-C", str(metadata.PROJECT_ROOT), "rev-parse", "HEAD"],
                           capture_output=True, text=True)
     if head.returncode == 0:
