@@ -29,7 +29,8 @@ from benchd import logtail, procs
 from benchd.defaults import DEFAULT_GRACE_S
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
-from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress
+from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
+                           SupervisorInfo)
 from benchd.states import ACTIVE, FINAL, JobState, can_transition
 from benchd.store import JobPaths, Store, utc_now
 from pipeline import progress as pprogress
@@ -360,7 +361,7 @@ class JobManager:
         rec = self._jobs[live.job_id]
         ex = self.store.read_exit(live.job_id)
         if ex is None:
-            killed = _kill_leftovers(live.job_id, rec.pgid)
+            killed = _kill_leftovers(live.job_id, rec.pgid, self.store.read_info(live.job_id))
             if self._logs_full():  # the usual reason: the job's output filled the disk
                 self._finish(live, JobState.FAILED,
                              reason=f"the logs filesystem {self.store.logs_dir} is full (no "
@@ -606,7 +607,7 @@ class JobManager:
             self._update(rec, **fields)
             live.task = self._spawn_task(self._run(live))
             return f"job {job_id}: supervisor pid {pid} still running; reattached"
-        killed = _kill_leftovers(job_id, rec.pgid or (info.pgid if info else None))
+        killed = _kill_leftovers(job_id, rec.pgid or (info.pgid if info else None), info)
         if alive:  # a second live job: cannot happen through benchd; stop it rather than hide it
             procs.kill_pids([pid], signal.SIGKILL)
             killed += 1
@@ -676,13 +677,20 @@ async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _kill_leftovers(job_id: str, pgid: int | None) -> int:
-    """SIGKILL every process still carrying the job's marker (and its group, if that group is
-    still the job's). Used when the supervisor is gone and cannot do it."""
-    pids = procs.pids_with_marker(job_id)
-    if pgid is not None and pgid in pids:
+def _kill_leftovers(job_id: str, pgid: int | None, info: SupervisorInfo | None = None) -> int:
+    """SIGKILL what is left of a job whose supervisor is gone and cannot do it: its process
+    group (when the group leader is provably still the job's orchestrator, by pid + start
+    ticks from the supervisor's pid file, or carries the job's marker) and every process
+    carrying the marker (escaped ones). The group kill also covers a process caught in the
+    middle of execve, whose environment cannot be read yet."""
+    victims = set(procs.pids_with_marker(job_id))
+    if pgid is not None and (
+            pgid in victims or (info is not None and info.orchestrator_pid == pgid
+                                and info.orchestrator_start_ticks is not None
+                                and procs.is_alive(pgid, info.orchestrator_start_ticks))):
+        victims |= set(procs.group_members(pgid))
         procs.kill_group(pgid, signal.SIGKILL)
-    return procs.kill_pids(pids, signal.SIGKILL)
+    return procs.kill_pids(sorted(victims), signal.SIGKILL)
 
 
 def _last_error_line(path: Path, window: int = 8192) -> str | None:

@@ -139,6 +139,22 @@ def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list
     return found
 
 
+def pgid_of(pid: int) -> int | None:
+    """Process group of `pid` (None if it is gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is `pgid` (a full /proc scan)."""
+    out = []
+    for pid in _all_pids():
+        fields = _stat_fields(pid)
+        if fields and fields[0] not in ("Z", "X") and int(fields[2]) == pgid:
+            out.append(pid)
+    return out
+
+
 def kill_pids(pids: list[int], sig: int) -> int:
     """Send `sig` to each pid, ignoring ones already gone; returns how many were signalled."""
     n = 0

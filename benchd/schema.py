@@ -142,3 +142,4 @@ class SupervisorInfo(msgspec.Struct):
     pgid: int
     started_at: str                       # UTC ISO-8601
     schema_version: int = SCHEMA_VERSION
+    orchestrator_start_ticks: int | None = None  # identity of the group leader (pid reuse)

@@ -142,7 +142,8 @@ def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
     info = {"job_id": paths.job_id, "supervisor_pid": me,
             "supervisor_start_ticks": procs.start_ticks(me) or 0,
             "orchestrator_pid": orchestrator_pid, "pgid": orchestrator_pid,
-            "started_at": utc_now(), "schema_version": 1}
+            "started_at": utc_now(), "schema_version": 1,
+            "orchestrator_start_ticks": procs.start_ticks(orchestrator_pid)}
     tmp = paths.info.with_name(f".{paths.info.name}.tmp")
     tmp.write_bytes(json.dumps(info).encode())
     os.replace(tmp, paths.info)

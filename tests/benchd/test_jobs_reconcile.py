@@ -241,3 +241,35 @@ async def test_reattached_job_can_be_cancelled(root, spec, host, tmp_path):
         assert pids_of_job(job_id) == []
     finally:
         await m.close()
+
+
+async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path):
+    """The orchestrator runs under `env -i`, so nothing of it carries BENCHD_JOB_ID; when its
+    supervisor is killed while benchd is down, the restarted benchd still kills it, through
+    the process group named (and verified by start ticks) in the supervisor's pid file."""
+    spec = write_spec(tmp_path / "spec.json", wait_for_file=str(tmp_path / "never"))
+    orch = ["env", "-i", f"FAKE_ORCHESTRATOR_SPEC={spec}", *fake_orchestrator_argv()]
+    m = JobManager(root, orchestrator=orch)
+    await m.reconcile()
+    rec = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+    await m.close()  # leave it running, as benchd does on stop
+    info = Store(root).read_info(rec.job_id)
+    try:
+        assert info.orchestrator_pid == rec.pgid and info.orchestrator_start_ticks
+        env = wait_until(lambda: Path(f"/proc/{rec.pgid}/environ").read_bytes(),
+                         what="orchestrator exec'd")
+        assert b"BENCHD_JOB_ID" not in env
+        os.kill(rec.supervisor_pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(rec.supervisor_pid), what="supervisor gone")
+        assert pid_alive(rec.pgid)
+        m2 = JobManager(root, orchestrator=orch)
+        lines = await m2.reconcile()
+        assert m2.get(rec.job_id).status == JobState.UNKNOWN
+        assert "1 leftover process(es) killed" in lines[0]
+        wait_until(lambda: not pid_alive(rec.pgid), timeout=5, what="orchestrator killed")
+        await m2.close()
+    finally:
+        try:
+            os.killpg(rec.pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
