@@ -149,7 +149,7 @@ def bind_socket(path: Path, mode: int) -> socket.socket:
     finally:
         os.umask(old_umask)
     os.chmod(path, mode)
-    sock.listen(128)
+    sock.listen(socket.SOMAXCONN)  # a Unix socket refuses (EAGAIN) once the backlog is full
     sock.setblocking(False)
     return sock
 
@@ -218,7 +218,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
                                access_log=logging.getLogger("aiohttp.access")
                                if cfg.access_log else None)
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        site = web.SockSite(runner, sock, backlog=socket.SOMAXCONN)  # aiohttp re-listens
         await site.start()
         active = manager.active()
         notifier.ready(status_text(active, reattached=active is not None))
