@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from benchd.schema import JobRecord
 from benchd.states import JobState

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import string
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -216,7 +215,7 @@ def test_oversized_bodies_are_413_and_nothing_is_started(busy_daemon, size: int)
     assert_state_valid(d, {done, running})
 
 
-def test_fuzzed_paths_and_job_ids_never_reach_the_filesystem(busy_daemon, tmp_path: Path) -> None:
+def test_fuzzed_paths_and_job_ids_never_reach_the_filesystem(busy_daemon) -> None:
     d, done, running = busy_daemon
     # a file an escaping id could reach; it must never be served or touched
     secret = d.root / "logs" / "secret.log"

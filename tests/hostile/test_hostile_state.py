@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
@@ -73,7 +72,6 @@ def test_damaged_records_at_startup_are_moved_aside_and_the_rest_served(daemon_f
     assert d.wait_job(job["job_id"])["status"] == "completed"
     # a second restart finds nothing more to move aside
     d.restart(kill=False)
-    assert sorted(p.name for p in corrupt.iterdir()) == sorted(p.name for p in corrupt.iterdir())
     assert len(list(corrupt.iterdir())) == len(damaged)
     assert len(d.get(JOBS).json()["jobs"]) == len(good) + 1
 
@@ -261,8 +259,7 @@ def test_daemons_racing_for_one_root_exactly_one_wins(daemon_factory) -> None:
             if r is winner:
                 continue
             assert r.proc.returncode == 1
-            text = r.stderr_text()
-            # the losers share the root's stderr file; each wrote its own refusal
+        # the racers share the root's stderr file: one refusal per loser, naming the winner
         refusals = first.stderr_text().count("already running on root")
         assert refusals == 3, first.stderr_text()
         assert f"pid {winner.proc.pid}" in first.stderr_text()
