@@ -9,6 +9,7 @@ every other run. Cheap to import: msgspec and stdlib only.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import msgspec
@@ -88,10 +89,20 @@ def _libraries(run_id: str, exp_dir: Path, legacy: bool,
     return out
 
 
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
 def _published_manifest(run_dir: Path, warnings: list[str] | None) -> schema.Manifest | None:
     m = _decode(run_dir / MANIFEST, schema.Manifest, warnings)
+    msg = None
     if m is not None and m.status != schema.RUN_COMPLETE:
         msg = f"skipping {run_dir}: manifest status {m.status!r}, not published"
+    elif m is not None:
+        # experiment names become paths under the run: never `..`, `/` or the like
+        bad = [e for e in m.experiments if not _PLAIN_NAME_RE.fullmatch(e)]
+        if bad:
+            msg = f"skipping {run_dir}: manifest names experiment {bad[0]!r}, not a plain name"
+    if msg is not None:
         log.warning(msg)
         if warnings is not None:
             warnings.append(msg)
