@@ -52,6 +52,24 @@ def setup_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("aiohttp.server").addFilter(_malformed_http_at_debug)
+
+
+def _malformed_http_at_debug(record: logging.LogRecord) -> bool:
+    """aiohttp logs every request its parser refuses (400: not HTTP, NUL in the target,
+    overlong lines) at ERROR with a traceback: any client sending garbage would flood the
+    journal. Such records become one DEBUG line; everything else passes unchanged."""
+    exc = record.exc_info[1] if record.exc_info else None
+    from aiohttp.http_exceptions import HttpProcessingError
+    if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+        if logging.getLogger("aiohttp.server").isEnabledFor(logging.DEBUG):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            why = (exc.message or str(exc)).strip().splitlines() or ["?"]
+            record.msg, record.args = "refused malformed HTTP (400): %s", (why[0],)
+            record.exc_info = record.exc_text = None
+            return True
+        return False
+    return True
 
 
 def _octal_mode(ctx: click.Context, param: click.Parameter, value: str) -> int:
