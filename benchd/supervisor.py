@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 _HANDLED = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CLEANUP_TIMEOUT_S = 10.0
+RESERVE_BYTES = 64 * 1024   # held on the logs filesystem so the exit record fits when it is full
 
 
 def _note(log_fd: int, text: str) -> None:
@@ -134,6 +135,36 @@ class _Job:
         return len(killed)
 
 
+def _reserve(path: Path) -> bool:
+    """Set RESERVE_BYTES aside (logs/jobs/<id>.reserve): if the job's output fills the logs
+    filesystem, freeing it lets the exit record (and benchd's final record) still be written."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        _unlink(path)
+        return False
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _nearly_full(path: Path) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < RESERVE_BYTES
+
+
 def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
     """logs/jobs/<id>.pid (benchd.schema.SupervisorInfo, whose fields these are: a test
     decodes it with the Struct). Written with stdlib json so that the path to "running"
@@ -164,6 +195,8 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         signal.signal(sig, lambda *_: None)
 
     log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    reserve = paths.lock.with_suffix(".reserve")
+    _reserve(reserve)
     job = _Job(job_id, default_grace, log_fd)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{procs.JOB_ENV: job_id})
     try:
@@ -174,13 +207,17 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         from benchd.store import Store
         reason = f"failed to start {argv[0]}: {e.strerror or e}"
         _note(log_fd, reason)
+        _unlink(reserve)
         Store(root).write_exit(ExitRecord(job_id=job_id, exit_code=None, signal=None,
                                           cancelled=False, finished_at=utc_now(), reason=reason))
         _tell(ready_fd, f"failed {reason}")
         return 0
     job.pid = proc.pid
     me = os.getpid()
-    _write_info(paths, me, proc.pid)
+    try:
+        _write_info(paths, me, proc.pid)
+    except OSError as e:  # e.g. a full disk: benchd records our pid itself; run the job anyway
+        _note(log_fd, f"could not write {paths.info.name}: {e}")
     _tell(ready_fd, f"running {proc.pid}")
     # now, while the job runs, load what the other side files need
     from benchd.schema import ExitRecord
@@ -220,9 +257,17 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         reason = f"cancelled by {job.cancelled_by}: {how}"
     if leftovers:
         _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
-    store.write_exit(ExitRecord(job_id=job_id, exit_code=exit_code, signal=sig,
-                                cancelled=cancelled, finished_at=utc_now(), reason=reason,
-                                leftover_killed=leftovers))
+    if exit_code != 0 and not cancelled and _nearly_full(paths.log):
+        reason = (f"{reason}; the logs filesystem is full (no space left on device): the "
+                  f"job's output could not all be written")
+    _unlink(reserve)  # the job is gone: its space is ours now, for the records
+    try:
+        store.write_exit(ExitRecord(job_id=job_id, exit_code=exit_code, signal=sig,
+                                    cancelled=cancelled, finished_at=utc_now(), reason=reason,
+                                    leftover_killed=leftovers))
+    except OSError as e:
+        _note(log_fd, f"cannot write the exit record: {e}")
+        return 1
     return 0
 
 
