@@ -121,12 +121,12 @@ def test_busy_usage_and_cancel_exit_codes(daemon_factory, gate: Path) -> None:
     waiter = spawn(d, "run", "--wait", "-e", "gmst_era")
     try:
         job = wait_until(lambda: d.get("/api/health").json()["active_job"], 15,
-                         message="job active")
+                         what="job active")
         job_id = job["job_id"]
         r = bc(d, "run")
         assert r.returncode == 5 and job_id in r.stderr, (r.returncode, r.stderr)
         wait_until(lambda: (d.job(job_id).get("progress") or {}).get("total"), 15,
-                   message="progress parsed from the job's log")
+                   what="progress parsed from the job's log")
         r = bc(d, "status")
         assert r.returncode == 0 and job_id in r.stdout and "running" in r.stdout
         assert "1/1 experiments · gmst_era" in r.stdout
@@ -191,7 +191,7 @@ def test_outcome_unknown_exit_7_after_restart(daemon_factory, gate: Path) -> Non
     try:
         job = wait_until(lambda: (d.get("/api/health").json()["active_job"] or {})
                          .get("pgid") and d.get("/api/health").json()["active_job"], 15,
-                         message="job running with a pgid")
+                         what="job running with a pgid")
         d.kill9()
         os.kill(job["supervisor_pid"], signal.SIGKILL)
         os.killpg(job["pgid"], signal.SIGKILL)
@@ -219,14 +219,14 @@ def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate:
                      stdout=out)
     try:
         wait_until(lambda: out_path.read_bytes().count(b"\n") >= 5, 15,
-                   message="tail printed lines")
+                   what="tail printed lines")
         d.kill9() if how == "kill9" else d.stop()  # SIGTERM: on-stop leave, job runs on
         size = log.stat().st_size
         wait_until(lambda: log.stat().st_size > size + 20, 15,
-                   message="the job wrote while benchd was down")
+                   what="the job wrote while benchd was down")
         d.start()
         wait_until(lambda: b"line 39 of 40" in out_path.read_bytes(), 20,
-                   message="tail caught up after the restart")
+                   what="tail caught up after the restart")
         gate.touch()
         code, _, err = finish(tail, 30)
     finally:
@@ -249,7 +249,7 @@ def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path
     with open(out_path, "wb") as out:
         proc = spawn(d, *command, stdout=out)
     try:
-        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, message="log output")
+        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="log output")
         job_id = d.get("/api/health").json()["active_job"]["job_id"]
         proc.send_signal(signal.SIGINT)
         code, _, err = finish(proc, 10)

@@ -232,7 +232,7 @@ def test_sigterm_with_on_stop_cancel_cancels_the_job(daemon_factory) -> None:
     job = d.start_job()
     # it has installed SIG_IGN for SIGTERM once it prints its first line
     wait_until(lambda: b"fake orchestrator pid" in d.log_file(job["job_id"]).read_bytes(),
-               30, message="fake orchestrator up")
+               30, what="fake orchestrator up")
     assert d.stop() == 0
     rec = json.loads((d.root / "logs" / "jobs" / f"{job['job_id']}.json").read_text())
     assert rec["status"] == "cancelled" and rec["signal"] == "SIGKILL"

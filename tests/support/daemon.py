@@ -23,33 +23,20 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+from benchd.states import FINAL as FINAL_STATES
+from tests.support import wait_until  # noqa: F401 (re-exported: one polling helper for all tests)
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ORCHESTRATOR = [sys.executable, str(REPO / "tests" / "support" / "fake_orchestrator.py")]
 BENCHD = [sys.executable, "-m", "benchd.cli"]
 MARKER_ENV = "BENCHD_TEST_MARKER"
-FINAL = ("completed", "failed", "cancelled", "unknown")
-
-T = TypeVar("T")
-
-
-def wait_until(pred: Callable[[], T], timeout: float = 10.0, interval: float = 0.01,
-               message: str = "condition") -> T:
-    """Poll `pred` until it returns something truthy (returned); TimeoutError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
+FINAL = tuple(s.value for s in FINAL_STATES)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -157,7 +157,7 @@ class Container:
     def wait_status(self, job_id: str, statuses: set[str], timeout: float = 30) -> dict:
         want = "/".join(sorted(statuses))
         return wait_until(lambda: (r := self.job(job_id))["status"] in statuses and r,
-                          timeout, interval=POLL_S, message=f"job {job_id} to be {want}")
+                          timeout, interval=POLL_S, what=f"job {job_id} to be {want}")
 
     def log(self, job_id: str) -> str:
         status, body = self.api("GET", f"/api/benchmark/jobs/{job_id}/logs")

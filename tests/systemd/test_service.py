@@ -44,7 +44,7 @@ def restarted(ct: Container, old_pid: int, timeout: float = 30) -> int:
         pid = int(s["MainPID"])
         return pid if pid not in (0, old_pid) and s["ActiveState"] == "active" else 0
     pid = wait_until(new_pid, timeout, interval=POLL_S,
-                     message="benchd to be running again under a new pid")
+                     what="benchd to be running again under a new pid")
     ct.health()
     return pid
 
@@ -91,11 +91,11 @@ def test_status_text_follows_the_job(ct: Container) -> None:
     job = held_job(ct)
     text = wait_until(lambda: (t := ct.show(UNIT, "StatusText")["StatusText"])
                       .startswith("running") and t, 10, interval=POLL_S,
-                      message="STATUS= to say running")
+                      what="STATUS= to say running")
     assert job["job_id"] in text
     release_and_finish(ct, job["job_id"])
     wait_until(lambda: ct.show(UNIT, "StatusText")["StatusText"].startswith("idle"), 10,
-               interval=POLL_S, message="STATUS= to say idle again")
+               interval=POLL_S, what="STATUS= to say idle again")
 
 
 def test_restart_mid_job_keeps_the_job(ct: Container) -> None:
@@ -165,7 +165,7 @@ def test_stop_with_on_stop_leave_keeps_the_job(ct: Container) -> None:
     # finalizes it from what the supervisor wrote
     ct.write(GO, "go\n")
     wait_until(lambda: sup not in ct.cgroup_procs(), 30,
-               interval=POLL_S, message="the job to end while benchd is down")
+               interval=POLL_S, what="the job to end while benchd is down")
     ct.health()
     assert_completed_with_full_log(ct, job["job_id"])
 
@@ -191,14 +191,14 @@ def test_cancel_leaves_no_process_of_the_job(ct: Container) -> None:
     # benchd, supervisor, orchestrator and its escaped grandchild, all in the unit's cgroup
     wait_until(lambda: any("fake-orchestrator-grandchild" in ct.cmdline(p)
                            for p in ct.cgroup_procs()), 10, interval=POLL_S,
-               message="the double-forked grandchild")
+               what="the double-forked grandchild")
     assert len(ct.cgroup_procs()) >= 4, ct.cgroup_procs()
     status, rec = ct.api("POST", f"/api/benchmark/jobs/{job['job_id']}/cancel", {"grace": 2})
     assert status == 200, rec
     assert rec["status"] == "cancelled", rec
     # the supervisor exits right after writing the final record: give it a moment
     wait_until(lambda: ct.cgroup_procs() == [main], 10,
-               interval=POLL_S, message="only benchd left in the unit's cgroup")
+               interval=POLL_S, what="only benchd left in the unit's cgroup")
 
 
 CONNECT = ("import socket, sys\n"
