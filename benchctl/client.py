@@ -198,6 +198,16 @@ class Client:
     def call(self, method: str, path: str, payload: Any = None,
              timeout: float | None = -1.0) -> Any:
         """A JSON request; returns the decoded JSON body or raises ApiError / Unreachable."""
+        data = self.call_raw(method, path, payload, timeout)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise CliError(f"benchd's answer to {method} {path} is not JSON: {data[:200]!r}",
+                           INTERNAL) from None
+
+    def call_raw(self, method: str, path: str, payload: Any = None,
+                 timeout: float | None = -1.0) -> bytes:
+        """The body bytes of a successful answer, undecoded (--json re-encodes them)."""
         body = None if payload is None else json.dumps(payload).encode()
         resp = self.open(method, path, body, timeout)
         try:
@@ -207,24 +217,6 @@ class Client:
                            INTERNAL) from None
         except TimeoutError:
             raise CliError(f"benchd at {self.socket_path} stopped answering {method} {path}",
-                           INTERNAL) from None
-        if resp.status >= 400:
-            raise_api_error(resp.status, data)
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise CliError(f"benchd's answer to {method} {path} is not JSON: {data[:200]!r}",
-                           INTERNAL) from None
-
-    def call_raw(self, method: str, path: str, payload: Any = None,
-                 timeout: float | None = -1.0) -> bytes:
-        """Like call() but returns the body bytes undecoded (for --json re-encoding)."""
-        body = None if payload is None else json.dumps(payload).encode()
-        resp = self.open(method, path, body, timeout)
-        try:
-            data = resp.read()
-        except StreamCut as exc:
-            raise CliError(f"benchd's answer to {method} {path} was cut off: {exc}",
                            INTERNAL) from None
         if resp.status >= 400:
             raise_api_error(resp.status, data)
