@@ -5,6 +5,7 @@ and clients that stall. Every answer must be < 500 and every error the one shape
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -383,3 +384,48 @@ def test_stalled_and_half_closed_clients_do_not_block_others(busy_daemon) -> Non
             s.close()
     wait_until(lambda: d.get("/api/health").status == 200, 5)
     assert_state_valid(d, {done, running})
+
+
+async def test_websocket_clients_sending_garbage(busy_daemon) -> None:
+    """WebSocket followers are read-only: text and binary garbage, an oversized frame and an
+    abrupt close from one client change nothing for the job, the daemon, or another follower,
+    which still gets every line and then `done`."""
+    import aiohttp
+    d, done, running = busy_daemon
+    gate = d.root / "gate-ws"
+    d.set_spec(wait_for_file=str(gate), lines=20, exit_code=0)
+    # the running job is held by "gate-never": cancel it, then run one held by our gate
+    assert call(d.socket_path, "POST", f"{JOBS}/{running}/cancel", b"").status == 200
+    job = d.start_job()["job_id"]
+    url = f"http://benchd/api/benchmark/jobs/{job}/logs/ws?offset=0"
+    conn = aiohttp.UnixConnector(path=str(d.socket_path))
+    async with aiohttp.ClientSession(connector=conn) as s:
+        good = await s.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=30))
+        for kind in ("text", "binary", "huge", "abrupt"):
+            ws = await s.ws_connect(url)
+            if kind == "text":
+                for i in range(300):
+                    await ws.send_str(json.dumps({"type": "cancel", "i": i}) if i % 2 else "\x00{")
+            elif kind == "binary":
+                for _ in range(50):
+                    await ws.send_bytes(os.urandom(1000))
+            elif kind == "huge":  # over the server's 4 MiB message limit: it hangs up
+                try:
+                    await ws.send_bytes(b"x" * (8 << 20))
+                except (ConnectionError, aiohttp.ClientError):
+                    pass
+                while (m := await ws.receive(timeout=30)).type == aiohttp.WSMsgType.TEXT:
+                    pass  # log lines sent before it noticed
+                assert m.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR), m
+            if kind == "abrupt":
+                ws._response.connection.transport.abort()  # no close frame at all
+            else:
+                await ws.close()
+        assert d.job(job)["status"] == "running"
+        gate.touch()
+        msgs = [json.loads(m.data) async for m in good]
+    assert msgs[-1] == {"type": "done", "status": "completed", "exit_code": 0}, msgs[-3:]
+    lines = [m["line"] for m in msgs if m["type"] == "log"]
+    assert lines == d.log_file(job).read_text().splitlines()
+    assert_state_valid(d, {done, running, job})
