@@ -268,3 +268,46 @@ def test_daemons_racing_for_one_root_exactly_one_wins(daemon_factory) -> None:
     finally:
         for r in racers[1:]:
             r.close()
+
+
+_NOISY = r'''
+import os, sys
+out = sys.stdout.buffer
+lines = [
+    b"@@benchd-progress {",                                   # truncated JSON
+    b"@@benchd-progress []",                                  # not an object
+    b'@@benchd-progress {"k": "x", "total": "y", "phase": 7}',  # wrong types
+    b'@@benchd-progress {"k": 1e308, "total": -1, "phase": "perf"}',
+    b'@@benchd-progress {"k": 1, "total": 2, "experiment": "' + b"e" * 200000 + b'"}',
+    b"@@benchd-progress " + bytes(range(256)),                # binary
+    b"\xff\xfe invalid utf-8 \x00 NUL \x1b[31m escape",
+    b'@@benchd-progress {"k": 2, "total": 2, "phase": "published", "run_dir": 5}',
+    b'@@benchd-progress {"k": 2, "total": 2, "experiment": "gmst_era", "phase": "experiment_done", "run_id": "r"}',
+]
+for line in lines:
+    out.write(line + b"\n")
+out.write(b"no newline at the end")
+out.flush()
+sys.exit(int(os.environ.get("NOISY_EXIT", "0")))
+'''
+
+
+def test_garbage_and_binary_output_from_the_job(daemon_factory) -> None:
+    """The orchestrator prints malformed progress lines, binary, invalid UTF-8 and a 200 kB
+    field: the job's outcome comes from its exit status, its record stays small and valid,
+    the log is served byte for byte over HTTP and (decoded with replacement) over WebSocket."""
+    d: Daemon = daemon_factory(orchestrator=[sys.executable, "-c", _NOISY])
+    job_id = d.start_job()["job_id"]
+    final = d.wait_job(job_id)
+    assert final["status"] == "completed" and final["exit_code"] == 0, final
+    path = d.root / "logs" / "jobs" / f"{job_id}.json"
+    rec = msgspec.json.decode(path.read_bytes(), type=JobRecord)
+    assert rec.status == JobState.COMPLETED
+    assert path.stat().st_size < 300_000
+    data = d.log_file(job_id).read_bytes()
+    r = call(d.socket_path, "GET", f"{JOBS}/{job_id}/logs")
+    assert r.status == 200 and r.body == data
+    r = call(d.socket_path, "GET", f"{JOBS}/{job_id}/logs?tail=2")
+    assert r.status == 200 and r.body.endswith(b"no newline at the end")
+    assert d.get("/api/health").status == 200
+    assert "Traceback" not in d.stderr_text()
