@@ -66,9 +66,11 @@ def test_followers_that_stop_reading_do_not_grow_the_daemon(daemon_factory) -> N
     try:
         base = rss_kib(d.proc.pid)
         peak = base
+        deadline = time.monotonic() + 60
         while d.job(job_id)["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, "the job did not end within 60 s"
             peak = max(peak, rss_kib(d.proc.pid))
-            time.sleep(0.05)
+            time.sleep(0.05)  # RSS sampling interval
         size = log.stat().st_size
         assert size > 5_000_000, size
         growth_mib = (peak - base) / 1024
@@ -118,9 +120,11 @@ def test_websocket_followers_that_stop_reading_do_not_grow_the_daemon(daemon_fac
         assert first.startswith(b"HTTP/1.1 101"), first
         base = rss_kib(d.proc.pid)
         peak = base
+        deadline = time.monotonic() + 60
         while d.job(job_id)["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, "the job did not end within 60 s"
             peak = max(peak, rss_kib(d.proc.pid))
-            time.sleep(0.05)
+            time.sleep(0.05)  # RSS sampling interval
         size = d.log_file(job_id).stat().st_size
         assert size > 5_000_000, size
         growth_mib = (peak - base) / 1024
