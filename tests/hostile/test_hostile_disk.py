@@ -32,7 +32,7 @@ def says_disk_full(text: str | None) -> bool:
     return bool(text) and any(w in text.lower() for w in DISK_FULL)
 
 
-def test_log_filesystem_fills_during_a_job(daemon_factory, tmpfs) -> None:
+def test_log_filesystem_fills_during_a_job(tmpfs, daemon_factory) -> None:
     d: Daemon = daemon_factory(start=False, orchestrator=firehose_argv(0, 0, "--lines", "200000"))
     logs = tmpfs(d.root / "logs", "2m")
     d.start()
@@ -69,7 +69,7 @@ def test_log_filesystem_fills_during_a_job(daemon_factory, tmpfs) -> None:
                for r in records_on_disk(d.root).values())
 
 
-def test_results_filesystem_fills_nothing_partial_is_published(daemon_factory, tmpfs) -> None:
+def test_results_filesystem_fills_nothing_partial_is_published(tmpfs, daemon_factory) -> None:
     """The real pipeline (gmst_era, --ci) publishing into a 64 KiB results filesystem."""
     d: Daemon = daemon_factory(start=False, orchestrator=[sys.executable, "-m", "pipeline"])
     results = tmpfs(d.root / "results", "64k")
@@ -87,7 +87,7 @@ def test_results_filesystem_fills_nothing_partial_is_published(daemon_factory, t
     assert d.get("/api/health").json()["active_job"] is None
 
 
-def test_results_filesystem_fills_fake_publisher(daemon_factory, tmpfs) -> None:
+def test_results_filesystem_fills_fake_publisher(tmpfs, daemon_factory) -> None:
     """Quick variant without the real pipeline: a job that stages 4 MiB into a 1 MiB
     results filesystem fails naming the full disk; its staging never becomes a run."""
     d: Daemon = daemon_factory(start=False, orchestrator=firehose_argv(
@@ -101,7 +101,7 @@ def test_results_filesystem_fills_fake_publisher(daemon_factory, tmpfs) -> None:
     assert d.get("/api/health").json()["active_job"] is None
 
 
-def test_log_filesystem_fills_while_benchd_is_down(daemon_factory, tmpfs) -> None:
+def test_log_filesystem_fills_while_benchd_is_down(tmpfs, daemon_factory) -> None:
     """benchd is killed; its job fills logs/ and dies; benchd restarts on the full disk: it
     comes up, records the job failed naming the full disk (not a silent 'unknown'), is not
     busy, and writes the record once there is room."""
