@@ -234,15 +234,22 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
         await ws.send_str(_ws_encoder.encode(msg).decode())
 
     async def lines() -> None:
-        pos, rest = start, b""
+        # an unterminated line grows in a bytearray and is split only when a newline arrives:
+        # re-joining it with every chunk would cost time quadratic in its length
+        pos, pending = start, bytearray()
         async for chunk in manager.follow_log(job_id, start, follow=True):
-            *done, rest = (rest + chunk).split(b"\n")
-            for line in done:
+            nl = chunk.rfind(b"\n")
+            if nl < 0:
+                pending += chunk
+                continue
+            pending += chunk[:nl]
+            for line in bytes(pending).split(b"\n"):
                 pos += len(line) + 1
                 await send(LogMessage(line=line.decode("utf-8", "replace"), offset=pos))
-        if rest:
-            pos += len(rest)
-            await send(LogMessage(line=rest.decode("utf-8", "replace"), offset=pos))
+            pending = bytearray(chunk[nl + 1:])
+        if pending:
+            pos += len(pending)
+            await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos))
 
     async def cancelling() -> None:
         def msg(rec: JobRecord) -> CancellingMessage | None:

@@ -298,6 +298,29 @@ async def test_websocket_follow_of_a_real_daemon_ends_with_done(daemon_factory) 
     assert lines == d.log_file(job["job_id"]).read_text().splitlines()
 
 
+async def test_websocket_delivers_a_long_line_written_in_many_pieces(daemon_factory) -> None:
+    """A 3 MB line written 64 KiB at a time reaches a WebSocket follower as one message with
+    the right byte offset (the stream joins pieces without re-copying the partial line)."""
+    import aiohttp
+    writer = ("import sys, time\n"
+              "for _ in range(48):\n"
+              "    sys.stdout.write('x' * 65536); sys.stdout.flush(); time.sleep(0.002)\n"
+              "sys.stdout.write('\\nend\\n')\n")
+    d = daemon_factory(orchestrator=[sys.executable, "-c", writer])
+    job = d.start_job()
+    conn = aiohttp.UnixConnector(path=str(d.socket_path))
+    async with aiohttp.ClientSession(connector=conn) as s:
+        async with s.ws_connect(f"http://benchd/api/benchmark/jobs/{job['job_id']}/logs/ws"
+                                "?offset=0", max_msg_size=0,
+                                timeout=aiohttp.ClientWSTimeout(ws_close=30)) as ws:
+            msgs = [json.loads(m.data) async for m in ws]
+    logs = [m for m in msgs if m["type"] == "log"]
+    assert [len(m["line"]) for m in logs] == [48 * 65536, 3]
+    assert logs[0]["line"] == "x" * (48 * 65536) and logs[1]["line"] == "end"
+    assert [m["offset"] for m in logs] == [48 * 65536 + 1, 48 * 65536 + 5]
+    assert msgs[-1]["type"] == "done" and msgs[-1]["status"] == "completed"
+
+
 def test_the_real_pipeline_runs_through_the_daemon(daemon_factory) -> None:
     d = daemon_factory(orchestrator=[sys.executable, "-m", "pipeline"])
     job = d.start_job(experiments=["gmst_era"], ci=True)
