@@ -5,8 +5,9 @@ README table (a test checks the two agree). Stdlib only: imported on every call.
 """
 from __future__ import annotations
 
-from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InvalidRequest, JobNotFound,
-                           NotCancellable, PayloadTooLarge, RunNotFound)
+from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
+                           InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
+                           RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow: the job completed
@@ -19,6 +20,7 @@ FORBIDDEN = 6       # someone else's job, and you are neither root nor in the ad
 JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished while benchd was down)
 NOT_CANCELLABLE = 8  # the job had already finished
 CANCEL_FAILED = 9   # the daemon could not stop the job
+NO_SPACE = 10       # benchd's logs filesystem is full (507): no job can start until space is freed
 INTERRUPTED = 130   # Ctrl-C: benchctl stopped following; the job itself keeps running
 UNAVAILABLE = 69    # the daemon is unreachable (EX_UNAVAILABLE); the message names the socket
 INTERNAL = 70       # an unexpected answer or a daemon-side error (EX_SOFTWARE)
@@ -34,6 +36,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
     (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
     (CANCEL_FAILED, "the daemon could not stop the job"),
+    (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
     (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
     (INTERNAL, "internal error: unexpected answer from benchd"),
     (INTERRUPTED, "interrupted (Ctrl-C); a followed job keeps running"),
@@ -49,11 +52,12 @@ _BY_ERROR_CODE: dict[str, int] = {
     Busy.code: BUSY,
     NotCancellable.code: NOT_CANCELLABLE,
     CancelFailed.code: CANCEL_FAILED,
+    InsufficientStorage.code: NO_SPACE,
     BenchdError.code: INTERNAL,
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
 _BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
-                                   413: USAGE}
+                                   413: USAGE, 507: NO_SPACE}
 
 _BY_STATE: dict[str, int] = {
     JobState.COMPLETED: OK,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def test_log_filesystem_fills_while_benchd_is_down(tmpfs, daemon_factory) -> Non
     assert d.get("/api/health").json()["active_job"] is None
     r = d.post_json(JOBS, {})
     assert r.status == 507 and says_disk_full(r.error["message"]), (r.status, r.body)
+    cli = subprocess.run([str(Path(sys.executable).parent / "benchctl"), "--socket",
+                          str(d.socket_path), "run"], capture_output=True, text=True, timeout=30)
+    assert cli.returncode == 10 and says_disk_full(cli.stderr), (cli.returncode, cli.stderr)
     d.log_file(job["job_id"]).unlink()
     d.restart(kill=False)
     assert records_on_disk(d.root)[job["job_id"]].status == JobState.FAILED
