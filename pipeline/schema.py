@@ -93,7 +93,7 @@ class DomainCounts(msgspec.Struct):
 class PerfStats(msgspec.Struct):
     """Per-operation (per input case) timing of compute(prepared), gc disabled."""
     rounds: int
-    inner_repeats: int                    # calls per round (auto-scaled so a round >= ~20 ms)
+    inner_repeats: int                    # calls per round (auto-scaled so a round >= ~25 ms)
     ops_per_call: int                     # in-domain cases per call
     median_ns: float
     mean_ns: float

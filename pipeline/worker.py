@@ -31,8 +31,11 @@ from pipeline.atomicio import write_bytes_atomic
 
 REGISTRY_ENV = "PIPELINE_REGISTRY"   # module providing EXPERIMENTS/ADAPTERS/candidates (tests)
 DEFAULT_REGISTRY = "pipeline.registry"
-MIN_ROUND_NS = 20_000_000            # a timed round lasts at least ~20 ms
-WARMUP_NS = 50_000_000               # warm-up calls until ~50 ms were spent (at least one)
+MIN_ROUND_NS = 25_000_000            # a timed round lasts at least ~25 ms
+# Warm-up: calls until ~300 ms were spent (at least one). Measured (bench/pipeline_timing_vs_
+# timeit.py, erfa gmst06 n=1000, 8 interleaved runs): after 50 ms of warm-up the rounds were
+# still ~15 % slower than timeit's steady state, after 200-400 ms within ~3-5 %.
+WARMUP_NS = 300_000_000
 MAX_INNER = 1_000_000
 
 
@@ -52,16 +55,14 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
     clock = time.perf_counter_ns
     sink = 0.0
     gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
+    gc.disable()   # no gc.collect() first: measured ~5 % slower rounds after it (timeit has none)
     try:
         warm: list[int] = []
         started = clock()
         while True:
             t0 = clock()
-            out = call()
+            sink += call().item(0)
             warm.append(clock() - t0)
-            sink += out.item(0)
             if clock() - started >= WARMUP_NS or len(warm) >= 10_000:
                 break
         warm.sort()
@@ -73,9 +74,12 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
         for _ in range(rounds):
             c0 = cpu()
             t0 = clock()
-            for _ in range(inner):
-                out = call()
-                sink += out.item(0)
+            for _ in range(inner - 1):
+                # consume and drop at once: no output outlives its call, as under timeit (a
+                # kept array would change the allocator's reuse and cost ~10 % on small calls)
+                sink += call().item(0)
+            out = call()
+            sink += out.item(0)
             round_ns.append(clock() - t0)
             round_cpu.append(cpu() - c0)
             sink += float(np.nansum(out))
