@@ -289,7 +289,9 @@ class Orchestrator:
         res_path = wd / "result.json"
         if reason is None and rc == 0 and res_path.exists():
             try:
-                return msgspec.json.decode(res_path.read_bytes(), type=schema.WorkerResult), wall
+                res = msgspec.json.decode(res_path.read_bytes(), type=schema.WorkerResult)
+                res.log_tail = self._log_tail(wd / "worker.log") or None
+                return res, wall
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 reason = f"unreadable worker result: {e}"
         if reason is None:
@@ -359,7 +361,8 @@ class Orchestrator:
             run_id=self.staged.run_id, experiment=experiment, library=library, role=role,
             status=res.status, reference=ref, reason=res.reason, version=res.version,
             model=model, n=cfg.n, seed=cfg.seed, domain=res.domain, perf=res.perf,
-            peak_rss_kb=res.peak_rss_kb, worker_s=round(wall, 3), warnings=list(res.warnings))
+            peak_rss_kb=res.peak_rss_kb, worker_s=round(wall, 3), warnings=list(res.warnings),
+            log_tail=res.log_tail)
 
     def _report(self, k: int, total: int, r: schema.LibraryResult) -> None:
         bits = [r.status]

@@ -146,6 +146,7 @@ class WorkerResult(msgspec.Struct):
     peak_rss_kb: int | None = None
     compute_s: float | None = None        # the untimed accuracy call, wall seconds
     warnings: list[str] = []
+    log_tail: str | None = None           # set by the orchestrator: last lines the worker printed
 
 
 class LibraryResult(msgspec.Struct):
@@ -168,6 +169,7 @@ class LibraryResult(msgspec.Struct):
     peak_rss_kb: int | None = None
     worker_s: float | None = None         # worker wall time including imports
     warnings: list[str] = []
+    log_tail: str | None = None           # last lines the worker printed (library warnings)
     legacy: bool = False                  # converted from a pre-manifest YYYY-MM-DD record
     schema_version: int = SCHEMA_VERSION
 

@@ -48,8 +48,10 @@ def test_failures_are_recorded_not_fatal(toy_run: tuple[int, pr.Pipeline, Path])
     assert "Ut1HorizonExceeded" in panic.reason
     skip = _lib(run, "gmst_era", "toy_unavailable")
     assert skip.status == schema.LIB_SKIPPED and "not installed" in skip.reason
-    # the libraries after the crash still ran
-    assert _lib(run, "gmst_era", "toy_close").status == schema.LIB_OK
+    # the libraries after the crash still ran, and what they printed is kept
+    close = _lib(run, "gmst_era", "toy_close")
+    assert close.status == schema.LIB_OK and "a library warning on stderr" in close.log_tail
+    assert _lib(run, "gmst_era", "toyref").log_tail is None
     # a crashing reference fails its experiment (exit 1) but the run is still published
     assert rc == 1, p.output
     m = _manifest(run)
