@@ -2,7 +2,6 @@
 (fixtures/toy_registry.py) standing in for libraries that crash, panic, hang or are missing."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -107,7 +106,7 @@ def test_progress_lines(toy_run: tuple[int, pr.Pipeline, Path]) -> None:
     last = p.progress[-1]
     assert last["phase"] == "published" and last["total"] == 2
     assert last["run_dir"].endswith(run.name) and {e["run_id"] for e in p.progress} == {run.name}
-    assert f"[1/2] gmst_era · toy_close: ok" in p.output   # the human-readable line
+    assert "[1/2] gmst_era · toy_close: ok" in p.output   # the human-readable line
 
 
 def test_perf_statistics(tmp_path: Path) -> None:

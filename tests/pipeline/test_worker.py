@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import pipeline_run as pr  # noqa: E402
