@@ -121,10 +121,10 @@ def descendants(root_pid: int) -> list[int]:
     return out
 
 
-def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list[int]:
-    """Live processes whose environment carries JOB_ENV=<job_id> (a job's processes wherever
-    they went). Processes we may not read (other users, when not root) are skipped."""
-    needle = f"{JOB_ENV}={job_id}".encode()
+def pids_with_env(name: str, value: str, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Live processes whose environment carries name=value, wherever they went (setsid,
+    reparenting). Processes we may not read (other users, when not root) are skipped."""
+    needle = f"{name}={value}".encode()
     found = []
     for pid in _all_pids():
         if pid in exclude:
@@ -137,6 +137,11 @@ def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list
         if needle in env.split(b"\0") and is_alive(pid, None):
             found.append(pid)
     return found
+
+
+def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Live processes of job `job_id` (the supervisor sets JOB_ENV=<job_id> for them all)."""
+    return pids_with_env(JOB_ENV, job_id, exclude)
 
 
 def pgid_of(pid: int) -> int | None:

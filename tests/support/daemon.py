@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchd import procs
 from benchd.states import FINAL as FINAL_STATES
 from tests.support import wait_until  # noqa: F401 (re-exported: one polling helper for all tests)
 
@@ -82,19 +83,7 @@ def request(socket_path: str | os.PathLike[str], method: str, path: str,
 
 def marked_pids(marker: str) -> list[int]:
     """Processes whose environment carries BENCHD_TEST_MARKER=marker."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        if needle in env.split(b"\0"):
-            pids.append(int(entry))
-    return pids
+    return procs.pids_with_env(MARKER_ENV, marker, frozenset({os.getpid()}))
 
 
 def kill_marked(marker: str) -> int:
