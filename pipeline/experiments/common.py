@@ -60,6 +60,15 @@ def vector_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arctan2(cross, dot)
 
 
+def sph_angle_mas(name: str, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per-case angle (mas) between two (n, 2) longitude/latitude outputs (rad). Also right for
+    azimuths measured either way round: mirroring both directions keeps their angle."""
+    ref = check_columns(name, 2, reference)
+    cand = check_columns(name, 2, candidate)
+    return vector_angle(sph_to_vec(ref[:, 0], ref[:, 1]),
+                        sph_to_vec(cand[:, 0], cand[:, 1])) * RAD2MAS
+
+
 def wrapped_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """|a - b| for angles in radians, folded into [0, pi]."""
     d = np.remainder(np.asarray(a, dtype=float) - np.asarray(b, dtype=float) + np.pi, TWO_PI) - np.pi

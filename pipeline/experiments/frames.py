@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.experiments.base import Experiment, Inputs
 from pipeline.experiments.common import (J2000, RAD2MAS, check_columns, epoch_offsets, ra_dec,
-                                         rng_for, sph_to_vec, unit_vectors, vector_angle)
+                                         rng_for, sph_angle_mas, unit_vectors, vector_angle)
 
 
 class _VectorRotation(Experiment):
@@ -71,10 +71,7 @@ class EquEcl(Experiment):
         return {"tt1": np.full(n, J2000), "tt2": tt2, "ra": ra, "dec": dec}
 
     def error(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-        ref = check_columns(self.name, 2, reference)
-        cand = check_columns(self.name, 2, candidate)
-        return vector_angle(sph_to_vec(ref[:, 0], ref[:, 1]),
-                            sph_to_vec(cand[:, 0], cand[:, 1])) * RAD2MAS
+        return sph_angle_mas(self.name, reference, candidate)
 
 
 class IcrsEclJ2000(Experiment):
@@ -94,7 +91,4 @@ class IcrsEclJ2000(Experiment):
         return {"ra": ra, "dec": dec}
 
     def error(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-        ref = check_columns(self.name, 2, reference)
-        cand = check_columns(self.name, 2, candidate)
-        return vector_angle(sph_to_vec(ref[:, 0], ref[:, 1]),
-                            sph_to_vec(cand[:, 0], cand[:, 1])) * RAD2MAS
+        return sph_angle_mas(self.name, reference, candidate)

@@ -10,8 +10,7 @@ import numpy as np
 
 from pipeline.experiments.base import Experiment, Inputs
 from pipeline.experiments.common import (DELTA_T_RANGE_S, J2000, RAD2MAS, TWO_PI, check_columns,
-                                         epoch_offsets, rng_for, sph_to_vec, vector_angle,
-                                         wrapped_diff)
+                                         epoch_offsets, rng_for, sph_angle_mas, wrapped_diff)
 
 
 def _ut1_tt(rng: np.random.Generator, n: int) -> Inputs:
@@ -73,7 +72,4 @@ class EquHorizontal(Experiment):
         return d
 
     def error(self, reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-        ref = check_columns(self.name, 2, reference)
-        cand = check_columns(self.name, 2, candidate)
-        return vector_angle(sph_to_vec(-ref[:, 0], ref[:, 1]),
-                            sph_to_vec(-cand[:, 0], cand[:, 1])) * RAD2MAS
+        return sph_angle_mas(self.name, reference, candidate)
