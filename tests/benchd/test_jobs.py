@@ -13,8 +13,8 @@ from benchd.errors import Busy, InvalidRequest, JobNotFound
 from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord, Progress
 from benchd.states import FINAL, JobState
-from tests.support import (async_wait_until, fake_orchestrator_argv, kill_job_processes,
-                           pids_of_job, write_spec)
+from tests.support import (async_wait_until, fake_orchestrator_argv, final_record,
+                           kill_job_processes, pids_of_job, write_spec)
 
 CFG = JobConfig(experiments=["gmst_era", "equ_ecl"], ci=True)
 
@@ -44,20 +44,11 @@ async def manager(tmp_path, spec):
         kill_job_processes(rec.job_id)
 
 
-async def wait_final(m: JobManager, job_id: str, timeout: float = 20.0) -> JobRecord:
-    async def last():
-        rec = None
-        async for rec in m.watch(job_id):
-            pass
-        return rec
-    return await asyncio.wait_for(last(), timeout)
-
-
 async def test_start_runs_to_completed_with_record_and_log(manager, tmp_path):
     rec = await manager.start(CFG, uid=1234, user="alice")
     assert rec.status == JobState.RUNNING
     assert rec.started_at and rec.supervisor_pid and rec.pgid
-    final = await wait_final(manager, rec.job_id)
+    final = await final_record(manager, rec.job_id)
     assert final.status == JobState.COMPLETED
     assert final.exit_code == 0 and final.reason is None
     assert final.progress.k == 2 and final.progress.total == 2
@@ -80,7 +71,7 @@ async def test_start_runs_to_completed_with_record_and_log(manager, tmp_path):
 async def test_nonzero_exit_is_failed_with_reason_and_last_line(manager, spec):
     spec(exit_code=3, stderr_line="ValueError: bad things")
     rec = await manager.start(CFG, uid=1, user="u")
-    final = await wait_final(manager, rec.job_id)
+    final = await final_record(manager, rec.job_id)
     assert final.status == JobState.FAILED
     assert final.exit_code == 3
     assert final.reason == "exited with code 3: ValueError: bad things"
@@ -110,12 +101,12 @@ async def test_concurrent_starts_exactly_one_wins(manager, spec, tmp_path):
     with pytest.raises(Busy):
         await manager.start(CFG, uid=1, user="u")
     gate.touch()
-    final = await wait_final(manager, job_id)
+    final = await final_record(manager, job_id)
     assert final.status == JobState.COMPLETED
     assert len(manager.list_jobs()) == 1
     again = await manager.start(CFG, uid=1, user="u")  # idle again: a new job may start
     assert again.job_id != job_id
-    await wait_final(manager, again.job_id)
+    await final_record(manager, again.job_id)
 
 
 @pytest.mark.parametrize("body, field", [
@@ -144,7 +135,7 @@ async def test_list_filters_and_limits(manager):
     ids = []
     for _ in range(3):
         rec = await manager.start(CFG, uid=1, user="u")
-        await wait_final(manager, rec.job_id)
+        await final_record(manager, rec.job_id)
         ids.append(rec.job_id)
     assert [r.job_id for r in manager.list_jobs()] == ids[::-1]
     assert [r.job_id for r in manager.list_jobs(limit=2)] == ids[:0:-1]

@@ -17,8 +17,8 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
 from benchd.store import Store, utc_now
-from tests.support import (JOBHOST, fake_orchestrator_argv, kill_job_processes, pid_alive,
-                           pids_of_job, wait_until, write_spec)
+from tests.support import (JOBHOST, fake_orchestrator_argv, final_record, kill_job_processes,
+                           pid_alive, pids_of_job, wait_until, write_spec)
 
 
 @pytest.fixture
@@ -59,15 +59,6 @@ def host(root):
         kill_job_processes(job_id)
 
 
-async def final_of(m: JobManager, job_id: str, timeout: float = 20.0) -> JobRecord:
-    async def last():
-        rec = None
-        async for rec in m.watch(job_id):
-            pass
-        return rec
-    return await asyncio.wait_for(last(), timeout)
-
-
 async def test_reattach_after_benchd_killed_follows_to_true_exit_code(root, spec, host,
                                                                      tmp_path):
     gate = tmp_path / "gate"
@@ -96,7 +87,7 @@ async def test_reattach_after_benchd_killed_follows_to_true_exit_code(root, spec
                 chunks.append(c)
         follower = asyncio.create_task(follow())
         gate.touch()
-        final = await final_of(m, job_id)
+        final = await final_record(m, job_id)
         await asyncio.wait_for(follower, 10)
         assert final.status == JobState.FAILED and final.exit_code == 7
         assert final.reason.startswith("exited with code 7")
@@ -124,7 +115,7 @@ async def test_job_that_ended_while_benchd_was_down_is_finalized(root, spec, hos
     m = JobManager(root, orchestrator=fake_orchestrator_argv())
     try:
         lines = await m.reconcile()
-        final = await final_of(m, job_id)
+        final = await final_record(m, job_id)
         assert final.status == JobState.COMPLETED and final.exit_code == 0
         assert final.run_dir and final.run_dir.startswith("results/")  # from the log
         assert len(lines) == 1 and job_id in lines[0]
@@ -160,7 +151,7 @@ async def test_supervisor_killed_while_benchd_down_is_unknown_and_cleaned(root, 
         # the manager is usable: a new job starts
         spec()
         new = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
-        assert (await final_of(m, new.job_id)).status == JobState.COMPLETED
+        assert (await final_record(m, new.job_id)).status == JobState.COMPLETED
     finally:
         await m.close()
 
@@ -206,7 +197,7 @@ async def test_close_leaves_job_running_and_next_manager_reattaches(root, spec, 
         lines = await m2.reconcile()
         assert "reattached" in lines[0]
         gate.touch()
-        assert (await final_of(m2, rec.job_id)).status == JobState.COMPLETED
+        assert (await final_record(m2, rec.job_id)).status == JobState.COMPLETED
         await m2.close()
     finally:
         kill_job_processes(rec.job_id)

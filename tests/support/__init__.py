@@ -91,3 +91,14 @@ def kill_job_processes(job_id: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+async def final_record(manager, job_id: str, timeout: float = 20.0):
+    """The job's record once it is final (JobManager.watch ends there); TimeoutError after
+    `timeout` s."""
+    async def last():
+        rec = None
+        async for rec in manager.watch(job_id):
+            pass
+        return rec
+    return await asyncio.wait_for(last(), timeout)
