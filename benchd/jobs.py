@@ -276,11 +276,7 @@ class JobManager:
                 await tracker
             except asyncio.CancelledError:
                 pass
-        # the supervisor is gone: the log is complete
-        more = True
-        while more:
-            objs, more = reader.feed(final=True)
-            self._apply_progress(live.job_id, objs)
+        self._scan_progress(live.job_id, reader)  # the supervisor is gone: the log is complete
         self._finalize_from_disk(live)
 
     async def _wait_supervisor(self, live: _Live) -> None:
@@ -344,8 +340,9 @@ class JobManager:
             self._flush_handle = asyncio.get_running_loop().call_later(PROGRESS_FLUSH_S,
                                                                        self._flush)
 
-    def _scan_progress(self, job_id: str) -> None:
-        reader = _ProgressReader(self.store.paths(job_id).log)
+    def _scan_progress(self, job_id: str, reader: _ProgressReader | None = None) -> None:
+        """Apply the progress lines of a complete log (from `reader`'s position, else the start)."""
+        reader = reader or _ProgressReader(self.store.paths(job_id).log)
         more = True
         while more:
             objs, more = reader.feed(final=True)
