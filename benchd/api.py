@@ -24,7 +24,7 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMess
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import FINAL, JobState
 from pipeline import loader
-from pipeline.schema import RunDetail, RunSummary
+from pipeline.schema import RunDetail, RunList
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -34,11 +34,6 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPERIMENTS_TIMEOUT_S = 120.0
 _ws_encoder = msgspec.json.Encoder()
-
-
-class RunList(msgspec.Struct):
-    """Body of GET /api/results: published runs, newest first."""
-    runs: list[RunSummary]
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,11 @@ class RunSummary(msgspec.Struct):
     failed_experiments: list[str] = []
 
 
+class RunList(msgspec.Struct):
+    """Body of benchd's GET /api/results: published runs, newest first."""
+    runs: list[RunSummary]
+
+
 class ExperimentDetail(msgspec.Struct):
     name: str
     libraries: dict[str, LibraryResult]
