@@ -169,15 +169,11 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
 
 
 def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
-    """Where a log read starts; refuses offsets past the end before anything is sent."""
+    """Where a log read starts (JobManager.follow_log refuses an offset past the end)."""
     manager.get(job_id)
     if offset is not None and tail is not None:
         raise InvalidRequest("tail: cannot be combined with offset")
-    start = manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
-    size = manager.log_size(job_id)
-    if start > size:
-        raise InvalidRequest(f"offset: {start} is past the end of the log ({size} bytes)")
-    return start
+    return manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
@@ -188,6 +184,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     q = _query(request, LOG_PARAMS)
     start = _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
     follow = _bool(q, "follow")
+    chunks = manager.follow_log(job_id, start, follow=follow)  # bad offset: 400 before headers
     resp = web.StreamResponse(headers={"X-Log-Offset": str(start),
                                        "Cache-Control": "no-store"})
     resp.content_type = "text/plain"
@@ -198,7 +195,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     if follow and task is not None:
         _ctx(request).log_streams.add(task)  # cut on shutdown (benchd.app._close_followers)
     try:
-        async for chunk in manager.follow_log(job_id, start, follow=follow):
+        async for chunk in chunks:
             await resp.write(chunk)
         if follow and manager.get(job_id).status not in FINAL and request.transport:
             # the job goes on but the stream ended: benchd is stopping. Cut the connection
@@ -221,6 +218,7 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
     job_id = _job_id(request)
     q = _query(request, WS_PARAMS)
     start = _log_start(manager, job_id, _int(q, "offset"), None)
+    chunks = manager.follow_log(job_id, start, follow=True)  # bad offset: 400 before upgrade
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     ctx.websockets.add(ws)
@@ -232,7 +230,7 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
         # an unterminated line grows in a bytearray and is split only when a newline arrives:
         # re-joining it with every chunk would cost time quadratic in its length
         pos, pending = start, bytearray()
-        async for chunk in manager.follow_log(job_id, start, follow=True):
+        async for chunk in chunks:
             nl = chunk.rfind(b"\n")
             if nl < 0:
                 pending += chunk
