@@ -102,9 +102,6 @@ class Store:
     def read_info(self, job_id: str) -> SupervisorInfo | None:
         return _read_struct(self.paths(job_id).info, SupervisorInfo)
 
-    def write_info(self, info: SupervisorInfo) -> None:
-        write_bytes_atomic(self.paths(info.job_id).info, msgspec.json.encode(info))
-
     def read_cancel(self, job_id: str) -> CancelOrder | None:
         return _read_struct(self.paths(job_id).cancel, CancelOrder)
 
@@ -112,10 +109,8 @@ class Store:
         """Atomic (the supervisor never reads a torn order) but not fsynced: the order only
         matters while the job's processes live, and none of them outlive a machine crash.
         Skipping the two fsyncs keeps them off the cancel latency path."""
-        path = self.paths(job_id).cancel
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(msgspec.json.encode(order))
-        os.replace(tmp, path)
+        write_bytes_atomic(self.paths(job_id).cancel, msgspec.json.encode(order),
+                           durable=False)
 
     def remove_aux(self, job_id: str) -> None:
         """Drop a finalized job's supervisor files (its record now holds the outcome)."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
+from pipeline.atomicio import write_bytes_atomic
 
 if TYPE_CHECKING:
     from benchd.store import Store
@@ -175,9 +176,7 @@ def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
             "orchestrator_pid": orchestrator_pid, "pgid": orchestrator_pid,
             "started_at": utc_now(), "schema_version": 1,
             "orchestrator_start_ticks": procs.start_ticks(orchestrator_pid)}
-    tmp = paths.info.with_name(f".{paths.info.name}.tmp")
-    tmp.write_bytes(json.dumps(info).encode())
-    os.replace(tmp, paths.info)
+    write_bytes_atomic(paths.info, json.dumps(info).encode(), durable=False)
 
 
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
