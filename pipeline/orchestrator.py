@@ -243,11 +243,12 @@ class Orchestrator:
 
         if records[0].perf:
             records[0].speed_ratio = 1.0
+        # commit_experiment fsyncs these files and the rename that publishes them in one pass
         for rec in records:
-            write_bytes_atomic(out_dir / f"{rec.library}.json", schema.encode(rec))
+            write_bytes_atomic(out_dir / f"{rec.library}.json", schema.encode(rec), durable=False)
         write_bytes_atomic(out_dir / results.SUMMARY, summary.render(
             name, exp.title, exp.error_unit, exp.perf_contract, self.staged.run_id, cfg.n,
-            cfg.seed, ref, records).encode())
+            cfg.seed, ref, records).encode(), durable=False)
         self.staged.commit_experiment(name)
         status = schema.EXP_DONE if ref_res.status == schema.LIB_OK else schema.EXP_FAILED
         return schema.ExperimentEntry(
