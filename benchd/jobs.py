@@ -561,9 +561,7 @@ class JobManager:
         self._order = [r.job_id for r in records]
         for rec in [r for r in records if r.status in ACTIVE]:
             lines.append(await self._reconcile_one(rec))
-        for line in lines:
-            log.info("reconcile: %s", line)
-        return lines
+        return lines  # the caller reports them (benchd.server logs each one)
 
     async def _reconcile_one(self, rec: JobRecord) -> str:
         job_id = rec.job_id
