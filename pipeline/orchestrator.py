@@ -6,6 +6,11 @@ orchestrator's process group, so whoever supervises the orchestrator (benchd) ca
 whole tree by signalling the group; on SIGTERM/SIGINT the orchestrator itself kills the
 running worker, marks the staged run interrupted (resumable), publishes nothing and exits
 128 + signal number.
+
+The signal handler never raises: an exception thrown between two arbitrary bytecodes can land
+inside Popen.wait while it holds its internal lock, and the cleanup that follows then waits
+on that lock forever. The handler records the signal and SIGKILLs the running worker through
+a pidfd (no pid-reuse race); the run loop raises Interrupted at its own checkpoints.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ LOG_TAIL_LINES = 15
 
 
 class Interrupted(BaseException):
-    """SIGTERM/SIGINT arrived; raised from the signal handler to unwind the run."""
+    """SIGTERM/SIGINT arrived; raised at the next checkpoint to unwind the run."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -65,16 +70,29 @@ class Orchestrator:
         self.staged: results.StagedRun | None = None
         self.manifest: schema.Manifest | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._worker_pidfd: int | None = None     # set only while the worker is unreaped
         self._interrupted: int | None = None
         self._published = False
 
     # ---- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self._published:      # too late to stop: the run is complete and visible
-            return
-        if self._interrupted is None:
-            self._interrupted = signum
-            raise Interrupted(signum)
+        if self._published or self._interrupted is not None:
+            return               # published: too late to stop; already stopping: once is enough
+        self._interrupted = signum
+        self._signal_worker()
+
+    def _signal_worker(self) -> None:
+        fd = self._worker_pidfd
+        if fd is not None:
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _checkpoint(self) -> None:
+        """Unwind here if a stop signal has arrived."""
+        if self._interrupted is not None:
+            raise Interrupted(self._interrupted)
 
     def _say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -131,6 +149,7 @@ class Orchestrator:
     def _run(self, config: schema.RunConfigRecord | None, resume: str | None,
              argv: list[str]) -> int:
         self.registry = load_registry()
+        self._checkpoint()
         if resume:
             self.staged, self.manifest = results.open_for_resume(self.results_dir, resume)
             self.manifest.status, self.manifest.reason = schema.RUN_RUNNING, None
@@ -149,6 +168,7 @@ class Orchestrator:
         cfg = self.manifest.config
         self.manifest.updated_at = metadata.utc_now()
         self.staged.write_manifest(self.manifest)
+        self._checkpoint()
         total = len(cfg.experiments)
         self._emit("start", 0, total, n=cfg.n, seed=cfg.seed)
         self._say(f"pipeline: run {self.staged.run_id}: {total} experiment(s), n={cfg.n}, "
@@ -159,6 +179,7 @@ class Orchestrator:
             self._say(f"pipeline: warning: load average {load:.1f} > {cores} cores — timings "
                       f"will be disturbed (see 'machine busy' in summary.md)")
         for k, name in enumerate(cfg.experiments, 1):
+            self._checkpoint()
             if name in self.manifest.experiments:
                 self._say(f"[{k}/{total}] {name}: already done in the staged run, kept")
                 self._emit("experiment_done", k, total, experiment=name,
@@ -178,6 +199,7 @@ class Orchestrator:
         stop_signals = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         try:
+            self._checkpoint()
             self.staged.write_manifest(self.manifest)
             final = self.staged.publish()
             self._published = True
@@ -212,6 +234,7 @@ class Orchestrator:
         out_dir = self.staged.begin_experiment(name)
         self._emit("inputs", k, total, experiment=name)
         inputs = exp.generate_inputs(cfg.n, cfg.seed)
+        self._checkpoint()
         self._say(f"[{k}/{total}] {name}: reference {ref}, candidates "
                   f"{', '.join(cands) or '(none)'}")
 
@@ -222,6 +245,7 @@ class Orchestrator:
         self._report(k, total, records[-1])
 
         for a in cands:
+            self._checkpoint()
             self._emit("adapter", k, total, experiment=name, adapter=a)
             res, wall = self._spawn(name, a, cfg)
             rec = self._record(name, a, schema.ROLE_CANDIDATE, ref, res, wall, cfg)
@@ -272,20 +296,24 @@ class Orchestrator:
             [str(metadata.PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         t0 = time.monotonic()
         reason: str | None = None
+        self._checkpoint()
         with open(wd / "worker.log", "wb") as log:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=subprocess.STDOUT, env=env)
+            self._worker_pidfd = os.pidfd_open(self._proc.pid)
+            if self._interrupted is not None:   # the signal came before the pidfd existed
+                self._signal_worker()
             try:
-                self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=subprocess.STDOUT, env=env)
-                try:
-                    rc = self._proc.wait(timeout=cfg.worker_timeout_s)
-                except subprocess.TimeoutExpired:
-                    self._kill_worker()
-                    rc = None
-                    reason = f"timed out after {cfg.worker_timeout_s:g} s (killed)"
+                rc = self._proc.wait(timeout=cfg.worker_timeout_s)
+            except subprocess.TimeoutExpired:
+                self._kill_worker()
+                rc = None
+                reason = f"timed out after {cfg.worker_timeout_s:g} s (killed)"
             finally:
-                if self._interrupted is not None:
-                    self._kill_worker()
+                fd, self._worker_pidfd = self._worker_pidfd, None
+                os.close(fd)
         self._proc = None
+        self._checkpoint()
         wall = time.monotonic() - t0
         res_path = wd / "result.json"
         if reason is None and rc == 0 and res_path.exists():

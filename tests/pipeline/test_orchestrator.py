@@ -194,6 +194,21 @@ def test_sigint_exits_130(tmp_path: Path) -> None:
     assert _manifest(pr.staged(tmp_path)[0]).status == schema.RUN_INTERRUPTED
 
 
+@pytest.mark.parametrize("phase", ["start", "inputs", "reference", "adapter"])
+def test_sigterm_to_the_orchestrator_alone_at_any_phase_stops_the_run_and_its_worker(
+        tmp_path: Path, phase: str) -> None:
+    """Only the orchestrator gets the signal (as from `kill PID`), at a moment that falls
+    before, during or after a worker spawn: it must kill its worker itself and never hang."""
+    with pr.Pipeline(["--experiments", "kepler_solver", "--n", "10", "--no-perf"], tmp_path,
+                     pr.toy_env(TOY_SLOW_SECONDS="120")) as p:
+        p.wait_progress(lambda e: e["phase"] == phase)
+        p.proc.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 143, p.output
+        pr.wait_until(lambda: not p.group_alive(), 10, what="worker gone with the orchestrator")
+    assert pr.published(tmp_path) == []
+    assert _manifest(pr.staged(tmp_path)[0]).status == schema.RUN_INTERRUPTED
+
+
 def test_two_orchestrators_in_the_same_second_publish_two_runs(tmp_path: Path) -> None:
     args = ["--experiments", "gmst_era", "--n", "20", "--no-perf"]
     for _attempt in range(5):
