@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from benchd.app import Context, make_app
+from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
 
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier))
-    runner: web.AppRunner | None = None
+    runner: JsonErrorAppRunner | None = None
     closed = False
     try:
         notifier.status("reconciling jobs")
@@ -213,7 +214,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
             log.info("reconcile: %s", line)
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
                       version=version(), grace=cfg.grace)
-        runner = web.AppRunner(make_app(ctx), handle_signals=False,
+        runner = JsonErrorAppRunner(make_app(ctx), handle_signals=False,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                access_log=logging.getLogger("aiohttp.access")
                                if cfg.access_log else None)
