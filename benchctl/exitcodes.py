@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
                            InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
-                           RunNotFound)
+                           RequestTimeout, RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow: the job completed
 JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed)
-USAGE = 2           # bad command line, or the daemon refused the request as invalid (400/413)
+USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
 UNKNOWN_JOB = 4     # no such job (or results run), or no job to act on
 BUSY = 5            # another job is running (409); the message names it
@@ -46,6 +46,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 _BY_ERROR_CODE: dict[str, int] = {
     InvalidRequest.code: USAGE,
     PayloadTooLarge.code: USAGE,
+    RequestTimeout.code: USAGE,
     Forbidden.code: FORBIDDEN,
     JobNotFound.code: UNKNOWN_JOB,
     RunNotFound.code: UNKNOWN_JOB,
@@ -57,7 +58,7 @@ _BY_ERROR_CODE: dict[str, int] = {
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
 _BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
-                                   413: USAGE, 507: NO_SPACE}
+                                   408: USAGE, 413: USAGE, 507: NO_SPACE}
 
 _BY_STATE: dict[str, int] = {
     JobState.COMPLETED: OK,

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from benchd.errors import BenchdError, InvalidRequest
+from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
+from benchd.errors import BenchdError, InvalidRequest, RequestTimeout
 from benchd.schema import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Context:
     socket_path: str
     version: str
     grace: float                      # daemon default seconds between SIGTERM and SIGKILL
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S   # seconds a request body may take
     started_monotonic: float = field(default_factory=time.monotonic)
     experiments_cache: bytes | None = None
     experiments_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -99,7 +101,12 @@ async def decode_body(request: web.Request, type_: type[T], *, optional: bool) -
     """The request body as `type_`. An empty body is None when `optional`, else a 400. A body
     must be JSON with Content-Type application/json; over MAX_BODY it is a 413 (aiohttp
     raises that while reading, before it is all in memory)."""
-    body = await request.read()
+    timeout = request.app[CONTEXT].client_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            body = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {timeout:g} s") from None
     if not body.strip():
         if optional:
             return None

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from benchd.defaults import DEFAULT_GRACE_S, ROOT_ENV, SOCKET_ENV, local_socket
+from benchd.defaults import (DEFAULT_CLIENT_TIMEOUT_S, DEFAULT_GRACE_S, ROOT_ENV, SOCKET_ENV,
+                             local_socket)
 
 log = logging.getLogger("benchd")
 
@@ -110,6 +111,11 @@ def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--grace", type=click.FloatRange(min=0.0, max=3600.0), default=DEFAULT_GRACE_S,
               show_default=True, envvar="BENCHD_GRACE",
               help="Default seconds between SIGTERM and SIGKILL when a job is cancelled.")
+@click.option("--client-timeout", type=click.FloatRange(min=0.1, max=3600.0),
+              default=DEFAULT_CLIENT_TIMEOUT_S, show_default=True, envvar="BENCHD_CLIENT_TIMEOUT",
+              help="Close a connection that sends no complete request head for this many "
+                   "seconds (stalled, half-sent or idle keep-alive); a request body must arrive "
+                   "within it, else 408. Followers of a running job are never cut.")
 @click.option("--admin-group", default=None, envvar="BENCHD_ADMIN_GROUP",
               help="Members of this group (and root) may cancel other users' jobs.")
 @click.option("--on-stop", type=click.Choice(["leave", "cancel"]), default="leave",
@@ -123,7 +129,7 @@ def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
 def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
-         admin_group: str | None, on_stop: str, orchestrator: list[str] | None,
+         client_timeout: float, admin_group: str | None, on_stop: str, orchestrator: list[str] | None,
          log_level: str) -> None:
     """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
@@ -137,7 +143,7 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
     cfg = ServerConfig(root=root, socket_path=(socket_path or local_socket(root)).absolute(),
                        socket_mode=socket_mode, grace=grace, admin_group=admin_group,
                        on_stop=on_stop, orchestrator=orchestrator,
-                       access_log=log_level == "debug")
+                       access_log=log_level == "debug", client_timeout=client_timeout)
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

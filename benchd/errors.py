@@ -46,6 +46,11 @@ class PayloadTooLarge(BenchdError):
     code, http_status = "payload_too_large", 413
 
 
+class RequestTimeout(BenchdError):
+    """The client stopped sending its request body: its connection is not held forever."""
+    code, http_status = "request_timeout", 408
+
+
 class InsufficientStorage(BenchdError):
     """The logs filesystem is full: a job's log and records could not be written."""
     code, http_status = "insufficient_storage", 507
@@ -58,5 +63,6 @@ class CancelFailed(BenchdError):
 ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
-                NotCancellable, PayloadTooLarge, CancelFailed, InsufficientStorage)
+                NotCancellable, PayloadTooLarge, RequestTimeout, CancelFailed,
+                InsufficientStorage)
 }

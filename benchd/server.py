@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import web
 
 from benchd.app import Context, make_app
+from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
 
@@ -48,6 +49,7 @@ class ServerConfig:
     on_stop: str = "leave"              # "leave" | "cancel" the running job on SIGTERM
     orchestrator: list[str] | None = None
     access_log: bool = False
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S
 
 
 def lock_root(root: Path) -> int:
@@ -213,9 +215,10 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
-                      version=version(), grace=cfg.grace)
+                      version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout)
         runner = JsonErrorAppRunner(make_app(ctx), handle_signals=False,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+                               keepalive_timeout=cfg.client_timeout,
                                access_log=logging.getLogger("aiohttp.access")
                                if cfg.access_log else None)
         await runner.setup()

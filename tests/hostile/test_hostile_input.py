@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchd.schema import JobRecord
-from tests.hostile.rawhttp import RawResponse, build, call, exchange
+from tests.hostile.rawhttp import RawResponse, build, call, exchange, parse
 from tests.support.daemon import Daemon, wait_until
 
 JSON = {"Content-Type": "application/json"}
@@ -430,3 +430,79 @@ async def test_websocket_clients_sending_garbage(busy_daemon) -> None:
     lines = [m["line"] for m in msgs if m["type"] == "log"]
     assert lines == d.log_file(job).read_text().splitlines()
     assert_state_valid(d, {done, running, job})
+
+
+def _read_response(s: socket.socket, timeout: float) -> RawResponse:
+    """Read one complete response (head + Content-Length body) without waiting for EOF."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        assert chunk, f"connection closed before a complete response: {data[:200]!r}"
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            r = parse(data)
+            if len(body) >= int(r.headers.get("content-length", "0")):
+                return r
+
+
+def _closed_after(s: socket.socket, t0: float, timeout: float = 10.0) -> float:
+    """Seconds from t0 until benchd closed `s` (EOF or reset)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    return time.monotonic() - t0
+
+
+def test_client_timeout_closes_stalled_connections_but_not_followers(daemon_factory) -> None:
+    """With --client-timeout 1: a connection that never completes a request head (silent, half
+    a request line, headers that never end, or a client dribbling a byte every 0.2 s) is
+    closed after about a second; a body that stops arriving gets 408 in the error shape and
+    starts nothing; a follower of a running job streams for longer than the timeout and gets
+    every line."""
+    d = daemon_factory(extra_args=["--client-timeout", "1"],
+                       spec={"lines": 30, "lines_per_s": 10, "progress": False})
+    job = d.start_job()["job_id"]
+    t0 = time.monotonic()
+    stalled = [_half_open(d.socket_path, data) for data in (
+        b"", b"GET /api/heal", b"GET /api/health HTTP/1.1\r\nHost: x\r\n")]
+    body = _half_open(d.socket_path, b"POST /api/benchmark/jobs HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"n\": ")
+    dribbler = _half_open(d.socket_path, b"")
+    try:
+        follow_start = time.monotonic()
+        r = call(d.socket_path, "GET", f"{JOBS}/{job}/logs?follow=1", timeout=30)
+        followed_for = time.monotonic() - follow_start
+        assert r.status == 200, r.body[:200]
+        lines = [line for line in r.body.decode().splitlines() if line.startswith("line ")]
+        assert lines == [f"line {i} of 30" for i in range(30)]
+        assert r.body == d.log_file(job).read_bytes()
+        assert followed_for > 2.0, followed_for      # outlived the timeout twice over
+
+        for s in stalled:
+            assert 0.8 < _closed_after(s, t0) < 10.0
+        r = _read_response(body, 10)
+        assert r.status == 408, (r.status, r.body)
+        assert_client_error(r, "stalled body")
+        assert r.json()["error"]["code"] == "request_timeout"
+
+        # the dribbler keeps sending, a byte at a time: the deadline is on the whole head
+        cut = None
+        for b in b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 100:
+            try:
+                dribbler.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                cut = time.monotonic() - t0
+                break
+            time.sleep(0.2)   # pacing the hostile client, not synchronising with benchd
+        assert cut is not None and cut < 10.0, cut
+    finally:
+        for s in [*stalled, body, dribbler]:
+            s.close()
+    jobs = d.get(JOBS).json()["jobs"]
+    assert [j["job_id"] for j in jobs] == [job]           # the stalled POST started nothing
+    assert d.wait_job(job)["status"] == "completed"
