@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
                            InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
-                           RequestTimeout, RunNotFound)
+                           RequestTimeout, RunInUse, RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow: the job completed
@@ -15,7 +15,7 @@ JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed
 USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
 UNKNOWN_JOB = 4     # no such job (or results run), or no job to act on
-BUSY = 5            # another job is running (409); the message names it
+BUSY = 5            # another job is running, or the run to resume is in use (409)
 FORBIDDEN = 6       # someone else's job, and you are neither root nor in the admin group
 JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished while benchd was down)
 NOT_CANCELLABLE = 8  # the job had already finished
@@ -31,7 +31,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled"),
     (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
-    (BUSY, "busy: another job is running (the message names it)"),
+    (BUSY, "busy: another job is running (the message names it), or the run to resume is in use"),
     (FORBIDDEN, "forbidden: another user's job"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
     (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
@@ -51,6 +51,7 @@ _BY_ERROR_CODE: dict[str, int] = {
     JobNotFound.code: UNKNOWN_JOB,
     RunNotFound.code: UNKNOWN_JOB,
     Busy.code: BUSY,
+    RunInUse.code: BUSY,
     NotCancellable.code: NOT_CANCELLABLE,
     CancelFailed.code: CANCEL_FAILED,
     InsufficientStorage.code: NO_SPACE,

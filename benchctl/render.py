@@ -88,11 +88,15 @@ def job_duration(job: dict[str, Any]) -> float | None:
 
 
 def experiments_text(config: dict[str, Any]) -> str:
+    if config.get("resume"):
+        return f"resume {config['resume']}"
     exps = config.get("experiments")
     return ",".join(exps) if exps else "all"
 
 
 def n_text(config: dict[str, Any]) -> str:
+    if config.get("resume"):
+        return "stored"   # the staged run's own n
     n = config.get("n")
     if n is not None:
         return str(n)

@@ -23,8 +23,8 @@ from benchd.peercred import PeerCred, peer_cred
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import FINAL, JobState
-from pipeline import loader
-from pipeline.schema import RunDetail, RunList
+from pipeline import loader, staged
+from pipeline.schema import RunDetail, RunList, StagedRunList
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -308,6 +308,13 @@ async def list_results(request: web.Request) -> web.StreamResponse:
     return json_response(RunList(runs=runs))
 
 
+async def list_staged_runs(request: web.Request) -> web.StreamResponse:
+    """Unpublished runs (cancelled, interrupted, broken): the ids `resume` accepts."""
+    _query(request, ())
+    runs = await asyncio.to_thread(staged.list_staged, _ctx(request).results_dir)
+    return json_response(StagedRunList(runs=runs))
+
+
 def _load_run(results_dir: Any, run: str) -> RunDetail:
     if run == "latest":
         run = loader.latest_run_id(results_dir)
@@ -367,8 +374,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/openapi.json", openapi_json, "This OpenAPI document", {200: "ok"}),
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
              {201: "started (status running, or failed if it could not start)", 400: _E400,
-              409: "another job is active (message names it)",
-              408: "body not received in time", 413: "body too large"}, JobRecord,
+              404: "resume: no such staged run", 408: "body not received in time",
+              409: "another job is active, or the run to resume is in use",
+              413: "body too large"}, JobRecord,
              body=JobConfig),
     Endpoint("GET", "/api/benchmark/jobs", list_jobs, "Job history, newest first",
              {200: "ok", 400: _E400}, JobList, query=LIST_PARAMS),
@@ -389,6 +397,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {101: "switching protocols", 400: _E400, 404: _E404}, None, query=WS_PARAMS),
     Endpoint("GET", "/api/results", list_results, "Published result runs, newest first",
              {200: "ok"}, RunList),
+    Endpoint("GET", "/api/results/staged", list_staged_runs,
+             "Unpublished (staged) runs, newest first; `resume` takes their ids",
+             {200: "ok"}, StagedRunList),
     Endpoint("GET", "/api/results/{run}", get_result, "One run by id, or `latest`",
              {200: "ok", 404: "unknown run"}, RunDetail),
     Endpoint("GET", "/api/experiments", experiments,

@@ -42,6 +42,11 @@ class NotCancellable(BenchdError):
     code, http_status = "not_cancellable", 409
 
 
+class RunInUse(BenchdError):
+    """A staged run to resume is locked by an orchestrator right now."""
+    code, http_status = "run_in_use", 409
+
+
 class PayloadTooLarge(BenchdError):
     code, http_status = "payload_too_large", 413
 
@@ -63,6 +68,6 @@ class CancelFailed(BenchdError):
 ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
-                NotCancellable, PayloadTooLarge, RequestTimeout, CancelFailed,
+                NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
                 InsufficientStorage)
 }

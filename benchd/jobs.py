@@ -27,6 +27,7 @@ import msgspec
 
 from benchd import logtail, procs
 from benchd.defaults import DEFAULT_GRACE_S
+from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
@@ -148,11 +149,14 @@ class JobManager:
     async def start(self, config: JobConfig, uid: int, user: str) -> JobRecord:
         """Validate, then run the orchestrator under a new supervisor. Returns the record once
         the orchestrator runs (or the FAILED record if it could not be started)."""
-        try:
-            cfg = validate_config(config.experiments, config.n, config.seed, config.perf_rounds,
-                                  config.no_perf, config.ci)
-        except ConfigError as e:
-            raise InvalidRequest(str(e)) from None
+        if config.resume is not None:
+            tail = resume_argv(config, self.root / "results")
+        else:
+            try:
+                tail = to_argv(validate_config(config.experiments, config.n, config.seed,
+                                               config.perf_rounds, config.no_perf, config.ci))
+            except ConfigError as e:
+                raise InvalidRequest(str(e)) from None
         self._check_idle()
         self._check_space()
         async with self._start_lock:
@@ -166,7 +170,7 @@ class JobManager:
             self._live = live
             self._jobs[job_id] = rec
             self._order.append(job_id)
-            argv = [*self.orchestrator, *to_argv(cfg), "--results-dir",
+            argv = [*self.orchestrator, *tail, "--results-dir",
                     str(self.root / "results")]
             # shielded: a caller that goes away mid-start must not leave a half-started job
             launch = asyncio.get_running_loop().create_task(self._launch(live, rec, argv))

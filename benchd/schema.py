@@ -25,6 +25,7 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     perf_rounds: int | None = None
     no_perf: bool = False
     ci: bool = False
+    resume: str | None = None   # a staged run id: finish it with its stored config (alone)
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

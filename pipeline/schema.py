@@ -210,6 +210,26 @@ class RunList(msgspec.Struct):
     runs: list[RunSummary]
 
 
+class StagedRunSummary(msgspec.Struct):
+    """One unpublished run in results/.staging (pipeline.staged.list_staged), newest first."""
+    run_id: str
+    status: str                           # running | interrupted | failed (manifest status)
+    created_at: str
+    updated_at: str | None
+    reason: str | None                    # why it stopped, from the manifest
+    experiments: list[str]                # the run's configured experiments, in order
+    done: list[str]                       # those already checkpointed (kept by a resume)
+    n: int
+    seed: int
+    in_use: bool                          # an orchestrator holds its lock right now
+    resumable: bool                       # not in use: `--resume RUN_ID` would start
+
+
+class StagedRunList(msgspec.Struct):
+    """Body of benchd's GET /api/results/staged."""
+    runs: list[StagedRunSummary]
+
+
 class ExperimentDetail(msgspec.Struct):
     name: str
     libraries: dict[str, LibraryResult]

@@ -2,8 +2,9 @@
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first). One run prints, per experiment, its summary table (summary.md: accuracy
-against the reference and speed ratios). --json prints the API's {"runs": [RunSummary]} or
-RunDetail.
+against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
+interrupted or broken; `benchctl run --resume RUN` finishes one). --json prints the API's
+{"runs": [RunSummary]}, RunDetail or {"runs": [StagedRunSummary]}.
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 from urllib.parse import quote
 
 from benchctl import render
-from benchctl.exitcodes import OK, UNKNOWN_JOB, CliError
+from benchctl.exitcodes import OK, UNKNOWN_JOB, USAGE, CliError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", metavar="RUN", help="run id, or `latest`")
+    p.add_argument("--staged", action="store_true",
+                   help="list unpublished runs that `run --resume` can finish")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -63,8 +66,31 @@ def _show_run(detail: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _list_staged(client: Any, as_json: bool) -> int:
+    if as_json:
+        from benchctl import jsonout
+        from pipeline.schema import StagedRunList
+        jsonout.emit(client.call_raw("GET", "/api/results/staged"), StagedRunList)
+        return OK
+    runs = client.call("GET", "/api/results/staged")["runs"]
+    if not runs:
+        print("no staged runs")
+        return OK
+    rows = [[r["run_id"], r["status"] + (" (in use)" if r.get("in_use") else ""),
+             render.short_time(r.get("created_at")), str(r.get("n")), str(r.get("seed")),
+             f"{len(r.get('done') or [])}/{len(r.get('experiments') or [])}",
+             (r.get("reason") or "-").splitlines()[0]] for r in runs]
+    sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "DONE", "REASON"],
+                                  rows, None, False) + "\n")
+    return OK
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
+    if args.staged:
+        if args.run:
+            raise CliError("--staged lists staged runs; it takes no RUN", USAGE)
+        return _list_staged(client, args.json)
     if not args.run:
         if args.json:
             from benchctl import jsonout

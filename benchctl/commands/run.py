@@ -7,6 +7,8 @@ piped, the raw log is passed through byte for byte (progress lines included, for
 no control characters. --wait shows nothing until the end. Both exit with the job's outcome
 (0 completed, 1 failed, 3 cancelled, 7 unknown) and survive a benchd restart. Ctrl-C stops
 following; the job keeps running. Unset options take the pipeline's defaults.
+--resume RUN finishes a cancelled or interrupted run (`benchctl results --staged` lists them)
+with the configuration it was started with; only its missing experiments run.
 """
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--perf-rounds", type=int, metavar="R", help="timing rounds per adapter")
     p.add_argument("--no-perf", action="store_true", help="skip the timing measurements")
     p.add_argument("--ci", action="store_true", help="small, quick run (smaller N and rounds)")
+    p.add_argument("--resume", metavar="RUN",
+                   help="finish this staged run (see `benchctl results --staged`) with its "
+                        "stored configuration; no other run option may be given")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -46,6 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> dict[str, Any]:
     """The JobConfig body: only what was given (the daemon validates values)."""
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("experiments", "n", "seed", "perf_rounds",
+                                                       "no_perf", "ci")
+                 if getattr(args, k) not in (None, False)]
+        if given:
+            raise CliError(f"--resume cannot be combined with {', '.join(given)}: a resumed "
+                           f"run keeps the configuration it was started with", USAGE)
+        return {"resume": args.resume}
     body: dict[str, Any] = {}
     if args.experiments:
         names = [n.strip() for v in args.experiments for n in v.split(",")]
@@ -70,16 +83,17 @@ def _started_outcome(job: dict[str, Any]) -> int:
 def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.json and args.follow:
         raise CliError("--json cannot be combined with --follow (use --wait --json)", USAGE)
+    body = config_from(args)
     client = ctx.client
     if args.json and not args.wait:
         import json
 
         from benchctl import jsonout
         from benchd.schema import JobRecord
-        raw = client.call_raw("POST", "/api/benchmark/jobs", config_from(args))
+        raw = client.call_raw("POST", "/api/benchmark/jobs", body)
         jsonout.emit(raw, JobRecord)
         return _started_outcome(json.loads(raw))
-    job = client.call("POST", "/api/benchmark/jobs", config_from(args))
+    job = client.call("POST", "/api/benchmark/jobs", body)
     job_id = job["job_id"]
     if not (args.follow or args.wait):
         print(job_id)

@@ -21,27 +21,12 @@ import pytest
 from benchd.schema import Health, JobConfig, JobList, JobRecord
 from benchd.states import JobState
 from benchd.store import Store
+from tests.support.benchctl_run import BENCHCTL, bc, env_for
 from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
-_SCRIPT = Path(sys.executable).parent / "benchctl"
-BENCHCTL = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "benchctl"]
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")  # anything but \t and \n
-
-
-def env_for(d: Daemon, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BENCHD_", "NO_COLOR"))}
-    # the marker lets the daemon helper's cleanup kill any benchctl a failing test leaves
-    env.update({"BENCHD_SOCKET": str(d.socket_path), "BENCHD_TEST_MARKER": d.marker})
-    env.update(extra)
-    return env
-
-
-def bc(d: Daemon, *args: str, timeout: float = 30, **extra_env: str
-       ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*BENCHCTL, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env_for(d, **extra_env), stdin=subprocess.DEVNULL)
 
 
 def spawn(d: Daemon, *args: str, stdout: Any = subprocess.PIPE, **extra_env: str
