@@ -84,9 +84,14 @@ class Notifier:
             self.last_status = text
             self.send(f"STATUS={text}")
 
-    def stopping(self, status: str = "stopping") -> None:
+    def stopping(self, status: str = "stopping", *, needs_s: float | None = None) -> None:
+        """STOPPING=1; with `needs_s`, also EXTEND_TIMEOUT_USEC so that systemd's stop timeout
+        (TimeoutStopSec) cannot SIGKILL us in the middle of a cancel's grace period."""
         self.last_status = status
-        self.send("STOPPING=1", f"STATUS={status}")
+        fields = ["STOPPING=1", f"STATUS={status}"]
+        if needs_s is not None:
+            fields.append(f"EXTEND_TIMEOUT_USEC={int(needs_s * 1_000_000)}")
+        self.send(*fields)
 
     def start_watchdog(self) -> None:
         """Ping every half WATCHDOG_USEC from the running loop."""

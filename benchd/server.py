@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
 SOCKET_DIR_MODE = 0o750     # service user + its group (the group that may use benchd)
 SHUTDOWN_TIMEOUT_S = 2.0    # open streams get this long to finish once the daemon stops
+STOP_SLACK_S = 10.0         # a stop that cancels asks systemd for grace + margin + this
 _SUN_PATH_MAX = 107         # sizeof(sockaddr_un.sun_path) - 1 on Linux
 
 
@@ -204,7 +205,7 @@ async def serve(cfg: ServerConfig) -> None:
 async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_socket: bool,
                admin_gid: int | None, notifier: Notifier, stop: asyncio.Event) -> None:
     """Reconcile, serve until `stop`, then stop serving and close the job layer."""
-    from benchd.jobs import JobManager  # the job layer (imported here: it spawns things)
+    from benchd.jobs import CANCEL_MARGIN_S, JobManager  # the job layer (it spawns things)
 
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier))
@@ -238,7 +239,9 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
             what = f"cancelling job {active.job_id}"
         else:
             what = f"job {active.job_id} keeps running; the next benchd reattaches it"
-        notifier.stopping(f"stopping: {what}")
+        cancelling = active is not None and cfg.on_stop == "cancel"
+        notifier.stopping(f"stopping: {what}",
+                          needs_s=cfg.grace + CANCEL_MARGIN_S + STOP_SLACK_S if cancelling else None)
         log.info("stopping: %s", what)
         await site.stop()  # no new connections; socket-activated ones queue for the next us
         closed = True

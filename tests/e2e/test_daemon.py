@@ -220,20 +220,34 @@ def test_sd_notify_ready_after_reconcile_status_watchdog_stopping(daemon_factory
         gate.touch()
         until(lambda m: m == f"STATUS=idle (last job {job_id} completed)")
         d.proc.send_signal(signal.SIGTERM)
-        until(lambda m: m.startswith("STOPPING=1"))
+        stopping = until(lambda m: m.startswith("STOPPING=1"))
+        assert "EXTEND_TIMEOUT_USEC" not in stopping   # nothing to cancel: no extra time asked
         assert d.proc.wait(timeout=30) == 0
     env = Path(f"/proc/{os.getpid()}/environ")  # sanity: the test itself has no systemd vars
     assert b"NOTIFY_SOCKET" not in env.read_bytes()
 
 
-def test_sigterm_with_on_stop_cancel_cancels_the_job(daemon_factory) -> None:
-    d = daemon_factory(on_stop="cancel", grace=1.0)
+def test_sigterm_with_on_stop_cancel_cancels_the_job(daemon_factory, tmp_path: Path) -> None:
+    """...and asks systemd (EXTEND_TIMEOUT_USEC) for the grace period plus margins, so that a
+    grace longer than TimeoutStopSec is not cut short by systemd's SIGKILL."""
+    d = daemon_factory(on_stop="cancel", grace=1.0, start=False)
+    nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    npath = tmp_path / "notify.sock"
+    nsock.bind(str(npath))
+    nsock.settimeout(30)
+    d.start(extra_env={"NOTIFY_SOCKET": str(npath)})
     d.set_spec(wait_for_file=str(d.root / "never"), ignore_sigterm=True)
     job = d.start_job()
     # it has installed SIG_IGN for SIGTERM once it prints its first line
     wait_until(lambda: b"fake orchestrator pid" in d.log_file(job["job_id"]).read_bytes(),
                30, what="fake orchestrator up")
     assert d.stop() == 0
+    with nsock:
+        while "STOPPING=1" not in (msg := nsock.recv(4096).decode()):
+            pass
+    fields = dict(f.split("=", 1) for f in msg.split("\n"))
+    assert int(fields["EXTEND_TIMEOUT_USEC"]) == int((1.0 + 5.0 + 10.0) * 1e6), msg
+    assert fields["STATUS"] == f"stopping: cancelling job {job['job_id']}"
     rec = json.loads((d.root / "logs" / "jobs" / f"{job['job_id']}.json").read_text())
     assert rec["status"] == "cancelled" and rec["signal"] == "SIGKILL"
     assert marked_pids(d.marker) == []  # the job's processes are all gone
