@@ -174,12 +174,15 @@ def test_stop_with_on_stop_cancel_cancels_the_job(booted: Container) -> None:
     ct = booted
     ct.install("--on-stop", "cancel", "--grace", "3")  # rewrites /etc/default/benchd
     assert "BENCHD_ON_STOP=cancel" in ct.run("cat", "/etc/default/benchd").stdout
+    # a stop timeout shorter than the grace: benchd's EXTEND_TIMEOUT_USEC must cover it
+    ct.dropin("60-short-stop.conf", "[Service]\nTimeoutStopSec=1\n")
     ct.systemctl("start", "benchd.socket")
     job = held_job(ct, ignore_sigterm=True)  # needs the SIGKILL after the grace
     assert "--on-stop cancel" in ct.cmdline(ct.main_pid())
     ct.systemctl("stop", UNIT)
     assert ct.cgroup_procs() == [], "stop with on-stop=cancel left job processes behind"
     assert "timed out" not in ct.journal(), "systemd had to kill benchd (TimeoutStopSec)"
+    assert ct.show(UNIT, "Result")["Result"] == "success"
     ct.health()
     rec = ct.job(job["job_id"])
     assert rec["status"] == "cancelled", rec
