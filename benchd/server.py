@@ -59,7 +59,9 @@ def lock_root(root: Path) -> int:
     run = root / "run"
     path = run / "benchd.lock"
     try:
-        run.mkdir(parents=True, exist_ok=True)
+        if not run.is_dir():   # it also holds the socket by default: not enterable by others
+            run.mkdir(parents=True, exist_ok=True)
+            os.chmod(run, SOCKET_DIR_MODE)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
     except OSError as e:
         raise StartupError(f"cannot create the root lock {path}: {e.strerror}") from None

@@ -389,3 +389,9 @@ def test_stopping_daemon_cuts_plain_text_followers_without_a_clean_end(daemon_fa
         conn.close()
     assert d.proc.wait(timeout=30) == 0
     assert alive(job["supervisor_pid"])
+
+
+def test_a_hand_started_daemon_makes_its_run_dir_0750(daemon_factory) -> None:
+    """<root>/run holds the lock and, by default, the socket: others may not enter it."""
+    d = daemon_factory()
+    assert (d.root / "run").stat().st_mode & 0o777 == 0o750

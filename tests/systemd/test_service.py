@@ -297,7 +297,7 @@ def test_default_install_runs_the_unit_as_shipped(booted: Container) -> None:
 
 BAD_USAGE = [
     (["--on-stop", "never"], "--on-stop must be leave or cancel, got 'never'"),
-    (["--grace", "90"], "--grace must be > 0 and <= 50 s"),
+    (["--grace", "3601"], "--grace must be > 0 and <= 3600 s"),
     (["--grace"], "--grace needs a value"),
     (["--add-user", "nosuchuser"], "--add-user: no user named 'nosuchuser'"),
     (["--use-venv", "/nonexistent"], "--use-venv: no directory /nonexistent"),
