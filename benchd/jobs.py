@@ -33,7 +33,7 @@ from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, I
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
                            SupervisorInfo)
 from benchd.states import ACTIVE, FINAL, JobState, can_transition
-from benchd.store import JobPaths, Store, utc_now
+from benchd.store import JobPaths, Store, utc_from_timestamp, utc_now
 from pipeline import progress as pprogress
 from pipeline.catalog import ConfigError, to_argv, validate_config
 
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 30.0       # supervisor must report "running" or "failed" within this
 CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
 GRACE_MAX_S = 3600.0
+RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
 PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
 READ_CHUNK = 1 << 20
 MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
@@ -561,11 +562,42 @@ class JobManager:
         exit record, reattach to its live supervisor, or kill its leftovers and mark it
         UNKNOWN (FAILED when it provably never started). One line per action."""
         records, lines = self.store.load_all()
+        for job_id in self.store.orphan_ids({r.job_id for r in records}):
+            rebuilt = self._rebuild_record(job_id)
+            if rebuilt is not None:
+                self.store.save(rebuilt)
+                records.append(rebuilt)
+                lines.append(f"job {job_id}: record missing or damaged; rebuilt from its "
+                             f"supervisor's files")
+        records.sort(key=lambda r: (r.created_at, r.job_id))
         self._jobs = {r.job_id: r for r in records}
         self._order = [r.job_id for r in records]
         for rec in [r for r in records if r.status in ACTIVE]:
             lines.append(await self._reconcile_one(rec))
         return lines  # the caller reports them (benchd.server logs each one)
+
+    def _rebuild_record(self, job_id: str) -> JobRecord | None:
+        """An ACTIVE record for a job known only by its supervisor's files, for
+        _reconcile_one to settle like any other (reattach, finalize, or unknown). Who asked
+        for it and with what config died with the record: said so, never guessed. None when
+        there is nothing to settle (a stale lock nobody holds)."""
+        paths = self.store.paths(job_id)
+        info, ex = self.store.read_info(job_id), self.store.read_exit(job_id)
+        if info is None and ex is None and not procs.lock_is_held(paths.lock):
+            for p in paths.aux():
+                p.unlink(missing_ok=True)
+            return None
+        try:
+            created = utc_from_timestamp(paths.lock.stat().st_mtime)
+        except OSError:
+            created = info.started_at if info else utc_now()
+        return JobRecord(
+            job_id=job_id, status=JobState.RUNNING if info else JobState.STARTING,
+            config=JobConfig(), requester_uid=-1, requester_name=RECOVERED_REQUESTER,
+            created_at=created, started_at=info.started_at if info else None,
+            supervisor_pid=info.supervisor_pid if info else None,
+            supervisor_start_ticks=info.supervisor_start_ticks if info else None,
+            pgid=info.pgid if info else None)
 
     async def _reconcile_one(self, rec: JobRecord) -> str:
         job_id = rec.job_id

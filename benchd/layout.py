@@ -22,6 +22,11 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def utc_from_timestamp(ts: float) -> str:
+    """A file time (st_mtime) in utc_now's format."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
 class JobPaths:
     """The files of one job (job_id must already match JOB_ID_RE)."""
 

@@ -10,14 +10,14 @@ from typing import TypeVar
 
 import msgspec
 
-from benchd.layout import JobPaths, utc_now
+from benchd.layout import JobPaths, utc_from_timestamp, utc_now
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobRecord, SupervisorInfo
 from benchd.states import FINAL
 from pipeline.atomicio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobPaths", "Store", "utc_now"]
+__all__ = ["JobPaths", "Store", "utc_from_timestamp", "utc_now"]
 _T = TypeVar("_T")
 
 
@@ -82,6 +82,15 @@ class Store:
             if stem in final:  # a finalized job's leftovers (benchd stopped before cleanup)
                 _unlink(Path(path))
         return records, warnings
+
+    def orphan_ids(self, known: set[str]) -> list[str]:
+        """Jobs whose supervisor left files (pid, exit, lock) but whose record is gone (moved
+        aside as damaged, or deleted): their outcome must not be lost with the record."""
+        with os.scandir(self.jobs_dir) as it:
+            stems = {e.name.partition(".")[0] for e in it
+                     if e.is_file(follow_symlinks=False)
+                     and e.name.partition(".")[2] in ("pid", "exit", "lock")}
+        return sorted(s for s in stems if JOB_ID_RE.fullmatch(s) and s not in known)
 
     def _move_aside(self, path: Path, why: str) -> str:
         self.corrupt_dir.mkdir(exist_ok=True)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
@@ -302,3 +303,42 @@ def test_garbage_and_binary_output_from_the_job(daemon_factory) -> None:
     assert r.status == 200 and r.body.endswith(b"no newline at the end")
     assert d.get("/api/health").status == 200
     assert "Traceback" not in d.stderr_text()
+
+
+@pytest.mark.parametrize("ends_while_down", [False, True])
+def test_a_job_whose_record_is_damaged_while_benchd_is_down_is_not_lost(
+        daemon_factory, ends_while_down: bool) -> None:
+    """benchd dies with a job running and the job's record is then truncated (or deleted).
+    The restarted benchd moves the damaged record aside but rebuilds the job from its
+    supervisor's files: a live job is reattached (and still blocks a second job); one that
+    ended meanwhile gets its true exit status. Who started it is not guessed."""
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate), lines=3, exit_code=0 if not ends_while_down else 4)
+    job = d.start_job()["job_id"]
+    d.wait_job(job, ("running",))
+    d.kill9()
+    record = d.root / "logs" / "jobs" / f"{job}.json"
+    record.write_bytes(record.read_bytes()[:40])
+    if ends_while_down:
+        gate.touch()
+        wait_until(lambda: (d.root / "logs" / "jobs" / f"{job}.exit").exists(), 30,
+                   what="the supervisor's exit record")
+    d.start()
+    assert "rebuilt from its supervisor's files" in d.stderr_text()
+    assert any(p.name.startswith(f"{job}.json") for p in (record.parent / "corrupt").iterdir())
+    rec = d.job(job)
+    assert rec["requester_name"] == "unknown (record rebuilt)" and rec["requester_uid"] == -1
+    if ends_while_down:
+        assert rec["status"] == "failed" and rec["exit_code"] == 4, rec
+    else:
+        assert rec["status"] == "running", rec
+        assert d.get("/api/health").json()["active_job"]["job_id"] == job
+        assert d.post_json(JOBS, {}).status == 409          # still one job at a time
+        gate.touch()
+        rec = d.wait_job(job)
+        assert rec["status"] == "completed" and rec["exit_code"] == 0, rec
+    assert d.log_file(job).read_text().count("line ") == 3  # the log was never lost
+    # the rebuilt record is a normal record now: a second restart leaves it as it is
+    d.restart(kill=False)
+    assert d.job(job)["status"] == rec["status"]
