@@ -136,6 +136,7 @@ LOG_PARAMS = (Param("offset", "integer", "byte offset to start from (a reconnect
               Param("tail", "integer", "start at the last N lines (not with offset)"),
               Param("follow", "boolean", "1: keep streaming until the job ends"))
 WS_PARAMS = (Param("offset", "integer", "byte offset to start from"),)
+WS_MAX_LINE = 1 << 20   # a WebSocket follower never buffers more of an unterminated line
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
@@ -234,6 +235,11 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
             nl = chunk.rfind(b"\n")
             if nl < 0:
                 pending += chunk
+                if len(pending) >= WS_MAX_LINE:  # e.g. a progress bar redrawn with \r forever
+                    pos += len(pending)
+                    await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos,
+                                          partial=True))
+                    pending = bytearray()
                 continue
             pending += chunk[:nl]
             for line in bytes(pending).split(b"\n"):

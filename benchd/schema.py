@@ -103,9 +103,11 @@ class ErrorBody(msgspec.Struct):
     error: ErrorDetail
 
 
-class LogMessage(msgspec.Struct, tag_field="type", tag="log"):
+class LogMessage(msgspec.Struct, tag_field="type", tag="log", omit_defaults=True):
     line: str
     offset: int                           # byte offset just after this line
+    partial: bool = False                 # a piece of a line longer than WS_MAX_LINE; the
+                                          # next message continues it (offset: no newline)
 
 
 class CancellingMessage(msgspec.Struct, tag_field="type", tag="cancelling"):
