@@ -94,9 +94,12 @@ def experiments_text(config: dict[str, Any]) -> str:
     return ",".join(exps) if exps else "all"
 
 
-def n_text(config: dict[str, Any]) -> str:
+def n_text(config: dict[str, Any], progress: dict[str, Any] | None = None) -> str:
+    """The N a job runs with: from its progress once the run has said, else as requested."""
+    if progress and progress.get("n") is not None:
+        return str(progress["n"])
     if config.get("resume"):
-        return "stored"   # the staged run's own n
+        return "stored"   # the staged run's own n, known once the run starts
     n = config.get("n")
     if n is not None:
         return str(n)
@@ -148,7 +151,8 @@ def job_rows(jobs: list[dict[str, Any]], colour: bool) -> str:
         status = job.get("status", "?")
         rows.append([job.get("job_id", "?"), state_label(status),
                      short_time(job.get("started_at") or job.get("created_at")),
-                     duration(job_duration(job)), experiments_text(cfg), n_text(cfg),
+                     duration(job_duration(job)), experiments_text(cfg),
+                     n_text(cfg, job.get("progress")),
                      job.get("requester_name") or str(job.get("requester_uid", "?")),
                      job.get("run_dir") or "-"])
         styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None])
@@ -170,7 +174,7 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
               ("finished", short_time(job.get("finished_at"))),
               ("duration", duration(job_duration(job))),
               ("experiments", experiments_text(cfg)),
-              ("n", n_text(cfg))]
+              ("n", n_text(cfg, job.get("progress")))]
     for key in ("seed", "perf_rounds"):
         if cfg.get(key) is not None:
             lines.append((key.replace("_", " "), str(cfg[key])))

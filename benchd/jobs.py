@@ -325,7 +325,8 @@ class JobManager:
                 prog = Progress(k=int(o.get("k") or 0), total=int(o.get("total") or 0),
                                 experiment=_opt_str(o.get("experiment")),
                                 adapter=_opt_str(o.get("adapter")),
-                                phase=_opt_str(o.get("phase")), run_id=_opt_str(o.get("run_id")))
+                                phase=_opt_str(o.get("phase")), run_id=_opt_str(o.get("run_id")),
+                                n=_opt_int(o.get("n"), prog.n), seed=_opt_int(o.get("seed"), prog.seed))
             except (TypeError, ValueError):
                 continue
             if o.get("phase") == "published" and isinstance(o.get("run_dir"), str):
@@ -744,6 +745,11 @@ def _last_error_line(path: Path, window: int = 8192) -> str | None:
 def _log_task_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("job follower failed", exc_info=task.exception())
+
+
+def _opt_int(value: object, default: int | None) -> int | None:
+    """An int from a progress line, else what was known before (only "start" carries n)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _opt_str(v: object) -> str | None:

@@ -41,6 +41,8 @@ class Progress(msgspec.Struct, omit_defaults=True):
     adapter: str | None = None
     phase: str | None = None
     run_id: str | None = None
+    n: int | None = None         # what the run actually uses (from its "start" line): the
+    seed: int | None = None      # request may have left them to defaults or to a resumed run
 
 
 class JobRecord(msgspec.Struct, omit_defaults=False):

@@ -53,6 +53,14 @@ def test_defaults_shown_plainly() -> None:
     assert "all" in cells and "default" in cells and cells[-1] == "-"
 
 
+def test_n_is_what_the_run_reported_once_it_started() -> None:
+    assert render.n_text({}, None) == "default"
+    assert render.n_text({"ci": True}, {"k": 1, "total": 2}) == "ci"   # not said yet
+    assert render.n_text({"ci": True}, {"n": 200, "seed": 42}) == "200"
+    assert render.n_text({"resume": "2026-01-01_00-00-00"}, None) == "stored"
+    assert render.n_text({"resume": "2026-01-01_00-00-00"}, {"n": 10}) == "10"
+
+
 @pytest.mark.parametrize("secs,text", [(None, "-"), (5.4, "5s"), (61, "1m01s"),
                                        (3600 * 2 + 120, "2h02m")])
 def test_duration(secs: float | None, text: str) -> None:

@@ -354,6 +354,7 @@ def test_the_real_pipeline_runs_through_the_daemon(daemon_factory) -> None:
     log = d.log_file(job["job_id"]).read_text()
     assert final["status"] == "completed", log[-2000:]
     assert final["progress"]["total"] == 1 and final["run_dir"]
+    assert (final["progress"]["n"], final["progress"]["seed"]) == (200, 42)  # --ci's defaults
     run_id = Path(final["run_dir"]).name
     runs = d.get("/api/results").json()["runs"]
     assert run_id in [r["run_id"] for r in runs]

@@ -64,7 +64,8 @@ def test_cancel_then_resume_publishes_the_same_run(daemon_factory) -> None:
     assert (published / "kepler_solver" / "toy_slow.json").exists()
     assert json.loads(bc(d, "results", "--staged", "--json").stdout)["runs"] == []
     r = bc(d, "history")
-    assert f"resume {run_id}" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if f"resume {run_id}" in line)
+    assert row.split()[row.split().index(run_id) + 1] == "10"     # the stored n, reported
     r = bc(d, "run", "--resume", run_id)
     assert r.returncode == 2 and "already published" in r.stderr
 
