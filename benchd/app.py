@@ -39,6 +39,7 @@ _HTTP_CODES = {400: "invalid_request", 403: "forbidden", 404: "not_found",
                415: "unsupported_media_type"}
 _EXPECTED_RE = re.compile(r"^Expected `(?P<want>.+?)`, got `(?P<got>.+?)`(?: - at `\$(?P<path>.*)`)?$")
 _UNKNOWN_RE = re.compile(r"^Object contains unknown field `(?P<name>.+?)`(?: - at `\$(?P<path>.*)`)?$")
+_AT_PATH_RE = re.compile(r"^(?P<what>.+?) - at `\$(?P<path>.*)`$")
 _encoder = msgspec.json.Encoder()
 
 
@@ -94,6 +95,9 @@ def describe_validation(err: msgspec.ValidationError, allowed: tuple[str, ...]) 
     if m:
         prefix = f"{_field_name(m['path'])}." if m["path"] else ""
         return f"{prefix}{m['name']}: unknown field; allowed: {', '.join(allowed)}"
+    m = _AT_PATH_RE.match(text)   # any other msgspec message: "... - at `$.n`"
+    if m:
+        return f"{_field_name(m['path'])}: {m['what']}"
     return f"body: {text}"
 
 

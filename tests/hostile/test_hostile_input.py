@@ -177,6 +177,10 @@ def test_named_fields_in_refusals(busy_daemon) -> None:
         r = call(d.socket_path, "POST", JOBS, _encode(body), JSON)
         assert_client_error(r, body)
         assert r.status == 400 and r.json()["error"]["message"].startswith(name), (body, r.body)
+    for raw, name in [(b'{"n": 1e400}', "n"), (b'{"resume": 5}', "resume"),
+                      (b'{"resume": "2026-01-01_00-00-00", "n": 3}', "resume")]:
+        r = call(d.socket_path, "POST", JOBS, raw, JSON)
+        assert r.status == 400 and r.json()["error"]["message"].startswith(name), (raw, r.body)
     r = call(d.socket_path, "POST", f"{JOBS}/{running}/cancel", b'{"grace": -1}', JSON)
     assert r.status == 400 and "grace" in r.json()["error"]["message"]
     r = call(d.socket_path, "POST", f"{JOBS}/{running}/cancel", b'{"grace": 1e309}', JSON)
