@@ -285,8 +285,9 @@ def test_default_install_runs_the_unit_as_shipped(booted: Container) -> None:
     health = ct.health()
     assert health["pid"] == pid
     assert "benchd" in ct.run("id", "-nG", "nobody").stdout.split()
-    # a member uses benchctl as installed; a non-member is told why they cannot
-    benchctl = "/opt/benchd/venv/bin/benchctl"
+    # a member uses benchctl as installed (on PATH); a non-member is told why they cannot
+    benchctl = "/usr/local/bin/benchctl"
+    assert ct.run("readlink", benchctl).stdout.strip() == "/opt/benchd/venv/bin/benchctl"
     out = ct.run(benchctl, "status", user="nobody")
     assert f"pid {pid}" in out.stdout and "no job running" in out.stdout, out.stdout
     out = ct.run(benchctl, "status", user="daemon", check=False)
