@@ -15,10 +15,18 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 from benchd.states import JobState
 
 _RESET = "\x1b[0m"
+
+
+def _orange() -> str:
+    """Orange where the terminal has 256 colours (nearly all do), else the nearest of the 8."""
+    many = "256color" in os.environ.get("TERM", "") or os.environ.get("COLORTERM")
+    return "\x1b[38;5;208m" if many else "\x1b[33m"
+
+
 STATE_STYLE: dict[str, str] = {
     JobState.COMPLETED: "\x1b[32m",       # green
     JobState.FAILED: "\x1b[31m",          # red
-    JobState.CANCELLED: "\x1b[33m",       # yellow/orange
+    JobState.CANCELLED: _orange(),        # orange (yellow on an 8-colour terminal)
     JobState.UNKNOWN: "\x1b[35;7m",       # magenta, inverse: unknown is not a plain failure
     JobState.RUNNING: "\x1b[36m",         # cyan
     JobState.STARTING: "\x1b[2;36m",      # dim cyan

@@ -1,6 +1,6 @@
 """List jobs, newest first: id, state, started, duration, experiments, N, who, results.
 
-States are coloured on a terminal (green completed, red failed, yellow cancelled, inverse
+States are coloured on a terminal (green completed, red failed, orange cancelled, inverse
 magenta "unknown?" when the outcome could not be known); NO_COLOR or a pipe turns colour off.
 --json prints the API's JobList.
 """

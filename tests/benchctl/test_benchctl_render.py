@@ -34,7 +34,8 @@ def test_history_table_colours_states() -> None:
     jobs = [job("completed"), job("failed"), job("cancelled"), job("unknown")]
     coloured = render.job_rows(jobs, colour=True)
     assert "\x1b[32mcompleted" in coloured and "\x1b[31mfailed" in coloured
-    assert "\x1b[33mcancelled" in coloured and "\x1b[35;7munknown?" in coloured
+    assert render.STATE_STYLE["cancelled"] + "cancelled" in coloured
+    assert "\x1b[35;7munknown?" in coloured
     plain = render.job_rows(jobs, colour=False)
     assert "\x1b" not in plain and "unknown?" in plain
     lines = plain.splitlines()
@@ -77,3 +78,14 @@ def test_progress_text() -> None:
 def test_final_line() -> None:
     text = render.final_line(job("failed", exit_code=2, reason="orchestrator exited 2"), False)
     assert text.startswith("job 0123456789ab failed") and "exit code 2" in text
+
+
+def test_cancelled_is_orange_where_the_terminal_can_show_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert render._orange() == "\x1b[38;5;208m"
+    monkeypatch.setenv("TERM", "linux")
+    assert render._orange() == "\x1b[33m"     # 8 colours: yellow is the nearest
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    assert render._orange() == "\x1b[38;5;208m"
