@@ -231,15 +231,20 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
         # an unterminated line grows in a bytearray and is split only when a newline arrives:
         # re-joining it with every chunk would cost time quadratic in its length
         pos, pending = start, bytearray()
+
+        async def send_pending(partial: bool) -> None:
+            nonlocal pos, pending
+            pos += len(pending)
+            await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos,
+                                  partial=partial))
+            pending = bytearray()
+
         async for chunk in chunks:
             nl = chunk.rfind(b"\n")
             if nl < 0:
                 pending += chunk
                 if len(pending) >= WS_MAX_LINE:  # e.g. a progress bar redrawn with \r forever
-                    pos += len(pending)
-                    await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos,
-                                          partial=True))
-                    pending = bytearray()
+                    await send_pending(partial=True)
                 continue
             pending += chunk[:nl]
             for line in bytes(pending).split(b"\n"):
@@ -247,8 +252,7 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
                 await send(LogMessage(line=line.decode("utf-8", "replace"), offset=pos))
             pending = bytearray(chunk[nl + 1:])
         if pending:
-            pos += len(pending)
-            await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos))
+            await send_pending(partial=False)
 
     async def cancelling() -> None:
         def msg(rec: JobRecord) -> CancellingMessage | None:

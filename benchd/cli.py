@@ -129,7 +129,8 @@ def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
 def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
-         client_timeout: float, admin_group: str | None, on_stop: str, orchestrator: list[str] | None,
+         client_timeout: float, admin_group: str | None, on_stop: str,
+         orchestrator: list[str] | None,
          log_level: str) -> None:
     """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.

@@ -326,7 +326,8 @@ class JobManager:
                                 experiment=_opt_str(o.get("experiment")),
                                 adapter=_opt_str(o.get("adapter")),
                                 phase=_opt_str(o.get("phase")), run_id=_opt_str(o.get("run_id")),
-                                n=_opt_int(o.get("n"), prog.n), seed=_opt_int(o.get("seed"), prog.seed))
+                                n=_opt_int(o.get("n"), prog.n),
+                                seed=_opt_int(o.get("seed"), prog.seed))
             except (TypeError, ValueError):
                 continue
             if o.get("phase") == "published" and isinstance(o.get("run_dir"), str):
@@ -562,15 +563,14 @@ class JobManager:
         """Load the history and settle every job that was not final: finalize it from its
         exit record, reattach to its live supervisor, or kill its leftovers and mark it
         UNKNOWN (FAILED when it provably never started). One line per action."""
-        records, lines = self.store.load_all()
-        for job_id in self.store.orphan_ids({r.job_id for r in records}):
-            rebuilt = self._rebuild_record(job_id)
-            if rebuilt is not None:
-                self.store.save(rebuilt)
-                records.append(rebuilt)
-                lines.append(f"job {job_id}: record missing or damaged; rebuilt from its "
-                             f"supervisor's files")
-        records.sort(key=lambda r: (r.created_at, r.job_id))
+        records, lines, orphans = self.store.load_with_orphans()
+        rebuilt = [r for r in map(self._rebuild_record, orphans) if r is not None]
+        for rec in rebuilt:
+            self.store.save(rec)
+            lines.append(f"job {rec.job_id}: record missing or damaged; rebuilt from its "
+                         f"supervisor's files")
+        if rebuilt:
+            records = sorted(records + rebuilt, key=lambda r: (r.created_at, r.job_id))
         self._jobs = {r.job_id: r for r in records}
         self._order = [r.job_id for r in records]
         for rec in [r for r in records if r.status in ACTIVE]:

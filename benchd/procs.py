@@ -9,11 +9,10 @@ Imported by the per-job supervisor: keep it stdlib only.
 from __future__ import annotations
 
 import ctypes
-import errno
-import fcntl
 import os
 import signal
-from pathlib import Path
+
+from pipeline.lockprobe import lock_is_held  # noqa: F401  (stdlib only; callers use procs.)
 
 JOB_ENV = "BENCHD_JOB_ID"
 _PR_SET_CHILD_SUBREAPER = 36
@@ -42,24 +41,6 @@ def is_alive(pid: int, ticks: int | None) -> bool:
     if not fields or fields[0] in ("Z", "X"):
         return False
     return ticks is None or int(fields[19]) == ticks
-
-
-def lock_is_held(path: Path) -> bool:
-    """True when another open file description holds a flock on `path` (a missing file is
-    not held). Takes the lock for an instant when it is free."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return True
-        raise
-    finally:
-        os.close(fd)  # closing releases our lock if we got it
-    return False
 
 
 def set_child_subreaper() -> None:

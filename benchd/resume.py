@@ -11,7 +11,7 @@ from benchd.errors import InvalidRequest, RunInUse, RunNotFound
 from benchd.schema import JobConfig
 from pipeline.staged import find_staged
 
-_CONFIG_FIELDS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci")
+_CONFIG_FIELDS = tuple(f for f in JobConfig.__struct_fields__ if f != "resume")
 
 
 def resume_argv(config: JobConfig, results_dir: Path) -> list[str]:

@@ -53,15 +53,21 @@ class ServerConfig:
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S
 
 
+def _make_private_dir(path: Path) -> None:
+    """Create `path` SOCKET_DIR_MODE (not enterable by others) if missing; an existing
+    directory is the admin's choice and left as it is."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, SOCKET_DIR_MODE)
+
+
 def lock_root(root: Path) -> int:
     """Hold <root>/run/benchd.lock for the daemon's life: two daemons on one root would both
     reconcile and spawn jobs. Returns the fd (closing it releases the lock)."""
     run = root / "run"
     path = run / "benchd.lock"
     try:
-        if not run.is_dir():   # it also holds the socket by default: not enterable by others
-            run.mkdir(parents=True, exist_ok=True)
-            os.chmod(run, SOCKET_DIR_MODE)
+        _make_private_dir(run)  # it also holds the socket by default
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
     except OSError as e:
         raise StartupError(f"cannot create the root lock {path}: {e.strerror}") from None
@@ -140,10 +146,7 @@ def bind_socket(path: Path, mode: int) -> socket.socket:
     if len(os.fsencode(path)) > _SUN_PATH_MAX:
         raise StartupError(f"--socket {path} is longer than the {_SUN_PATH_MAX} bytes a Unix "
                            "socket path may have; choose a shorter path")
-    parent = path.parent
-    if not parent.is_dir():
-        parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(parent, SOCKET_DIR_MODE)
+    _make_private_dir(path.parent)
     _remove_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o777 & ~mode)  # never world-connectable, not even for an instant
@@ -242,8 +245,8 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         else:
             what = f"job {active.job_id} keeps running; the next benchd reattaches it"
         cancelling = active is not None and cfg.on_stop == "cancel"
-        notifier.stopping(f"stopping: {what}",
-                          needs_s=cfg.grace + CANCEL_MARGIN_S + STOP_SLACK_S if cancelling else None)
+        needs_s = cfg.grace + CANCEL_MARGIN_S + STOP_SLACK_S if cancelling else None
+        notifier.stopping(f"stopping: {what}", needs_s=needs_s)
         log.info("stopping: %s", what)
         await site.stop()  # no new connections; socket-activated ones queue for the next us
         closed = True

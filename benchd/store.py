@@ -54,6 +54,13 @@ class Store:
     def load_all(self) -> tuple[list[JobRecord], list[str]]:
         """Every record on disk, oldest first, plus one warning per file moved aside (malformed,
         empty, truncated, or naming another job) and per stale auxiliary file removed."""
+        records, warnings, _ = self.load_with_orphans()
+        return records, warnings
+
+    def load_with_orphans(self) -> tuple[list[JobRecord], list[str], list[str]]:
+        """load_all's records and warnings, plus the ids of jobs whose supervisor left files
+        (pid, exit, lock, cancel) but whose record is gone (moved aside as damaged, or
+        deleted): their outcome must not be lost with the record. One directory scan."""
         records: list[JobRecord] = []
         warnings: list[str] = []
         aux: list[tuple[str, str]] = []
@@ -78,19 +85,11 @@ class Store:
             records.append(rec)
         records.sort(key=lambda r: (r.created_at, r.job_id))
         final = {r.job_id for r in records if r.status in FINAL}
+        known = {r.job_id for r in records}
         for stem, path in aux:
             if stem in final:  # a finalized job's leftovers (benchd stopped before cleanup)
                 _unlink(Path(path))
-        return records, warnings
-
-    def orphan_ids(self, known: set[str]) -> list[str]:
-        """Jobs whose supervisor left files (pid, exit, lock) but whose record is gone (moved
-        aside as damaged, or deleted): their outcome must not be lost with the record."""
-        with os.scandir(self.jobs_dir) as it:
-            stems = {e.name.partition(".")[0] for e in it
-                     if e.is_file(follow_symlinks=False)
-                     and e.name.partition(".")[2] in ("pid", "exit", "lock")}
-        return sorted(s for s in stems if JOB_ID_RE.fullmatch(s) and s not in known)
+        return records, warnings, sorted({stem for stem, _ in aux} - known)
 
     def _move_aside(self, path: Path, why: str) -> str:
         self.corrupt_dir.mkdir(exist_ok=True)

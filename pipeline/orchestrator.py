@@ -168,7 +168,6 @@ class Orchestrator:
         cfg = self.manifest.config
         self.manifest.updated_at = metadata.utc_now()
         self.staged.write_manifest(self.manifest)
-        self._checkpoint()
         total = len(cfg.experiments)
         self._emit("start", 0, total, n=cfg.n, seed=cfg.seed)
         self._say(f"pipeline: run {self.staged.run_id}: {total} experiment(s), n={cfg.n}, "
@@ -234,7 +233,6 @@ class Orchestrator:
         out_dir = self.staged.begin_experiment(name)
         self._emit("inputs", k, total, experiment=name)
         inputs = exp.generate_inputs(cfg.n, cfg.seed)
-        self._checkpoint()
         self._say(f"[{k}/{total}] {name}: reference {ref}, candidates "
                   f"{', '.join(cands) or '(none)'}")
 
@@ -245,7 +243,6 @@ class Orchestrator:
         self._report(k, total, records[-1])
 
         for a in cands:
-            self._checkpoint()
             self._emit("adapter", k, total, experiment=name, adapter=a)
             res, wall = self._spawn(name, a, cfg)
             rec = self._record(name, a, schema.ROLE_CANDIDATE, ref, res, wall, cfg)
@@ -334,23 +331,12 @@ class Orchestrator:
                                    status=schema.LIB_FAILED, reason=reason), wall
 
     def _kill_worker(self) -> None:
-        """SIGKILL the running worker — and any child a signal caught between fork and
-        Popen's return left untracked — then reap them."""
+        """SIGKILL the running worker and reap it. (No exception can interrupt Popen any
+        more — the signal handler never raises — so no child goes untracked.)"""
         p = self._proc
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
-        me = os.getpid()
-        try:
-            stray = [int(x) for x in Path(f"/proc/{me}/task/{me}/children").read_text().split()]
-        except OSError:
-            stray = []
-        for pid in stray:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
 
     @staticmethod
     def _log_tail(path: Path) -> str:

@@ -6,32 +6,16 @@ Cheap to import (msgspec and stdlib): benchd serves it.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from pathlib import Path
 
 import msgspec
 
 from pipeline import schema
+from pipeline.lockprobe import lock_is_held
 from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING
 
 log = logging.getLogger(__name__)
-
-
-def lock_held(run_path: Path) -> bool:
-    """True while an orchestrator holds the run's flock (a probe: never kept)."""
-    try:
-        fd = os.open(run_path / LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)   # closing drops a lock we took
-    return False
 
 
 def summarize(run_path: Path) -> schema.StagedRunSummary | None:
@@ -43,7 +27,7 @@ def summarize(run_path: Path) -> schema.StagedRunSummary | None:
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         log.warning("skipping staged run %s: unreadable manifest: %s", run_path, e)
         return None
-    in_use = lock_held(run_path)
+    in_use = lock_is_held(run_path / LOCK)
     return schema.StagedRunSummary(
         run_id=run_path.name, status=m.status, created_at=m.created_at, updated_at=m.updated_at,
         reason=m.reason, experiments=list(m.config.experiments),
