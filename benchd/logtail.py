@@ -36,10 +36,13 @@ class LogTailer:
         """Return once the file is longer than `pos` or the tailer is closed."""
         self._waiters += 1
         try:
-            self._refresh()
             if self._poller is None or self._poller.done():
                 self._poller = asyncio.get_running_loop().create_task(self._poll())
             async with self._cond:
+                # Whoever sees growth first wakes everyone: a waiter parked earlier must not
+                # wait for the next growth (a job that goes quiet would strand it for good).
+                if self._refresh():
+                    self._cond.notify_all()
                 await self._cond.wait_for(lambda: self._size > pos or self._closed)
         finally:
             self._waiters -= 1

@@ -101,3 +101,20 @@ async def test_follow_waits_for_growth_then_ends_on_close(tmp_path):
         assert got == [b"hello\n", b"wor"]
     finally:
         os.close(fd)
+
+
+async def test_growth_noticed_by_a_new_waiter_wakes_those_already_waiting(tmp_path):
+    """The CI hang of stop 8: follower A waits at its offset; the file grows; follower B's
+    wait_beyond notices the growth first. A must be woken then, not at the next growth
+    (a job that then goes quiet would leave A waiting forever)."""
+    p = tmp_path / "log"
+    p.write_bytes(b"one\n")
+    tailer = LogTailer(p, poll_s=3600)  # the poller never gets a second look in this test
+    a = asyncio.ensure_future(tailer.wait_beyond(4))
+    await asyncio.sleep(0)  # A is parked on the condition
+    assert not a.done()
+    with open(p, "ab") as f:
+        f.write(b"two\n")
+    await asyncio.wait_for(tailer.wait_beyond(4), 5)  # B sees the growth at once
+    await asyncio.wait_for(a, 5)
+    await tailer.close()
