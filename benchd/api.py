@@ -234,10 +234,13 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
 
         async def send_pending(partial: bool) -> None:
             nonlocal pos, pending
-            pos += len(pending)
-            await send(LogMessage(line=pending.decode("utf-8", "replace"), offset=pos,
+            # a piece ends on a character boundary: the bytes of a character cut in two
+            # stay pending for the next piece instead of arriving as two U+FFFD
+            cut = utf8_boundary(pending) if partial else len(pending)
+            pos += cut
+            await send(LogMessage(line=pending[:cut].decode("utf-8", "replace"), offset=pos,
                                   partial=partial))
-            pending = bytearray()
+            del pending[:cut]
 
         async for chunk in chunks:
             nl = chunk.rfind(b"\n")
@@ -421,3 +424,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 def add_routes(app: web.Application) -> None:
     for ep in ENDPOINTS:
         app.router.add_route(ep.method, ep.path, ep.handler)
+
+
+def utf8_boundary(buf: bytes | bytearray) -> int:
+    """Length of `buf` without a trailing UTF-8 sequence that is still incomplete (0-3 bytes
+    shorter than `buf`); invalid bytes are left in, to be shown as U+FFFD."""
+    for back in range(1, min(4, len(buf)) + 1):
+        byte = buf[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: the sequence starts here
+            need = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 \
+                else 4 if byte & 0xF8 == 0xF0 else 1
+            return len(buf) - back if need > back else len(buf)
+    return len(buf)

@@ -312,19 +312,25 @@ async def test_websocket_follow_of_a_real_daemon_ends_with_done(daemon_factory) 
     assert lines == d.log_file(job["job_id"]).read_text().splitlines()
 
 
-async def test_websocket_delivers_a_long_line_written_in_many_pieces(daemon_factory) -> None:
+@pytest.mark.parametrize("char", ["x", "\u20ac"])
+async def test_websocket_delivers_a_long_line_written_in_many_pieces(daemon_factory,
+                                                                     char: str) -> None:
     """A 3 MiB line written 64 KiB at a time reaches a WebSocket follower in `partial` pieces
     of about WS_MAX_LINE (a follower never buffers an endless unterminated line, e.g. a
     progress bar redrawn with \\r), each with the byte offset just after it; joined, they are
-    the line exactly, and the newline that ends it arrives as an empty final piece."""
+    the line exactly, and the newline that ends it arrives as an empty final piece. With a
+    3-byte character (64 KiB writes cut characters in two) no piece splits one."""
     import aiohttp
 
     from benchd.api import WS_MAX_LINE
     from benchd.jobs import READ_CHUNK
-    total = 48 * 65536
+    line = (char * (48 * 65536 // len(char.encode()))).encode()
+    total = len(line)
     writer = ("import sys, time\n"
-              "for _ in range(48):\n"
-              "    sys.stdout.write('x' * 65536); sys.stdout.flush(); time.sleep(0.002)\n"
+              f"line = {line[:12]!r} * {total // 12}\n"
+              "for i in range(0, len(line), 65536):\n"
+              "    sys.stdout.buffer.write(line[i:i + 65536]); sys.stdout.flush()\n"
+              "    time.sleep(0.002)\n"
               "sys.stdout.write('\\nend\\n')\n")
     d = daemon_factory(orchestrator=[sys.executable, "-c", writer])
     job = d.start_job()
@@ -337,10 +343,10 @@ async def test_websocket_delivers_a_long_line_written_in_many_pieces(daemon_fact
     pieces = [m for m in logs if m.get("partial")]
     assert len(pieces) >= 2 and all(len(m["line"]) < WS_MAX_LINE + READ_CHUNK for m in pieces)
     rest = logs[len(pieces):]
-    assert "".join(m["line"] for m in pieces) + rest[0]["line"] == "x" * total
+    assert "".join(m["line"] for m in pieces) + rest[0]["line"] == line.decode()
     pos = 0
     for m in pieces:
-        pos += len(m["line"])
+        pos += len(m["line"].encode())
         assert m["offset"] == pos
     assert rest[0]["offset"] == total + 1 and "partial" not in rest[0]
     assert [(m["line"], m["offset"]) for m in rest[1:]] == [("end", total + 5)]
