@@ -135,11 +135,14 @@ class StagedRun:
         for p in self.path.iterdir():
             if p.name.endswith(PARTIAL_SUFFIX):
                 shutil.rmtree(p)
-        (self.path / LOCK).unlink(missing_ok=True)
         fsync_dir(self.path)
+        # the lock file goes only after the rename: while it is in staging the run stays
+        # locked (a discard in benchd takes this lock; one made afresh would not exclude us)
         rename_noreplace(self.path, self.final_path)
         fsync_dir(self.results_dir / STAGING)
         fsync_dir(self.results_dir)
+        (self.final_path / LOCK).unlink(missing_ok=True)
+        fsync_dir(self.final_path)
         return self.final_path
 
     def close(self) -> None:
@@ -157,11 +160,16 @@ def _fsync_file(path: Path) -> None:
             os.close(fd)
 
 
-def _lock(run_path: Path) -> int:
+def lock_run(run_path: Path) -> int:
+    """flock run_path/.lock (created if missing) and return its fd. BlockingIOError: someone
+    holds it; FileNotFoundError: the run directory is gone, or was moved away (discarded)
+    between our open and our lock, so what we locked is no longer this run's lock."""
     fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if not os.path.samestat(os.fstat(fd), os.stat(run_path / LOCK)):
+            raise FileNotFoundError(errno.ENOENT, "run moved away while locking", str(run_path))
+    except OSError:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
@@ -186,7 +194,10 @@ def claim_run(results_dir: Path, now: datetime | None = None) -> StagedRun:
             (staging / run_id).rmdir()
             continue
         fsync_dir(staging)
-        return StagedRun(results_dir, run_id, _lock(staging / run_id))
+        try:
+            return StagedRun(results_dir, run_id, lock_run(staging / run_id))
+        except (BlockingIOError, FileNotFoundError):
+            continue    # discarded (benchd) the instant after we made it: take the next id
     raise ResultsDirError(f"more than {MAX_SUFFIX} runs started in second {base} under "
                           f"{results_dir}")
 
@@ -212,10 +223,13 @@ def open_for_resume(results_dir: Path, run_id: str) -> tuple[StagedRun, schema.M
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         raise ResumeError(f"--resume {run_id!r}: staged manifest unreadable: {e}") from e
     try:
-        fd = _lock(path)
+        fd = lock_run(path)
     except BlockingIOError:
         raise ResumeError(f"--resume {run_id!r}: another orchestrator is still working on "
                           f"it") from None
+    except FileNotFoundError:
+        raise ResumeError(f"--resume {run_id!r}: that staged run was discarded a moment "
+                          f"ago") from None
     staged = StagedRun(results_dir, run_id, fd)
     for p in path.iterdir():    # experiments not recorded in the manifest are redone
         if p.is_dir() and not p.name.startswith(".") and p.name not in manifest.experiments:

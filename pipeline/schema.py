@@ -230,6 +230,12 @@ class StagedRunList(msgspec.Struct):
     runs: list[StagedRunSummary]
 
 
+class DiscardedRun(msgspec.Struct):
+    """Body of benchd's DELETE /api/results/staged/{run}: the run as it was just before."""
+    run_id: str
+    run: StagedRunSummary | None          # None when its manifest was unreadable
+
+
 class ExperimentDetail(msgspec.Struct):
     name: str
     libraries: dict[str, LibraryResult]

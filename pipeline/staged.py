@@ -7,15 +7,32 @@ Cheap to import (msgspec and stdlib): benchd serves it.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import msgspec
 
 from pipeline import schema
 from pipeline.lockprobe import lock_is_held
-from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING
+from pipeline.atomicio import fsync_dir
+from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
 
 log = logging.getLogger(__name__)
+
+DISCARDED_PREFIX = ".discarded-"  # a discarded run on its way out (hidden: never listed)
+
+
+class NotStaged(LookupError):
+    """No staged run of that id (never was, or already discarded or published)."""
+
+
+class AlreadyPublished(NotStaged):
+    """The run id names a published run: results are never deleted this way."""
+
+
+class StagedRunInUse(RuntimeError):
+    """An orchestrator holds the run's lock: it is running, resuming or publishing it."""
 
 
 def summarize(run_path: Path) -> schema.StagedRunSummary | None:
@@ -63,3 +80,54 @@ def find_staged(results_dir: Path, run_id: str) -> schema.StagedRunSummary | Non
     if d.is_symlink() or not d.is_dir():
         return None
     return summarize(d)
+
+
+def locate(results_dir: Path, run_id: str) -> Path:
+    """The staging directory of run `run_id`. ValueError: not a run id; AlreadyPublished,
+    NotStaged: there is no staged run of that id."""
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise ValueError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN])")
+    path = Path(results_dir) / STAGING / run_id
+    if path.is_symlink() or not path.is_dir():
+        if os.path.lexists(Path(results_dir) / run_id):
+            raise AlreadyPublished(f"run {run_id} is published; published results are "
+                                   f"never deleted through benchd")
+        raise NotStaged(f"no staged run {run_id}")
+    return path
+
+
+def discard_staged(results_dir: Path, run_id: str) -> schema.StagedRunSummary | None:
+    """Delete the staged run `run_id` and return what it was (None if its manifest was
+    unreadable). Under the run's lock it is renamed out of .staging in one step, so a resume
+    or publish either holds the lock first (StagedRunInUse) or finds no run; the files are
+    removed after. ValueError: not a run id."""
+    path = locate(results_dir, run_id)
+    staging = path.parent
+    try:
+        fd = lock_run(path)
+    except BlockingIOError:
+        raise StagedRunInUse(f"an orchestrator is working on run {run_id} right now") from None
+    except FileNotFoundError:
+        raise NotStaged(f"no staged run {run_id} (discarded or published a moment ago)") \
+            from None
+    try:
+        summary = summarize(path)   # seen as in use: it is, by us, for this instant
+        if summary is not None:
+            summary = msgspec.structs.replace(summary, in_use=False, resumable=False)
+        trash = staging / f"{DISCARDED_PREFIX}{run_id}-{os.getpid()}-{os.urandom(4).hex()}"
+        os.rename(path, trash)
+        fsync_dir(staging)
+    finally:
+        os.close(fd)
+    _remove_discarded(staging)
+    return summary
+
+
+def _remove_discarded(staging: Path) -> None:
+    """Delete discarded runs' files, including any a crash left half-deleted."""
+    for d in staging.iterdir():
+        if d.name.startswith(DISCARDED_PREFIX) and d.is_dir() and not d.is_symlink():
+            try:
+                shutil.rmtree(d)
+            except OSError as e:
+                log.warning("cannot remove discarded run %s: %s", d, e)

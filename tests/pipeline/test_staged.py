@@ -59,3 +59,84 @@ def test_unreadable_and_foreign_entries_are_skipped(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not a run id"):
             staged.find_staged(tmp_path, bad)
     assert staged.find_staged(tmp_path, "2026-01-03_00-00-00") is None
+
+
+def _interrupted_run(tmp_path: Path) -> schema.StagedRunSummary:
+    with pr.Pipeline(ARGS, tmp_path, pr.toy_env(TOY_SLOW_SECONDS="120")) as p:
+        p.wait_progress(lambda e: e.get("adapter") == "toy_slow")
+        os.killpg(p.pgid, signal.SIGTERM)
+        assert p.wait(30) == 143, p.output
+    [run] = staged.list_staged(tmp_path)
+    return run
+
+
+def test_discard_removes_an_interrupted_run_and_nothing_else(tmp_path: Path) -> None:
+    rc, p = pr.run(ARGS, tmp_path, pr.toy_env())            # a published run, left alone
+    assert rc == 0, p.output
+    published = sorted(d.name for d in tmp_path.iterdir() if not d.name.startswith("."))
+    run = _interrupted_run(tmp_path)
+    gone = staged.discard_staged(tmp_path, run.run_id)
+    assert gone is not None and (gone.run_id, gone.done) == (run.run_id, ["gmst_era"])
+    assert (gone.in_use, gone.resumable) == (False, False)
+    assert staged.list_staged(tmp_path) == [] and os.listdir(tmp_path / ".staging") == []
+    assert sorted(d.name for d in tmp_path.iterdir() if not d.name.startswith(".")) == published
+    with pytest.raises(staged.NotStaged, match="no staged run"):
+        staged.discard_staged(tmp_path, run.run_id)
+    with pytest.raises(staged.AlreadyPublished, match="never deleted"):
+        staged.discard_staged(tmp_path, published[0])
+    for bad in ("../etc", ".staging", "", published[0] + "/.."):
+        with pytest.raises(ValueError, match="not a run id"):
+            staged.discard_staged(tmp_path, bad)
+    rc, p = pr.run(["--resume", run.run_id], tmp_path, pr.toy_env())
+    assert rc == 2 and "no staged run" in p.output
+
+
+def test_discard_refuses_a_run_an_orchestrator_holds(tmp_path: Path) -> None:
+    with pr.Pipeline(ARGS, tmp_path, pr.toy_env(TOY_SLOW_SECONDS="120")) as p:
+        run_id = p.wait_progress(lambda e: e.get("adapter") == "toy_slow")["run_id"]
+        with pytest.raises(staged.StagedRunInUse, match=run_id):
+            staged.discard_staged(tmp_path, run_id)
+        assert staged.find_staged(tmp_path, run_id).in_use
+        os.killpg(p.pgid, signal.SIGTERM)
+        p.wait(30)
+    assert staged.discard_staged(tmp_path, run_id).run_id == run_id
+
+
+def test_discard_of_an_unreadable_run_and_of_leftovers_a_crash_left(tmp_path: Path) -> None:
+    st = tmp_path / ".staging"
+    (st / "2026-01-01_00-00-00" / "gmst_era").mkdir(parents=True)
+    (st / "2026-01-01_00-00-00" / "manifest.json").write_bytes(b"\x00garbage")
+    leftover = st / f"{staged.DISCARDED_PREFIX}2025-01-01_00-00-00-1-00"  # crash mid-delete
+    (leftover / "x").mkdir(parents=True)
+    assert staged.discard_staged(tmp_path, "2026-01-01_00-00-00") is None
+    assert os.listdir(st) == []
+
+
+def test_a_lock_taken_on_a_run_moved_away_mid_lock_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lock_run's identity check: a discard that renames the run between a resuming
+    orchestrator's open and its flock leaves it a lock on a discarded run, which it must
+    refuse. The window is microseconds wide, so the test widens it: flock is wrapped to do the
+    rename first (the only stand-in here; the files, rename and lock are real)."""
+    import fcntl
+
+    from pipeline import results
+    run = tmp_path / ".staging" / "2026-01-01_00-00-00"
+    run.parent.mkdir()
+    real_flock = fcntl.flock
+
+    def rename_then_flock(fd: int, op: int) -> None:
+        os.rename(run, tmp_path / ".staging" / f".discarded-{len(os.listdir(run.parent))}")
+        if recreate:    # and a new run dir appears under the same name, with its own lock
+            run.mkdir()
+            (run / results.LOCK).write_bytes(b"")
+        real_flock(fd, op)
+
+    monkeypatch.setattr(results.fcntl, "flock", rename_then_flock)
+    for recreate in (False, True):
+        run.mkdir(exist_ok=True)
+        with pytest.raises(FileNotFoundError):
+            results.lock_run(run)
+    monkeypatch.setattr(results.fcntl, "flock", real_flock)
+    assert run.is_dir()
+    os.close(results.lock_run(run))       # undisturbed, it locks
