@@ -15,8 +15,8 @@ JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed
 USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
 UNKNOWN_JOB = 4     # no such job (or results run), or no job to act on
-BUSY = 5            # another job is running, or the run to resume is in use (409)
-FORBIDDEN = 6       # someone else's job, and you are neither root nor in the admin group
+BUSY = 5            # another job is running, or the run to resume/discard is in use (409)
+FORBIDDEN = 6       # someone else's job or run, and you are neither root nor in the admin group
 JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished while benchd was down)
 NOT_CANCELLABLE = 8  # the job had already finished
 CANCEL_FAILED = 9   # the daemon could not stop the job
@@ -31,8 +31,9 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled"),
     (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
-    (BUSY, "busy: another job is running (the message names it), or the run to resume is in use"),
-    (FORBIDDEN, "forbidden: another user's job"),
+    (BUSY, "busy: another job is running (the message names it), or the run to resume or "
+           "discard is in use"),
+    (FORBIDDEN, "forbidden: another user's job or staged run"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
     (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
     (CANCEL_FAILED, "the daemon could not stop the job"),

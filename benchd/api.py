@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import WSMsgType, web
 
+from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
 from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
 from benchd.peercred import PeerCred, peer_cred
@@ -24,7 +25,7 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMess
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import FINAL, JobState
 from pipeline import loader, staged
-from pipeline.schema import RunDetail, RunList, StagedRunList
+from pipeline.schema import DiscardedRun, RunDetail, RunList, StagedRunList
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -328,6 +329,15 @@ async def list_staged_runs(request: web.Request) -> web.StreamResponse:
     return json_response(StagedRunList(runs=runs))
 
 
+async def discard_staged_run(request: web.Request) -> web.StreamResponse:
+    """Delete an unpublished run (its requesters, root or the admin group)."""
+    _query(request, ())
+    ctx = _ctx(request)
+    gone = await discard.discard_staged_run(ctx.manager, ctx.results_dir, request.match_info["run"],
+                         _caller(request))
+    return json_response(gone)
+
+
 def _load_run(results_dir: Any, run: str) -> RunDetail:
     if run == "latest":
         run = loader.latest_run_id(results_dir)
@@ -413,6 +423,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/results/staged", list_staged_runs,
              "Unpublished (staged) runs, newest first; `resume` takes their ids",
              {200: "ok"}, StagedRunList),
+    Endpoint("DELETE", "/api/results/staged/{run}", discard_staged_run,
+             "Discard a staged run: its files are deleted (not a published run)",
+             {200: "discarded; the run as it was", 400: "not a run id, or a published run",
+              403: "a run only other users' jobs worked on", 404: "no such staged run",
+              409: "an orchestrator or the active job is working on it"}, DiscardedRun),
     Endpoint("GET", "/api/results/{run}", get_result, "One run by id, or `latest`",
              {200: "ok", 404: "unknown run"}, RunDetail),
     Endpoint("GET", "/api/experiments", experiments,

@@ -3,8 +3,10 @@
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first). One run prints, per experiment, its summary table (summary.md: accuracy
 against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
-interrupted or broken; `benchctl run --resume RUN` finishes one). --json prints the API's
-{"runs": [RunSummary]}, RunDetail or {"runs": [StagedRunSummary]}.
+interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
+(yours, or anyone's for root and the admin group; published runs are never deleted). --json
+prints the API's {"runs": [RunSummary]}, RunDetail, {"runs": [StagedRunSummary]} or
+DiscardedRun.
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", metavar="RUN", help="run id, or `latest`")
     p.add_argument("--staged", action="store_true",
                    help="list unpublished runs that `run --resume` can finish")
+    p.add_argument("--discard", action="store_true",
+                   help="delete the staged run RUN (it can no longer be resumed)")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -85,8 +89,29 @@ def _list_staged(client: Any, as_json: bool) -> int:
     return OK
 
 
+def _discard(client: Any, run_id: str | None, as_json: bool) -> int:
+    if not run_id or run_id == "latest":
+        raise CliError("--discard takes the id of a staged run (`benchctl results --staged` "
+                       "lists them)", USAGE)
+    path = f"/api/results/staged/{quote(run_id, safe='')}"
+    if as_json:
+        from benchctl import jsonout
+        from pipeline.schema import DiscardedRun
+        jsonout.emit(client.call_raw("DELETE", path), DiscardedRun)
+        return OK
+    run = client.call("DELETE", path).get("run")
+    done = f" ({len(run.get('done') or [])}/{len(run.get('experiments') or [])} experiments " \
+        "were done)" if run else ""
+    print(f"discarded staged run {run_id}{done}")
+    return OK
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
+    if args.discard:
+        if args.staged:
+            raise CliError("--discard and --staged cannot be combined", USAGE)
+        return _discard(client, args.run, args.json)
     if args.staged:
         if args.run:
             raise CliError("--staged lists staged runs; it takes no RUN", USAGE)

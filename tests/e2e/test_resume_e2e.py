@@ -83,4 +83,48 @@ def test_resume_of_a_run_an_orchestrator_holds_is_409(daemon_factory, tmp_path: 
         assert r.returncode == 5 and "working on run" in r.stderr
         r = bc(d, "results", "--staged")
         assert "running (in use)" in r.stdout
+        r = bc(d, "results", "--discard", run_id)       # nor discard it
+        assert r.returncode == 5 and "working on run" in r.stderr, r.stderr
+        assert (results / ".staging" / run_id).is_dir()
     assert d.get("/api/benchmark/jobs").json()["jobs"] == []
+
+
+def test_cancel_then_discard_deletes_the_staged_run(daemon_factory) -> None:
+    """A cancelled real run is discarded through benchctl: gone from the listing and the
+    disk, refused by a later resume; published runs and bad ids are refused."""
+    d = _daemon(daemon_factory, "120")
+    job = d.start_job(experiments=["gmst_era", "kepler_solver"], n=10, no_perf=True)["job_id"]
+    wait_until(lambda: (d.job(job).get("progress") or {}).get("experiment") == "kepler_solver",
+               60, what="the slow experiment")
+    run_id = d.job(job)["progress"]["run_id"]
+    r = bc(d, "results", "--discard", run_id)     # the active job is working on it
+    assert r.returncode == 5 and job in r.stderr, r.stderr
+    assert bc(d, "cancel", job).returncode == 0
+    assert (d.root / "results" / ".staging" / run_id / "gmst_era").is_dir()
+
+    r = bc(d, "results", "--discard", run_id, "--json")
+    assert r.returncode == 0, r.stderr
+    gone = json.loads(r.stdout)
+    assert gone["run_id"] == run_id and gone["run"]["done"] == ["gmst_era"]
+    assert gone["run"]["status"] == "interrupted"
+    assert json.loads(bc(d, "results", "--staged", "--json").stdout)["runs"] == []
+    assert os.listdir(d.root / "results" / ".staging") == []
+    r = bc(d, "run", "--resume", run_id)
+    assert r.returncode == 4 and "no staged run" in r.stderr
+
+    for argv, code, words in ((["--discard"], 2, "takes the id"),
+                              (["--discard", "latest"], 2, "takes the id"),
+                              (["--discard", "../../etc"], 2, "not a run id"),
+                              (["--discard", "--staged", run_id], 2, "cannot be combined"),
+                              (["--discard", run_id], 4, "no staged run")):
+        r = bc(d, "results", *argv)
+        assert (r.returncode, words in r.stderr) == (code, True), (argv, r.returncode, r.stderr)
+    d.env["TOY_SLOW_SECONDS"] = "0"
+    d.restart()
+    r = bc(d, "run", "-e", "gmst_era", "--n", "10", "--no-perf", "--wait", "--json",
+           timeout=120)
+    assert r.returncode == 0, r.stderr
+    published = json.loads(r.stdout)["run_dir"].rsplit("/", 1)[-1]
+    r = bc(d, "results", "--discard", published)
+    assert r.returncode == 2 and "never deleted" in r.stderr, r.stderr
+    assert (d.root / "results" / published / "manifest.json").is_file()

@@ -38,7 +38,7 @@ from tests.hostile import rawhttp
 import benchctl.cli, benchctl.client, benchctl.jobref, benchctl.render, benchctl.exitcodes
 import benchctl.jsonout, benchctl.follow
 import benchctl.commands.cancel, benchctl.commands.run, benchctl.commands.status
-import benchctl.commands.history
+import benchctl.commands.history, benchctl.commands.results
 import benchd.defaults, benchd.schema, benchd.states, msgspec
 os.setgroups({groups!r}); os.setgid({gid}); os.setuid({uid})
 assert os.getuid() == {uid} and os.geteuid() == {uid}
@@ -254,3 +254,42 @@ def test_benchctl_exec_as_the_user_with_debian_python(lab: Lab) -> None:
     r = bc(lab.alice, "cancel", rec["job_id"])
     assert r.returncode == 0 and "cancelled" in r.stdout, (r.returncode, r.stderr)
     assert lab.daemon.job(rec["job_id"])["cancel_requested_by"] == lab.alice.uid
+
+
+def test_users_discard_their_own_staged_runs_not_others(lab: Lab) -> None:
+    """A staged run belongs to whoever's job worked on it (its progress named the run): bob
+    may not discard alice's (403 naming her; benchctl exit 6), alice and carol (admin) may; a
+    run no benchd job worked on is for root and the admin group only. (The fake orchestrator
+    names a run in its progress but writes no staging files, so the test makes the staged
+    directories the real pipeline would have left.)"""
+    d = lab.daemon
+    staging = d.root / "results" / ".staging"
+    status, rec = lab.http(lab.alice, "POST", JOBS, {})
+    assert status == 201
+    job = rec["job_id"]
+    wait_until(lambda: (d.job(job).get("progress") or {}).get("run_id"), 20, 0.02,
+               "the job's run id")
+    run_id = d.job(job)["progress"]["run_id"]
+    (staging / run_id / "gmst_era").mkdir(parents=True)
+    # while alice's job works on it, nobody may discard it
+    status, body = lab.http(lab.alice, "DELETE", f"/api/results/staged/{run_id}")
+    assert status == 409 and job in body["error"]["message"], body
+    assert lab.http(lab.alice, "POST", f"{JOBS}/{job}/cancel")[0] == 200
+    status, body = lab.http(lab.bob, "DELETE", f"/api/results/staged/{run_id}")
+    assert status == 403 and lab.alice.name in body["error"]["message"], body
+    r = lab.benchctl(lab.bob, "results", "--discard", run_id)
+    assert r.returncode == 6 and lab.alice.name in r.stderr, (r.returncode, r.stderr)
+    assert (staging / run_id / "gmst_era").is_dir()
+    r = lab.benchctl(lab.alice, "results", "--discard", run_id)
+    assert r.returncode == 0 and f"discarded staged run {run_id}" in r.stdout, r.stderr
+    assert not (staging / run_id).exists() and os.listdir(staging) == []
+    r = lab.benchctl(lab.alice, "results", "--discard", run_id)
+    assert r.returncode == 4 and "no staged run" in r.stderr, r.stderr
+    # a run left by an orchestrator started by hand: admin group yes, others no
+    orphan = "2020-01-01_00-00-00"
+    (staging / orphan).mkdir()
+    status, body = lab.http(lab.alice, "DELETE", f"/api/results/staged/{orphan}")
+    assert status == 403 and "not started through benchd" in body["error"]["message"], body
+    status, body = lab.http(lab.carol, "DELETE", f"/api/results/staged/{orphan}")
+    assert status == 200 and body == {"run_id": orphan, "run": None}, body
+    assert os.listdir(staging) == []
