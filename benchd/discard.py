@@ -2,8 +2,9 @@
 
 A cancelled or broken run stays in results/.staging (never read as a result) until it is
 resumed or discarded. The files belong to the benchd user, so people cannot delete them
-themselves; benchd does it for the people whose jobs worked on the run, and for root and the
-admin group. Published results are never deleted this way.
+themselves; benchd does it for the person whose job created the run (resuming someone's run
+does not make it yours), and for root and the admin group. Published results are never
+deleted this way.
 """
 from __future__ import annotations
 
@@ -27,14 +28,14 @@ async def discard_staged_run(manager: JobManager, results_dir: Path, run_id: str
                              caller: PeerCred) -> DiscardedRun:
     """Delete staged run `run_id` for `caller`, or raise the API error that says why not
     (checked in this order: 400 id, 404 no such run, 409 in use, 403 not theirs)."""
-    _api_errors(staged.locate, results_dir, run_id)
+    await asyncio.to_thread(_api_errors, staged.locate, results_dir, run_id)
     active = manager.active()
     if active is not None and run_id in (active.config.resume,
                                          active.progress and active.progress.run_id):
         raise RunInUse(f"run {run_id}: job {active.job_id} is working on it right now")
-    owners = manager.run_requesters(run_id)
-    if caller.uid not in owners and not manager.is_admin(caller.uid):
-        whose = (f"belongs to {', '.join(sorted(owners.values()))}" if owners
+    owners = manager.run_owners(run_id)
+    if caller.uid not in owners and not await asyncio.to_thread(manager.is_admin, caller.uid):
+        whose = (f"was started by {', '.join(sorted(owners.values()))}" if owners
                  else "was not started through benchd")
         raise Forbidden(f"run {run_id} {whose}; only they, root or the admin group may "
                         f"discard it")

@@ -435,7 +435,7 @@ class JobManager:
                                      f"{GRACE_MAX_S:g}, got {grace!r}")
         if rec.status in FINAL:
             raise NotCancellable(f"job {job_id} is already {rec.status.value}")
-        if uid != rec.requester_uid and not self.is_admin(uid):
+        if uid != rec.requester_uid and not await asyncio.to_thread(self.is_admin, uid):
             raise Forbidden(f"job {job_id} belongs to {rec.requester_name} "
                             f"(uid {rec.requester_uid}); only they, root or the admin group "
                             f"may cancel it")
@@ -467,11 +467,12 @@ class JobManager:
                                f"the cancel (supervisor pid {live.supervisor_pid})") from None
         return self._jobs[job_id]
 
-    def run_requesters(self, run_id: str) -> dict[int, str]:
-        """uid -> name of everyone whose job started or resumed results run `run_id`."""
+    def run_owners(self, run_id: str) -> dict[int, str]:
+        """uid -> name of whoever's job created results run `run_id` (a resume does not make
+        its requester an owner: anyone may finish a run, only its owner may throw it away)."""
         return {rec.requester_uid: rec.requester_name for rec in self._jobs.values()
-                if rec.config.resume == run_id
-                or (rec.progress is not None and rec.progress.run_id == run_id)}
+                if rec.config.resume is None
+                and rec.progress is not None and rec.progress.run_id == run_id}
 
     def is_admin(self, uid: int) -> bool:
         """root, or a member of the daemon's admin group: may act on anyone's jobs and runs."""

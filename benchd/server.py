@@ -207,6 +207,19 @@ async def serve(cfg: ServerConfig) -> None:
     log.info("stopped")
 
 
+async def _remove_discarded(results_dir: Path) -> None:
+    """Finish deleting staged runs whose discard a crash interrupted (off the loop: a big run
+    is many files)."""
+    from pipeline.staged import remove_discarded
+    try:
+        n = await asyncio.to_thread(remove_discarded, results_dir)
+    except OSError as e:
+        log.warning("cannot tidy discarded runs in %s: %s", results_dir, e)
+    else:
+        if n:
+            log.info("removed %d discarded run(s) a crash left in %s/.staging", n, results_dir)
+
+
 async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_socket: bool,
                admin_gid: int | None, notifier: Notifier, stop: asyncio.Event) -> None:
     """Reconcile, serve until `stop`, then stop serving and close the job layer."""
@@ -233,9 +246,12 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         active = manager.active()
         notifier.ready(status_text(active, reattached=active is not None))
         notifier.start_watchdog()
+        tidy = asyncio.get_running_loop().create_task(_remove_discarded(ctx.results_dir))
         log.info("benchd %s ready on %s (root %s, %s)", ctx.version, socket_name, cfg.root,
                  "own socket" if own_socket else "socket-activated")
         await stop.wait()
+        if not tidy.done():
+            log.info("still deleting discarded runs left by a crash; stopping waits for it")
 
         active = manager.active()
         if active is None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import logging
 import os
 import re
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +27,8 @@ import msgspec
 
 from pipeline import schema
 from pipeline.atomicio import fsync_dir, write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 WORK = ".work"          # worker scratch (outputs.npy), inside the staging run; never published
@@ -35,6 +39,7 @@ PARTIAL_SUFFIX = ".partial"
 RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:_\d{2})?$")
 LEGACY_RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_SUFFIX = 99
+LOCK_PATIENCE_S = 0.1   # how long a lock held for an instant (a probe) is waited out
 
 
 class ResultsDirError(Exception):
@@ -139,10 +144,14 @@ class StagedRun:
         # the lock file goes only after the rename: while it is in staging the run stays
         # locked (a discard in benchd takes this lock; one made afresh would not exclude us)
         rename_noreplace(self.path, self.final_path)
-        fsync_dir(self.results_dir / STAGING)
-        fsync_dir(self.results_dir)
-        (self.final_path / LOCK).unlink(missing_ok=True)
-        fsync_dir(self.final_path)
+        try:    # published: what follows is tidying, and cannot make the run unpublished
+            fsync_dir(self.results_dir / STAGING)
+            fsync_dir(self.results_dir)
+            (self.final_path / LOCK).unlink(missing_ok=True)
+            fsync_dir(self.final_path)
+        except OSError as e:
+            log.warning("run %s is published; tidying after the rename failed: %s",
+                        self.run_id, e)
         return self.final_path
 
     def close(self) -> None:
@@ -166,7 +175,7 @@ def lock_run(run_path: Path) -> int:
     between our open and our lock, so what we locked is no longer this run's lock."""
     fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_patiently(fd)
         if not os.path.samestat(os.fstat(fd), os.stat(run_path / LOCK)):
             raise FileNotFoundError(errno.ENOENT, "run moved away while locking", str(run_path))
     except OSError:
@@ -175,6 +184,21 @@ def lock_run(run_path: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _flock_patiently(fd: int) -> None:
+    """A non-blocking flock, retried for up to LOCK_PATIENCE_S: a listing probes whether a
+    run is in use by taking its lock for an instant (pipeline.lockprobe), which must not read
+    as an orchestrator holding it. A real holder holds it for the whole run."""
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.002)
 
 
 def claim_run(results_dir: Path, now: datetime | None = None) -> StagedRun:
@@ -197,6 +221,9 @@ def claim_run(results_dir: Path, now: datetime | None = None) -> StagedRun:
         try:
             return StagedRun(results_dir, run_id, lock_run(staging / run_id))
         except (BlockingIOError, FileNotFoundError):
+            if not staging.is_dir():
+                raise ResultsDirError(f"{staging} disappeared while claiming run {run_id}") \
+                    from None
             continue    # discarded (benchd) the instant after we made it: take the next id
     raise ResultsDirError(f"more than {MAX_SUFFIX} runs started in second {base} under "
                           f"{results_dir}")

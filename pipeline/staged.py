@@ -119,15 +119,27 @@ def discard_staged(results_dir: Path, run_id: str) -> schema.StagedRunSummary | 
         fsync_dir(staging)
     finally:
         os.close(fd)
-    _remove_discarded(staging)
+    _remove(trash)
     return summary
 
 
-def _remove_discarded(staging: Path) -> None:
-    """Delete discarded runs' files, including any a crash left half-deleted."""
-    for d in staging.iterdir():
-        if d.name.startswith(DISCARDED_PREFIX) and d.is_dir() and not d.is_symlink():
-            try:
-                shutil.rmtree(d)
-            except OSError as e:
-                log.warning("cannot remove discarded run %s: %s", d, e)
+def remove_discarded(results_dir: Path) -> int:
+    """Delete what discards a crash interrupted left in .staging (benchd calls it once at
+    start, when no discard of its own is running). Returns how many were removed."""
+    try:
+        entries = list((Path(results_dir) / STAGING).iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    mine = str(os.getpid())     # this process's own discards, in progress: not leftovers
+    gone = [d for d in entries if d.name.startswith(DISCARDED_PREFIX) and d.is_dir()
+            and not d.is_symlink() and d.name.rsplit("-", 2)[-2:-1] != [mine]]
+    for d in gone:
+        _remove(d)
+    return len(gone)
+
+
+def _remove(d: Path) -> None:
+    try:
+        shutil.rmtree(d)
+    except OSError as e:    # left for remove_discarded at the next start
+        log.warning("cannot remove discarded run %s: %s", d, e)

@@ -270,7 +270,7 @@ def test_users_discard_their_own_staged_runs_not_others(lab: Lab) -> None:
     wait_until(lambda: (d.job(job).get("progress") or {}).get("run_id"), 20, 0.02,
                "the job's run id")
     run_id = d.job(job)["progress"]["run_id"]
-    (staging / run_id / "gmst_era").mkdir(parents=True)
+    _stage(staging, run_id)
     # while alice's job works on it, nobody may discard it
     status, body = lab.http(lab.alice, "DELETE", f"/api/results/staged/{run_id}")
     assert status == 409 and job in body["error"]["message"], body
@@ -280,16 +280,38 @@ def test_users_discard_their_own_staged_runs_not_others(lab: Lab) -> None:
     r = lab.benchctl(lab.bob, "results", "--discard", run_id)
     assert r.returncode == 6 and lab.alice.name in r.stderr, (r.returncode, r.stderr)
     assert (staging / run_id / "gmst_era").is_dir()
+    # resuming her run does not make it bob's: anyone may finish a run, only its owner
+    # (root, the admin group) may throw it away
+    status, rec = lab.http(lab.bob, "POST", JOBS, {"resume": run_id})
+    assert status == 201, rec
+    wait_until(lambda: d.job(rec["job_id"])["status"] not in ("starting", "running"), 20,
+               0.02, "bob's resume job to end")  # the fake orchestrator has no --resume
+    status, body = lab.http(lab.bob, "DELETE", f"/api/results/staged/{run_id}")
+    assert status == 403 and lab.alice.name in body["error"]["message"], body
+    assert (staging / run_id / "gmst_era").is_dir()
     r = lab.benchctl(lab.alice, "results", "--discard", run_id)
-    assert r.returncode == 0 and f"discarded staged run {run_id}" in r.stdout, r.stderr
+    assert r.returncode == 0 and f"discarded staged run {run_id} (0/2" in r.stdout, r.stderr
     assert not (staging / run_id).exists() and os.listdir(staging) == []
     r = lab.benchctl(lab.alice, "results", "--discard", run_id)
     assert r.returncode == 4 and "no staged run" in r.stderr, r.stderr
     # a run left by an orchestrator started by hand: admin group yes, others no
     orphan = "2020-01-01_00-00-00"
-    (staging / orphan).mkdir()
+    (staging / orphan).mkdir()      # no manifest: a run that broke before writing one
     status, body = lab.http(lab.alice, "DELETE", f"/api/results/staged/{orphan}")
     assert status == 403 and "not started through benchd" in body["error"]["message"], body
     status, body = lab.http(lab.carol, "DELETE", f"/api/results/staged/{orphan}")
     assert status == 200 and body == {"run_id": orphan, "run": None}, body
     assert os.listdir(staging) == []
+
+
+def _stage(staging: Path, run_id: str) -> None:
+    """The staged run an interrupted orchestrator leaves: its directory and manifest."""
+    from pipeline import schema
+    (staging / run_id / "gmst_era").mkdir(parents=True)
+    m = schema.Manifest(
+        run_id=run_id, status=schema.RUN_INTERRUPTED, created_at="2026-01-01T00:00:00Z",
+        config=schema.RunConfigRecord(["gmst_era", "kepler_solver"], 10, 42, 1, True, False,
+                                      60.0),
+        metadata=schema.Metadata("2026-01-01T00:00:00Z", "h", "cpu", 1, "os", "py", "np",
+                                 None, None, {}, 42, []))
+    (staging / run_id / "manifest.json").write_bytes(schema.encode(m))

@@ -108,8 +108,37 @@ def test_discard_of_an_unreadable_run_and_of_leftovers_a_crash_left(tmp_path: Pa
     (st / "2026-01-01_00-00-00" / "manifest.json").write_bytes(b"\x00garbage")
     leftover = st / f"{staged.DISCARDED_PREFIX}2025-01-01_00-00-00-1-00"  # crash mid-delete
     (leftover / "x").mkdir(parents=True)
+    ours = st / f"{staged.DISCARDED_PREFIX}2025-01-01_00-00-00-{os.getpid()}-00"
+    (ours / "x").mkdir(parents=True)      # a discard this process is doing right now
     assert staged.discard_staged(tmp_path, "2026-01-01_00-00-00") is None
-    assert os.listdir(st) == []
+    assert sorted(os.listdir(st)) == sorted([leftover.name, ours.name])  # only its own
+    assert staged.remove_discarded(tmp_path) == 1       # what benchd does at start
+    assert os.listdir(st) == [ours.name]
+    assert staged.remove_discarded(tmp_path / "absent") == 0
+
+
+def test_a_lock_held_for_an_instant_is_waited_out(tmp_path: Path) -> None:
+    """Listing runs probes each one's lock by taking it for an instant: a discard or resume
+    that collides with a probe must not read it as an orchestrator at work; a lock held
+    for longer than the patience is."""
+    import fcntl
+    import threading
+
+    from pipeline import results
+    run = tmp_path / ".staging" / "2026-01-01_00-00-00"
+    run.mkdir(parents=True)
+    probe = os.open(run / results.LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(probe, fcntl.LOCK_EX)
+    release = threading.Timer(results.LOCK_PATIENCE_S / 4, fcntl.flock, (probe, fcntl.LOCK_UN))
+    release.start()
+    os.close(results.lock_run(run))
+    release.join()
+    fcntl.flock(probe, fcntl.LOCK_EX)     # now held like an orchestrator holds it
+    with pytest.raises(BlockingIOError):
+        results.lock_run(run)
+    with pytest.raises(staged.StagedRunInUse):
+        staged.discard_staged(tmp_path, run.name)
+    os.close(probe)
 
 
 def test_a_lock_taken_on_a_run_moved_away_mid_lock_is_refused(
