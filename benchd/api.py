@@ -25,7 +25,7 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMess
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import FINAL, JobState
 from pipeline import loader, staged
-from pipeline.schema import DiscardedRun, RunDetail, RunList, StagedRunList
+from pipeline.schema import DiscardedRun, ExperimentInfo, RunDetail, RunList, StagedRunList
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -52,7 +52,7 @@ class Endpoint:
     handler: Handler
     summary: str
     responses: Mapping[int, str]
-    ok_schema: type | None = None     # msgspec Struct of the 2xx body, None = free-form
+    ok_schema: Any = None             # msgspec Struct (or list[Struct]) of the 2xx body, None = free-form
     body: type | None = None          # msgspec Struct of the request body
     body_required: bool = False
     query: tuple[Param, ...] = ()
@@ -432,7 +432,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: "ok", 404: "unknown run"}, RunDetail),
     Endpoint("GET", "/api/experiments", experiments,
              "Experiments and the adapters supporting each (pipeline.registry.describe())",
-             {200: "ok", 500: "the pipeline could not describe them"}),
+             {200: "ok", 500: "the pipeline could not describe them"}, list[ExperimentInfo]),
 )
 
 

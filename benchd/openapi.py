@@ -3,6 +3,7 @@ schemas generated from the msgspec Structs in benchd.schema (so it cannot drift 
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,9 +19,20 @@ def _ref(struct: type) -> dict[str, str]:
     return {"$ref": _REF.format(name=struct.__name__)}
 
 
+def _item(t: Any) -> type:
+    """The Struct a body is made of: T for T and for list[T]."""
+    return typing.get_args(t)[0] if typing.get_origin(t) is list else t
+
+
+def _schema(t: Any) -> dict[str, Any]:
+    if typing.get_origin(t) is list:
+        return {"type": "array", "items": _ref(_item(t))}
+    return _ref(t)
+
+
 def build(endpoints: Sequence[Any], version: str) -> dict[str, Any]:
     """The OpenAPI document for `endpoints` (benchd.api.Endpoint)."""
-    structs = {ErrorBody} | {s for ep in endpoints for s in (ep.ok_schema, ep.body) if s}
+    structs = {ErrorBody} | {_item(s) for ep in endpoints for s in (ep.ok_schema, ep.body) if s}
     _, components = msgspec.json.schema_components(
         sorted(structs, key=lambda s: s.__name__) + [WsMessage], ref_template=_REF)
     error = {"application/json": {"schema": _ref(ErrorBody)}}
@@ -42,7 +54,7 @@ def build(endpoints: Sequence[Any], version: str) -> dict[str, Any]:
             if status >= 400:
                 resp["content"] = error
             elif status != 101:
-                schema = _ref(ep.ok_schema) if ep.ok_schema else (
+                schema = _schema(ep.ok_schema) if ep.ok_schema else (
                     {"type": "string"} if ep.ok_content.startswith("text/") else {})
                 resp["content"] = {ep.ok_content: {"schema": schema}}
             op["responses"][str(status)] = resp

@@ -21,6 +21,7 @@ from pipeline.experiments.ephemerides import LunarPosition, SolarPosition
 from pipeline.experiments.frames import EquEcl, FrameRotationBPN, IcrsEclJ2000, Precession
 from pipeline.experiments.kepler import KeplerSolver
 from pipeline.experiments.sidereal import EquHorizontal, GmstEra
+from pipeline.schema import AdapterModel, ExperimentInfo
 
 _EXPERIMENT_CLASSES: tuple[type[Experiment], ...] = (
     FrameRotationBPN, GmstEra, EquEcl, EquHorizontal, SolarPosition, LunarPosition,
@@ -50,19 +51,16 @@ def candidates(experiment: str) -> list[str]:
             if cls.supports(experiment) and name != exp.reference_adapter]
 
 
-def describe() -> list[dict]:
+def describe() -> list[ExperimentInfo]:
     """Per experiment, in catalog order: what it computes and which adapters (and models) run
-    it. Keys: experiment, title, reference {name, model}, unit, perf_contract,
-    adapters [{name, model}] (the reference excluded). benchctl `experiments` reads this."""
+    it. benchd serves it (GET /api/experiments); benchctl `experiments` prints it."""
     out = []
     for name, exp in EXPERIMENTS.items():
         ref = ADAPTERS[exp.reference_adapter]
-        out.append({
-            "experiment": name,
-            "title": exp.title,
-            "reference": {"name": ref.name, "model": ref.models[name]},
-            "unit": exp.error_unit,
-            "perf_contract": exp.perf_contract,
-            "adapters": [{"name": a, "model": ADAPTERS[a].models[name]} for a in candidates(name)],
-        })
+        out.append(ExperimentInfo(
+            experiment=name, title=exp.title,
+            reference=AdapterModel(name=ref.name, model=ref.models[name]),
+            unit=exp.error_unit, perf_contract=exp.perf_contract,
+            adapters=[AdapterModel(name=a, model=ADAPTERS[a].models[name])
+                      for a in candidates(name)]))
     return out

@@ -230,6 +230,22 @@ class StagedRunList(msgspec.Struct):
     runs: list[StagedRunSummary]
 
 
+class AdapterModel(msgspec.Struct):
+    name: str                             # adapter (library) name
+    model: str                            # the model it implements for this experiment
+
+
+class ExperimentInfo(msgspec.Struct):
+    """One experiment as pipeline.registry.describe() tells it (benchd's GET /api/experiments
+    is a list of these, in catalog order)."""
+    experiment: str
+    title: str
+    reference: AdapterModel
+    unit: str                             # unit of the accuracy error (mas, arcsec, rad)
+    perf_contract: str                    # what every timed loop computes, in words
+    adapters: list[AdapterModel]          # the candidates (the reference excluded)
+
+
 class DiscardedRun(msgspec.Struct):
     """Body of benchd's DELETE /api/results/staged/{run}: the run as it was just before."""
     run_id: str

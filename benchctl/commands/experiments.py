@@ -1,7 +1,8 @@
 """List the experiments and the adapters (libraries, with their models) that run each.
 
 The first call after benchd starts may take a few seconds: benchd describes the adapters in a
-child interpreter, which imports the astronomy libraries. --json prints the API's list.
+child interpreter, which imports the astronomy libraries. --json prints the API's list of
+ExperimentInfo.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     raw = ctx.client.call_raw("GET", "/api/experiments", timeout=DESCRIBE_TIMEOUT_S)
     if args.json:
         from benchctl import jsonout
-        jsonout.emit(raw, list[dict[str, Any]])
+        from pipeline.schema import ExperimentInfo
+        jsonout.emit(raw, list[ExperimentInfo])
         return OK
     out = []
     for exp in json.loads(raw):

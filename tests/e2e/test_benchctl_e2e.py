@@ -407,5 +407,9 @@ def test_real_pipeline_results_and_experiments(daemon_factory) -> None:
     assert r.returncode == 0, r.stderr
     assert "gmst_era:" in r.stdout and "reference: erfa" in r.stdout
     r = bc(d, "experiments", "--json", timeout=200)
-    names = [e["experiment"] for e in json.loads(r.stdout)]
+    rows = json.loads(r.stdout)
+    names = [e["experiment"] for e in rows]
+    assert all(set(e) == {"experiment", "title", "reference", "unit", "perf_contract",
+                          "adapters"} and set(e["reference"]) == {"name", "model"}
+               for e in rows), rows[0]
     assert "gmst_era" in names and "frame_rotation_bpn" in names

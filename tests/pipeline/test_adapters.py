@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import msgspec
 import pytest
 
 from pipeline.adapters.base import AdapterUnavailable
@@ -185,7 +186,7 @@ def test_registry_covers_the_catalog_and_the_reference_adapters() -> None:
 
 
 def test_describe_is_json_and_lists_models() -> None:
-    rows = json.loads(json.dumps(describe()))
+    rows = json.loads(msgspec.json.encode(describe()))
     assert [r["experiment"] for r in rows] == list(CATALOG)
     for r in rows:
         assert set(r) == {"experiment", "title", "reference", "unit", "perf_contract", "adapters"}
