@@ -114,6 +114,12 @@ BAD_REQUESTS = [
     ("GET", "/api/benchmark/jobs?stauts=running", None, {}, 400, "invalid_request",
      "stauts: unknown query parameter"),
     ("GET", "/api/results/..%2Fetc", None, {}, 404, "run_not_found", ""),
+    ("DELETE", "/api/results/staged/..%2F..%2Fetc", None, {}, 400, "invalid_request",
+     "run: not a run id: '../../etc'"),
+    ("DELETE", "/api/results/staged/1999-01-01_00-00-00", None, {}, 404, "run_not_found",
+     "no staged run 1999-01-01_00-00-00"),
+    ("DELETE", "/api/results/staged/1999-01-01_00-00-00?force=1", None, {}, 400,
+     "invalid_request", "force: unknown query parameter"),
 ]
 
 
