@@ -74,8 +74,9 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def error_response(status: int, code: str, message: str,
-                   headers: Any = None) -> web.Response:
-    return json_response(ErrorBody(ErrorDetail(code=code, message=message)), status, headers)
+                   headers: Any = None, job_id: str | None = None) -> web.Response:
+    return json_response(ErrorBody(ErrorDetail(code=code, message=message, job_id=job_id)),
+                         status, headers)
 
 
 def _field_name(path: str | None) -> str:
@@ -135,7 +136,8 @@ async def error_middleware(request: web.Request,
     try:
         return await handler(request)
     except BenchdError as e:
-        return error_response(e.http_status, e.code, e.message)
+        return error_response(e.http_status, e.code, e.message,
+                              job_id=getattr(e, "active_job_id", None))
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -95,9 +95,10 @@ class Health(msgspec.Struct):
     active_job: JobRecord | None = None
 
 
-class ErrorDetail(msgspec.Struct):
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
+    job_id: str | None = None             # busy (409): the active job, for scripts to act on
 
 
 class ErrorBody(msgspec.Struct):

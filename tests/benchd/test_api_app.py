@@ -163,7 +163,9 @@ async def test_start_uses_peer_credentials_and_one_job_at_a_time(served: Served)
     assert job["requester_uid"] == os.getuid()
     async with served.session.post("http://benchd/api/benchmark/jobs", json={}) as r:
         assert r.status == 409
-        assert job["job_id"] in (await r.json())["error"]["message"]
+        err = (await r.json())["error"]
+        assert job["job_id"] in err["message"] and err["job_id"] == job["job_id"]
+        assert err["code"] == "busy"
     async with served.session.get("http://benchd/api/health") as r:
         health = await r.json()
     assert health["active_job"]["job_id"] == job["job_id"] and health["status"] == "ok"

@@ -28,12 +28,16 @@ FIELDS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci")
 
 
 def assert_client_error(r: RawResponse, what: object) -> None:
-    """A refusal: 4xx, JSON, exactly {"error": {"code": str, "message": str}}."""
+    """A refusal: 4xx, JSON, exactly {"error": {"code": str, "message": str}} (plus the
+    active job's id when it is a 409 busy)."""
     assert 400 <= r.status < 500, (what, r.status, r.body[:300])
     body = r.json()
     assert list(body) == ["error"], (what, body)
     err = body["error"]
-    assert set(err) == {"code", "message"}, (what, body)
+    busy = err.get("code") == "busy"
+    assert set(err) == ({"code", "message", "job_id"} if busy else {"code", "message"}), \
+        (what, body)
+    assert not busy or (isinstance(err["job_id"], str) and err["job_id"] in err["message"])
     assert isinstance(err["code"], str) and err["code"], (what, body)
     assert isinstance(err["message"], str) and err["message"], (what, body)
     assert "Traceback" not in err["message"], (what, body)
