@@ -23,6 +23,7 @@ from benchctl.exitcodes import INTERNAL, CliError
 from benchd.states import JobState
 
 DEFAULT_RECONNECT_S = 60.0
+MAX_SCAN = 10_000   # lines visible_tail reads back at most, looking for enough visible ones
 _FINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN}
 
 
@@ -110,6 +111,35 @@ def make_sink(progress: dict[str, Any] | None = None) -> RawSink | TerminalSink:
     if render.is_tty(sys.stdout):
         return TerminalSink(out, render.StatusLine(sys.stdout), progress)
     return RawSink(out)
+
+
+def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
+    """Where the last `lines` lines a terminal shows start, and the log from there. A
+    terminal draws progress lines as the status line, so `tail=lines` would show fewer; this
+    asks for 4x more lines until enough are visible (or the log's start, or MAX_SCAN)."""
+    from pipeline.progress import PREFIX
+    prefix = PREFIX.encode()
+    ask = max(lines, 1)
+    while True:
+        resp = client.open("GET", job_path(job_id, "/logs") + query(tail=ask))
+        if resp.status >= 400:
+            raise_api_error(resp.status, resp.read())
+        try:
+            start = int(resp.headers["x-log-offset"])
+        except (KeyError, ValueError):
+            resp.close()
+            raise CliError("benchd did not say where the log starts (X-Log-Offset)",
+                           INTERNAL) from None
+        data = resp.read()
+        off, seen = start + len(data), 0
+        for line in reversed(data.splitlines(keepends=True)):
+            if seen == lines:
+                break
+            off -= len(line)
+            seen += not line.startswith(prefix)
+        if seen == lines or start == 0 or ask >= MAX_SCAN:
+            return off, data[off - start:]
+        ask *= 4
 
 
 def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink, *,

@@ -1,8 +1,8 @@
 """Show the last lines of a job's log; with -f, follow it to the end of the job.
 
 JOB is an id or a unique prefix of one; default: the running job, else the newest. On a
-terminal, progress lines are drawn as a progress line (so fewer than LINES may show); piped,
-the log is passed through as is. -f survives a benchd restart: it reconnects (with backoff)
+terminal, progress lines are drawn as a progress line (and not counted in LINES); piped, the
+log is passed through as is (LINES counts every line). -f survives a benchd restart: it reconnects (with backoff)
 and continues at the byte it reached, so no line is lost or repeated. Ctrl-C stops following,
 never the job.
 """
@@ -36,6 +36,17 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     job = jobref.get_job(client, args.job) if args.job else jobref.active_or_latest(client)
     job_id = job["job_id"]
     sink = follow.make_sink(job.get("progress") if args.follow else None)
+    offset = None
+    if isinstance(sink, follow.TerminalSink):
+        try:
+            offset, data = follow.visible_tail(client, job_id, args.lines)
+        except BaseException:
+            sink.close()
+            raise
+        if not args.follow:
+            sink.write(data)
+            sink.close()
+            return OK
     if not args.follow:
         resp = client.open("GET", job_path(job_id, "/logs") + query(tail=args.lines))
         if resp.status >= 400:
@@ -48,7 +59,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             sink.close()
         return OK
     try:
-        follow.follow(client, job_id, sink, tail=args.lines, reconnect_s=args.reconnect_timeout)
+        follow.follow(client, job_id, sink, offset=offset, tail=args.lines,
+                      reconnect_s=args.reconnect_timeout)
     except KeyboardInterrupt:
         raise CliError(f"stopped following; job {job_id} keeps running", INTERRUPTED) from None
     return OK

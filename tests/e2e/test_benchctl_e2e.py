@@ -320,6 +320,28 @@ def test_follow_on_a_terminal_shows_the_progress_line(daemon_factory) -> None:
     assert "\x1b[32mcompleted" in text  # the outcome, coloured on a terminal
 
 
+def test_tail_lines_on_a_terminal_counts_the_lines_it_shows(daemon_factory) -> None:
+    """The log ends with four progress lines (3 experiments done, published): on a terminal
+    they are not lines, so -n 3 shows the last three log lines; piped, -n counts every line."""
+    d = daemon_factory()
+    d.set_spec(lines=5)
+    job = bc(d, "run", "-e", "gmst_era,equ_ecl,precession", "--wait", "--json")
+    job_id = json.loads(job.stdout)["job_id"]
+    for follow in ([], ["-f"]):
+        code, screen = _run_in_pty([*BENCHCTL, "tail", job_id, "-n", "3", *follow],
+                                   env_for(d, TERM="xterm"))
+        text = screen.decode()
+        assert code == 0, text
+        assert [f"line {i} of 5" in text for i in range(5)] == [False, False, True, True,
+                                                                True], (follow, text)
+        assert "@@benchd-progress" not in text
+    r = bc(d, "tail", job_id, "-n", "3")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3
+    assert all(ln.startswith("@@benchd-progress") for ln in r.stdout.splitlines())
+    code, screen = _run_in_pty([*BENCHCTL, "tail", job_id, "-n", "0"], env_for(d, TERM="xterm"))
+    assert code == 0 and b"line" not in screen, screen
+
+
 def test_history_colours_only_on_a_terminal(daemon_factory) -> None:
     d = daemon_factory()
     bc(d, "run", "--wait")
