@@ -36,13 +36,18 @@ class Unreachable(CliError):
             why = "no such socket"
         elif isinstance(cause, ConnectionRefusedError):
             why = "connection refused (stale socket: benchd is not running)"
+        elif isinstance(cause, TimeoutError):
+            why = f"it took the connection but sent no answer: {cause}"
         else:
             why = cause.strerror or str(cause) or type(cause).__name__
-        super().__init__(
-            f"cannot reach benchd at {os.path.abspath(socket_path)}: {why}.\n"
-            f"  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
-            f"`systemctl start benchd.socket`;\n"
-            f"  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.", UNAVAILABLE)
+        hint = ("  Is it frozen or overloaded? `systemctl status benchd` or its log says; "
+                "under systemd the watchdog restarts a frozen benchd." if
+                isinstance(cause, TimeoutError) else
+                "  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
+                "`systemctl start benchd.socket`;\n"
+                "  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.")
+        super().__init__(f"cannot reach benchd at {os.path.abspath(socket_path)}: {why}.\n"
+                         + hint, UNAVAILABLE)
         self.socket_path = socket_path
 
 
@@ -69,6 +74,10 @@ class Response:
         self._sock = sock
         self._buf = rest
         self.complete = False  # True once the whole body has been read
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """How long a body read may wait for the next byte (then TimeoutError)."""
+        self._sock.settimeout(seconds)
 
     def close(self) -> None:
         try:
@@ -175,9 +184,10 @@ class Client:
             sock.close()
             raise Unreachable(self.socket_path, exc) from None
         except TimeoutError:
+            waited = sock.gettimeout()
             sock.close()
-            raise CliError(f"benchd at {self.socket_path} did not answer within "
-                           f"{sock.gettimeout()} s", INTERNAL) from None
+            raise Unreachable(self.socket_path, TimeoutError(f"none within {waited:g} s")) \
+                from None
         except BaseException:
             sock.close()
             raise

@@ -23,6 +23,7 @@ from benchctl.exitcodes import INTERNAL, CliError
 from benchd.states import JobState
 
 DEFAULT_RECONNECT_S = 60.0
+DEFAULT_STALL_S = 60.0      # a follow stream with no byte for this long is requested anew
 MAX_SCAN = 10_000   # lines visible_tail reads back at most, looking for enough visible ones
 _FINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN}
 
@@ -144,26 +145,30 @@ def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
 
 def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink, *,
            offset: int | None = None, tail: int | None = None,
-           reconnect_s: float = DEFAULT_RECONNECT_S) -> dict[str, Any]:
+           reconnect_s: float = DEFAULT_RECONNECT_S,
+           stall_s: float = DEFAULT_STALL_S) -> dict[str, Any]:
     """Stream the log into `sink` until the job is final; return the final job record.
 
-    Starts at `offset`, or `tail` lines before the end, or the beginning. Raises Unreachable
-    when benchd stays away longer than `reconnect_s`, ApiError for error answers.
+    Starts at `offset`, or `tail` lines before the end, or the beginning. A stream silent for
+    `stall_s` is asked for again from the byte reached (a quiet job answers at once; a frozen
+    benchd does not, and counts as unreachable). Raises Unreachable when benchd stays away
+    or silent longer than `reconnect_s`, ApiError for error answers.
     """
     pos: int | None = offset if offset is not None else (None if tail is not None else 0)
     delay, down_since = 0.05, None
     try:
         while True:
             params = {"offset": pos} if pos is not None else {"tail": tail}
+            asked = time.monotonic()
             try:
                 resp = client.open("GET", job_path(job_id, "/logs") + query(follow=1, **params),
-                                   timeout=None)
+                                   timeout=stall_s)
             except Unreachable:
-                # benchd is restarting (or gone): a real wait for another process, no event
-                # to wait on; give up after `reconnect_s` seconds without it.
+                # benchd is restarting, gone or frozen: a real wait for another process, no
+                # event to wait on; give up after `reconnect_s` seconds without it.
                 now = time.monotonic()
                 if down_since is None:
-                    down_since = now
+                    down_since = asked   # a request that went unanswered counts as down
                     sink.notice(f"lost benchd; reconnecting (for up to {reconnect_s:g} s) to "
                                 f"continue at byte {pos if pos is not None else '?'}")
                 if now - down_since > reconnect_s:
@@ -183,6 +188,7 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
             if down_since is not None:
                 sink.notice("reconnected to benchd")
             down_since = None
+            resp.set_timeout(stall_s)
             try:
                 for chunk in resp.iter_body():
                     sink.write(chunk)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import render
+from benchctl.argtypes import positive_seconds
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
 from benchd.states import ACTIVE
@@ -47,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --follow/--wait: how long to keep retrying while benchd is "
                         "unreachable (default 60)")
+    p.add_argument("--stall-timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
+                   help="with -f/--wait: ask again when the stream has been silent this long "
+                        "(a quiet job answers at once; a frozen benchd counts as unreachable; "
+                        "default 60)")
 
 
 def config_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -110,7 +115,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     else:
         sink, start = follow.NullSink(), {"tail": 0}
     try:
-        final = follow.follow(client, job_id, sink, reconnect_s=args.reconnect_timeout, **start)
+        final = follow.follow(client, job_id, sink, reconnect_s=args.reconnect_timeout,
+                              stall_s=args.stall_timeout, **start)
     except KeyboardInterrupt:
         raise CliError(f"stopped following; job {job_id} keeps running "
                        f"(`benchctl tail -f {job_id}` to resume, `benchctl cancel {job_id}` "

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import follow, jobref
+from benchctl.argtypes import positive_seconds
 from benchctl.client import job_path, query
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError
 
@@ -27,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with -f: how long to keep retrying while benchd is unreachable "
                         "(default 60)")
+    p.add_argument("--stall-timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
+                   help="with -f/--wait: ask again when the stream has been silent this long "
+                        "(a quiet job answers at once; a frozen benchd counts as unreachable; "
+                        "default 60)")
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         return OK
     try:
         follow.follow(client, job_id, sink, offset=offset, tail=args.lines,
-                      reconnect_s=args.reconnect_timeout)
+                      reconnect_s=args.reconnect_timeout, stall_s=args.stall_timeout)
     except KeyboardInterrupt:
         raise CliError(f"stopped following; job {job_id} keeps running", INTERRUPTED) from None
     return OK

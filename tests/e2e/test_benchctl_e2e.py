@@ -223,6 +223,59 @@ def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate:
     assert out_path.read_bytes() == log.read_bytes()  # nothing lost, nothing repeated
 
 
+def test_tail_follow_of_a_quiet_job_and_of_a_frozen_benchd(daemon_factory, gate: Path,
+                                                          tmp_path: Path) -> None:
+    """--stall-timeout: a job silent for many stall periods is followed to its end byte for
+    byte (each silent stream is asked for anew, at the byte reached); a benchd frozen by
+    SIGSTOP is not waited on forever: tail -f gives up after --reconnect-timeout, exit 69,
+    saying benchd sent no answer. The job is unharmed."""
+    d = daemon_factory()
+    d.set_spec(lines=3, wait_for_file=str(gate))
+    job_id = d.start_job()["job_id"]
+    log = d.log_file(job_id)
+    out_path = tmp_path / "tail.out"
+    with open(out_path, "wb") as out:
+        tail = spawn(d, "tail", "-f", "-n", "1000", job_id, "--stall-timeout", "0.3",
+                     stdout=out)
+    try:
+        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="tail output")
+        # the job stays silent for five stall periods: that silence is the condition under
+        # test, so this is a wall-time wait, not a synchronisation
+        time.sleep(1.5)
+        assert tail.poll() is None
+        gate.touch()
+        code, _, err = finish(tail, 30)
+    finally:
+        gate.touch()
+        finish(tail, 5)
+    assert code == 0, err
+    d.wait_job(job_id)
+    assert out_path.read_bytes() == log.read_bytes()
+    assert b"lost benchd" not in err
+
+    gate.unlink()
+    job_id = d.start_job()["job_id"]
+    wait_until(lambda: b"line 2 of 3" in d.log_file(job_id).read_bytes(), 15, what="job log")
+    out_path.unlink()
+    with open(out_path, "wb") as out:
+        tail = spawn(d, "tail", "-f", job_id, "--stall-timeout", "0.5", "--reconnect-timeout",
+                     "1", stdout=out)
+    try:   # freeze benchd only once tail is following (its first calls wait 30 s, not 0.5)
+        wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="tail output")
+        started = time.monotonic()
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        code, _, err = finish(tail, 30)
+        gave_up_after = time.monotonic() - started
+    finally:
+        os.kill(d.proc.pid, signal.SIGCONT)
+        finish(tail, 5)
+    assert code == 69, err
+    assert b"sent no answer" in err and b"frozen" in err, err
+    assert gave_up_after < 10, gave_up_after
+    gate.touch()
+    assert d.wait_job(job_id)["status"] == "completed"
+
+
 @pytest.mark.parametrize("command", [("tail", "-f"), ("run", "--follow")])
 def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path: Path,
                                             command: tuple[str, ...]) -> None:
