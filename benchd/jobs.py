@@ -40,6 +40,7 @@ from pipeline.catalog import ConfigError, to_argv, validate_config
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0       # supervisor must report "running" or "failed" within this
+LEFTOVER_KILL_S = 2.0        # reconcile: how long leftovers are killed and looked for again
 CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
 GRACE_MAX_S = 3600.0
 RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
@@ -722,15 +723,29 @@ def _kill_leftovers(job_id: str, pgid: int | None, info: SupervisorInfo | None =
     group (when the group leader is provably still the job's orchestrator, by pid + start
     ticks from the supervisor's pid file, or carries the job's marker) and every process
     carrying the marker (escaped ones). The group kill also covers a process caught in the
-    middle of execve, whose environment cannot be read yet."""
-    victims = set(procs.pids_with_marker(job_id))
-    if pgid is not None and (
-            pgid in victims or (info is not None and info.orchestrator_pid == pgid
-                                and info.orchestrator_start_ticks is not None
-                                and procs.is_alive(pgid, info.orchestrator_start_ticks))):
-        victims |= set(procs.group_members(pgid))
-        procs.kill_group(pgid, signal.SIGKILL)
-    return procs.kill_pids(sorted(victims), signal.SIGKILL)
+    middle of execve, whose environment cannot be read yet. Scans again after each kill until
+    one finds nobody: a process that forked between a scan and its kill (a double fork in
+    flight) has a child the next scan sees."""
+    killed: set[int] = set()
+    deadline = time.monotonic() + LEFTOVER_KILL_S
+    while True:
+        victims = set(procs.pids_with_marker(job_id))
+        if pgid is not None and (
+                pgid in victims or (info is not None and info.orchestrator_pid == pgid
+                                    and info.orchestrator_start_ticks is not None
+                                    and procs.is_alive(pgid, info.orchestrator_start_ticks))):
+            victims |= set(procs.group_members(pgid))
+            procs.kill_group(pgid, signal.SIGKILL)
+        if not victims:
+            break
+        procs.kill_pids(sorted(victims), signal.SIGKILL)
+        killed |= victims
+        if time.monotonic() > deadline:
+            log.warning("job %s: processes still alive after SIGKILL: %s", job_id,
+                        sorted(victims))
+            break
+        time.sleep(0.002)   # let the kernel finish the kills before the next look
+    return len(killed)
 
 
 def _last_error_line(path: Path, window: int = 8192) -> str | None:
