@@ -14,3 +14,14 @@ def positive_seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {text}")
     return value
+
+
+def stall_seconds(text: str) -> float:
+    """--stall-timeout: at least MIN_STALL_S (each expiry is a new request to benchd)."""
+    value = positive_seconds(text)
+    if value < MIN_STALL_S:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_STALL_S:g} s, got {text}")
+    return value
+
+
+MIN_STALL_S = 1.0

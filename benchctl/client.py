@@ -37,18 +37,31 @@ class Unreachable(CliError):
         elif isinstance(cause, ConnectionRefusedError):
             why = "connection refused (stale socket: benchd is not running)"
         elif isinstance(cause, TimeoutError):
-            why = f"it took the connection but sent no answer: {cause}"
+            why = f"it took the connection but sent no answer ({cause})"
         else:
             why = cause.strerror or str(cause) or type(cause).__name__
-        hint = ("  Is it frozen or overloaded? `systemctl status benchd` or its log says; "
-                "under systemd the watchdog restarts a frozen benchd." if
-                isinstance(cause, TimeoutError) else
-                "  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
-                "`systemctl start benchd.socket`;\n"
-                "  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.")
         super().__init__(f"cannot reach benchd at {os.path.abspath(socket_path)}: {why}.\n"
-                         + hint, UNAVAILABLE)
+                         + (_FROZEN_HINT if isinstance(cause, TimeoutError) else _START_HINT),
+                         UNAVAILABLE)
         self.socket_path = socket_path
+
+
+_START_HINT = ("  Start it with `benchd --root DIR` (socket DIR/run/benchd.sock) or "
+               "`systemctl start benchd.socket`;\n"
+               "  point benchctl elsewhere with --socket PATH or BENCHD_SOCKET.")
+_FROZEN_HINT = ("  Is it frozen or overloaded? `systemctl status benchd` or its log says; "
+                "under systemd the watchdog restarts a frozen benchd.")
+
+
+class NoAnswer(CliError):
+    """benchd took the request but did not answer in time (exit 70: the request may have
+    had its effect, so this is not 'unreachable'). Following turns it into Unreachable."""
+
+    def __init__(self, socket_path: str, waited: float | None) -> None:
+        super().__init__(f"benchd at {socket_path} did not answer within {waited:g} s; the "
+                         f"request may still take effect.\n" + _FROZEN_HINT, INTERNAL)
+        self.socket_path = socket_path
+        self.waited = waited
 
 
 class ApiError(CliError):
@@ -186,8 +199,7 @@ class Client:
         except TimeoutError:
             waited = sock.gettimeout()
             sock.close()
-            raise Unreachable(self.socket_path, TimeoutError(f"none within {waited:g} s")) \
-                from None
+            raise NoAnswer(self.socket_path, waited) from None
         except BaseException:
             sock.close()
             raise

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any, BinaryIO
 
 from benchctl import render
-from benchctl.client import Client, StreamCut, Unreachable, job_path, query, raise_api_error
+from benchctl.client import (Client, NoAnswer, StreamCut, Unreachable, job_path, query,
+                             raise_api_error)
 from benchctl.exitcodes import INTERNAL, CliError
 from benchd.states import JobState
 
@@ -117,9 +118,9 @@ def make_sink(progress: dict[str, Any] | None = None) -> RawSink | TerminalSink:
 def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
     """Where the last `lines` lines a terminal shows start, and the log from there. A
     terminal draws progress lines as the status line, so `tail=lines` would show fewer; this
-    asks for 4x more lines until enough are visible (or the log's start, or MAX_SCAN)."""
-    from pipeline.progress import PREFIX
-    prefix = PREFIX.encode()
+    asks for 4x more lines until enough are visible (or the log's start, or MAX_SCAN). The
+    server's tail counts \n-ended lines too, so the two agree on where lines start."""
+    from pipeline.progress import parse_line   # what TerminalSink draws rather than prints
     ask = max(lines, 1)
     while True:
         resp = client.open("GET", job_path(job_id, "/logs") + query(tail=ask))
@@ -133,11 +134,14 @@ def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
                            INTERNAL) from None
         data = resp.read()
         off, seen = start + len(data), 0
-        for line in reversed(data.splitlines(keepends=True)):
+        pieces = data.split(b"\n")   # lines as TerminalSink splits them: on \n only
+        if pieces[-1] == b"":
+            pieces.pop()
+        for i in range(len(pieces) - 1, -1, -1):
             if seen == lines:
                 break
-            off -= len(line)
-            seen += not line.startswith(prefix)
+            off -= len(pieces[i]) + (i < len(pieces) - 1 or data.endswith(b"\n"))
+            seen += parse_line(pieces[i]) is None
         if seen == lines or start == 0 or ask >= MAX_SCAN:
             return off, data[off - start:]
         ask *= 4
@@ -160,18 +164,23 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
         while True:
             params = {"offset": pos} if pos is not None else {"tail": tail}
             asked = time.monotonic()
+            wait = stall_s if down_since is None else \
+                max(0.1, min(stall_s, down_since + reconnect_s - asked))
             try:
                 resp = client.open("GET", job_path(job_id, "/logs") + query(follow=1, **params),
-                                   timeout=stall_s)
-            except Unreachable:
+                                   timeout=wait)
+            except (Unreachable, NoAnswer) as exc:
                 # benchd is restarting, gone or frozen: a real wait for another process, no
                 # event to wait on; give up after `reconnect_s` seconds without it.
                 now = time.monotonic()
                 if down_since is None:
-                    down_since = asked   # a request that went unanswered counts as down
+                    down_since = asked      # the unanswered request's wait counts as down
                     sink.notice(f"lost benchd; reconnecting (for up to {reconnect_s:g} s) to "
                                 f"continue at byte {pos if pos is not None else '?'}")
-                if now - down_since > reconnect_s:
+                if now - down_since >= reconnect_s:
+                    if isinstance(exc, NoAnswer):   # silent for the whole window: frozen
+                        raise Unreachable(client.socket_path, TimeoutError(
+                            f"silent for {now - asked:.1f} s")) from None
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPERIMENTS_TIMEOUT_S = 120.0
+CLIENT_GONE_POLL_S = 2.0    # how often a waiting follower checks that its client is still there
 _ws_encoder = msgspec.json.Encoder()
 
 
@@ -194,8 +195,10 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     resp.enable_chunked_encoding()
     await resp.prepare(request)
     task = asyncio.current_task()
+    watch = None
     if follow and task is not None:
         _ctx(request).log_streams.add(task)  # cut on shutdown (benchd.app._close_followers)
+        watch = asyncio.get_running_loop().create_task(_cancel_when_client_gone(request, task))
     try:
         async for chunk in chunks:
             await resp.write(chunk)
@@ -209,7 +212,24 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
         pass  # the client went away; the job is unaffected
     except BenchdError as e:  # headers are out: all we can do is end the stream and log
         log.warning("log stream for %s ended early: %s", job_id, e.message)
+    finally:
+        if watch is not None:
+            watch.cancel()
+        await chunks.aclose()   # the log's fd, now, not when the generator is collected
     return resp
+
+
+async def _cancel_when_client_gone(request: web.Request, task: asyncio.Task[Any]) -> None:
+    """A follower waiting on a quiet job writes nothing, so it would not notice its client
+    leave (aiohttp does not cancel handlers on disconnect): look every CLIENT_GONE_POLL_S
+    and end the handler, freeing its open log file. Clients that re-request silent streams
+    (benchctl --stall-timeout) would otherwise pile them up."""
+    while True:
+        await asyncio.sleep(CLIENT_GONE_POLL_S)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            task.cancel()
+            return
 
 
 async def job_logs_ws(request: web.Request) -> web.StreamResponse:

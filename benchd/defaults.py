@@ -11,6 +11,9 @@ DEFAULT_GRACE_S = 10.0
 # a connection idle this long (no request yet, or between requests, or a request head
 # still unfinished) is closed; a request body must arrive within it (else 408)
 DEFAULT_CLIENT_TIMEOUT_S = 60.0
+# a job's supervisor must report "running" or "failed" within this; POST /api/benchmark/jobs
+# may take that long to answer, so benchctl waits longer for it
+JOB_START_TIMEOUT_S = 30.0
 
 
 def local_socket(root: Path) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from benchd import logtail, procs
-from benchd.defaults import DEFAULT_GRACE_S
+from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
@@ -39,7 +39,7 @@ from pipeline.catalog import ConfigError, to_argv, validate_config
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 30.0       # supervisor must report "running" or "failed" within this
+START_TIMEOUT_S = JOB_START_TIMEOUT_S  # supervisor must report running/failed within this
 LEFTOVER_KILL_S = 2.0        # reconcile: how long leftovers are killed and looked for again
 CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
 GRACE_MAX_S = 3600.0

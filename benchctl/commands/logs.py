@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
     job_id = jobref.get_job(client, args.job)["job_id"]
-    resp = client.open("GET", job_path(job_id, "/logs") + query(offset=0), timeout=None)
+    # the log is read from a file: a benchd silent for the client timeout (30 s) is stuck
+    resp = client.open("GET", job_path(job_id, "/logs") + query(offset=0))
     if resp.status >= 400:
         raise_api_error(resp.status, resp.read())
     out = sys.stdout.buffer
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             out.write(chunk)
     except StreamCut as exc:
         raise CliError(f"the log stream was cut off ({exc}); run again", INTERNAL) from None
+    except TimeoutError:
+        raise CliError(f"benchd stopped sending the log (nothing for {client.timeout:g} s); "
+                       f"run again", INTERNAL) from None
     finally:
         resp.close()
     out.flush()

@@ -19,10 +19,13 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import render
-from benchctl.argtypes import positive_seconds
+from benchctl.argtypes import stall_seconds
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
+from benchd.defaults import JOB_START_TIMEOUT_S
 from benchd.states import ACTIVE
+
+START_ANSWER_S = JOB_START_TIMEOUT_S + 30.0  # benchd answers a start once the job runs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --follow/--wait: how long to keep retrying while benchd is "
                         "unreachable (default 60)")
-    p.add_argument("--stall-timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
+    p.add_argument("--stall-timeout", type=stall_seconds, default=60.0, metavar="SECONDS",
                    help="with -f/--wait: ask again when the stream has been silent this long "
                         "(a quiet job answers at once; a frozen benchd counts as unreachable; "
                         "default 60)")
@@ -95,10 +98,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
         from benchctl import jsonout
         from benchd.schema import JobRecord
-        raw = client.call_raw("POST", "/api/benchmark/jobs", body)
+        raw = client.call_raw("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
         jsonout.emit(raw, JobRecord)
         return _started_outcome(json.loads(raw))
-    job = client.call("POST", "/api/benchmark/jobs", body)
+    job = client.call("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
     job_id = job["job_id"]
     if not (args.follow or args.wait):
         print(job_id)

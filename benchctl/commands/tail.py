@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import follow, jobref
-from benchctl.argtypes import positive_seconds
+from benchctl.argtypes import stall_seconds
 from benchctl.client import job_path, query
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError
 
@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with -f: how long to keep retrying while benchd is unreachable "
                         "(default 60)")
-    p.add_argument("--stall-timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
-                   help="with -f/--wait: ask again when the stream has been silent this long "
+    p.add_argument("--stall-timeout", type=stall_seconds, default=60.0, metavar="SECONDS",
+                   help="with -f: ask again when the stream has been silent this long "
                         "(a quiet job answers at once; a frozen benchd counts as unreachable; "
                         "default 60)")
 

@@ -135,3 +135,36 @@ def test_websocket_followers_that_stop_reading_do_not_grow_the_daemon(daemon_fac
         for s in socks:
             s.close()
     wait_until(lambda: d.get("/api/health").status == 200, 10)
+
+
+def test_followers_that_leave_a_quiet_job_free_their_files(daemon_factory) -> None:
+    """A follower of a silent job gets nothing to write, so benchd cannot notice its client
+    leave by writing; 40 that connect and go away must still release their open log files
+    and handlers (else clients that re-request silent streams, like benchctl's
+    --stall-timeout, would exhaust benchd's descriptors)."""
+    import os
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(lines=3, wait_for_file=str(gate))
+    job_id = d.start_job()["job_id"]
+    wait_until(lambda: b"line 2 of 3" in d.log_file(job_id).read_bytes(), 15, what="job log")
+    end = d.log_file(job_id).stat().st_size
+
+    def fds() -> int:
+        return len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+
+    base = fds()
+    socks = []
+    for _ in range(40):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(d.socket_path))
+        s.sendall(build("GET", f"{JOBS}/{job_id}/logs?follow=1&offset={end}"))
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        socks.append(s)
+    assert fds() >= base + 60          # each: its connection and (soon) its open log file
+    for s in socks:
+        s.close()
+    wait_until(lambda: fds() <= base + 2, 15, what="benchd to let go of the followers")
+    gate.touch()
+    assert d.wait_job(job_id)["status"] == "completed"
