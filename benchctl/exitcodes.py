@@ -31,8 +31,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled"),
     (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
-    (BUSY, "busy: another job is running (the message names it), or the run to resume or "
-           "discard is in use"),
+    (BUSY, ("busy: another job is running (the message names it), or the run to resume or "
+            "discard is in use")),
     (FORBIDDEN, "forbidden: another user's job or staged run"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
     (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
