@@ -17,6 +17,7 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig
 from benchd.states import JobState
 from tests.support import (JOBHOST, async_wait_until, fake_orchestrator_argv,
+                           grandchild_started,
                            kill_job_processes, pid_alive, pids_of_job, wait_until, write_spec)
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
@@ -102,8 +103,7 @@ async def test_cancel_leaves_no_double_forked_grandchild(make_manager, spec, gat
     spec(wait_for_file=str(gate), double_fork=True)
     rec = await m.start(CFG, uid=1000, user="alice")
     # supervisor, orchestrator and the setsid'd grandchild (its own session and group)
-    pids = wait_until(lambda: (p := pids_of_job(rec.job_id)) and len(p) >= 3 and p,
-                      what="grandchild")
+    pids = wait_until(lambda: grandchild_started(rec.job_id), what="grandchild")
     sessions = {os.getsid(p) for p in pids}
     assert len(sessions) >= 2  # the grandchild really escaped the job's session
     final = await m.cancel(rec.job_id, uid=1000)

@@ -17,7 +17,8 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
 from benchd.store import Store, utc_now
-from tests.support import (JOBHOST, fake_orchestrator_argv, final_record, kill_job_processes,
+from tests.support import (JOBHOST, fake_orchestrator_argv, final_record, grandchild_started,
+                           kill_job_processes,
                            pid_alive, pids_of_job, wait_until, write_spec)
 
 
@@ -132,7 +133,7 @@ async def test_supervisor_killed_while_benchd_down_is_unknown_and_cleaned(root, 
     spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
     rec = host({"experiments": ["gmst_era"]})
     job_id = rec["job_id"]
-    wait_until(lambda: len(pids_of_job(job_id)) >= 3, what="grandchild started")
+    wait_until(lambda: grandchild_started(job_id), what="grandchild started")
     host_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
     os.kill(host_pid, signal.SIGKILL)
     os.kill(rec["supervisor_pid"], signal.SIGKILL)
@@ -220,7 +221,7 @@ async def test_reattached_job_can_be_cancelled(root, spec, host, tmp_path):
     spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
     rec = host({"experiments": ["gmst_era"]})
     job_id = rec["job_id"]
-    wait_until(lambda: len(pids_of_job(job_id)) >= 3, what="grandchild started")
+    wait_until(lambda: grandchild_started(job_id), what="grandchild started")
     host_pid = int(Path(f"/proc/{rec['supervisor_pid']}/stat").read_text().split()[3])
     os.kill(host_pid, signal.SIGKILL)
     m = JobManager(root, orchestrator=fake_orchestrator_argv())

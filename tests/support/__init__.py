@@ -73,6 +73,21 @@ def pids_of_job(job_id: str) -> list[int]:
     return found
 
 
+def grandchild_started(job_id: str) -> list[int] | None:
+    """The job's processes once the fake orchestrator's double-forked grandchild has exec'd
+    (its argv says so), else None. Counting processes is not enough: the middle child, not
+    yet in its own session, would count as the grandchild."""
+    pids = pids_of_job(job_id)
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"fake-orchestrator-grandchild" in f.read():
+                    return pids
+        except OSError:
+            continue
+    return None
+
+
 def pid_alive(pid: int) -> bool:
     """True when `pid` exists and is not a zombie."""
     try:
