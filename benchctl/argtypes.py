@@ -1,4 +1,5 @@
-"""argparse value types shared by several commands (stdlib only: imported on every call)."""
+"""argparse value types and options shared by several commands (stdlib only: imported on
+every call)."""
 from __future__ import annotations
 
 import argparse
@@ -25,3 +26,15 @@ def stall_seconds(text: str) -> float:
 
 
 MIN_STALL_S = 1.0
+
+
+def add_follow_timeouts(p: argparse.ArgumentParser, when: str) -> None:
+    """--reconnect-timeout and --stall-timeout, for the commands that follow a log (`when`
+    names their following options in the help)."""
+    p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help=f"with {when}: how long to keep retrying while benchd is unreachable "
+                        "(default 60)")
+    p.add_argument("--stall-timeout", type=stall_seconds, default=60.0, metavar="SECONDS",
+                   help=f"with {when}: ask again when the stream has been silent this long "
+                        "(a quiet job answers at once; a frozen benchd counts as unreachable; "
+                        "default 60)")

@@ -18,8 +18,8 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any, BinaryIO
 
 from benchctl import render
-from benchctl.client import (Client, NoAnswer, StreamCut, Unreachable, job_path, query,
-                             raise_api_error)
+from benchctl.client import (Client, NoAnswer, Response, StreamCut, Unreachable, job_path,
+                             query, raise_api_error)
 from benchctl.exitcodes import INTERNAL, CliError
 from benchd.states import JobState
 
@@ -115,6 +115,16 @@ def make_sink(progress: dict[str, Any] | None = None) -> RawSink | TerminalSink:
     return RawSink(out)
 
 
+def _log_offset(resp: Response) -> int:
+    """The byte offset a log answer starts at (its X-Log-Offset header)."""
+    try:
+        return int(resp.headers["x-log-offset"])
+    except (KeyError, ValueError):
+        resp.close()
+        raise CliError("benchd did not say where the log starts (X-Log-Offset)",
+                       INTERNAL) from None
+
+
 def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
     """Where the last `lines` lines a terminal shows start, and the log from there. A
     terminal draws progress lines as the status line, so `tail=lines` would show fewer; this
@@ -126,12 +136,7 @@ def visible_tail(client: Client, job_id: str, lines: int) -> tuple[int, bytes]:
         resp = client.open("GET", job_path(job_id, "/logs") + query(tail=ask))
         if resp.status >= 400:
             raise_api_error(resp.status, resp.read())
-        try:
-            start = int(resp.headers["x-log-offset"])
-        except (KeyError, ValueError):
-            resp.close()
-            raise CliError("benchd did not say where the log starts (X-Log-Offset)",
-                           INTERNAL) from None
+        start = _log_offset(resp)
         data = resp.read()
         off, seen = start + len(data), 0
         pieces = data.split(b"\n")   # lines as TerminalSink splits them: on \n only
@@ -188,12 +193,7 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
             if resp.status >= 400:
                 raise_api_error(resp.status, resp.read())
             if pos is None:
-                try:
-                    pos = int(resp.headers["x-log-offset"])
-                except (KeyError, ValueError):
-                    resp.close()
-                    raise CliError("benchd did not say where the log stream starts "
-                                   "(X-Log-Offset)", INTERNAL) from None
+                pos = _log_offset(resp)
             if down_since is not None:
                 sink.notice("reconnected to benchd")
             down_since = None

@@ -53,7 +53,8 @@ class Endpoint:
     handler: Handler
     summary: str
     responses: Mapping[int, str]
-    ok_schema: Any = None             # msgspec Struct (or list[Struct]) of the 2xx body, None = free-form
+    ok_schema: Any = None             # msgspec Struct or list[Struct] of the 2xx body;
+                                      # None = free-form
     body: type | None = None          # msgspec Struct of the request body
     body_required: bool = False
     query: tuple[Param, ...] = ()
@@ -350,11 +351,11 @@ async def list_staged_runs(request: web.Request) -> web.StreamResponse:
 
 
 async def discard_staged_run(request: web.Request) -> web.StreamResponse:
-    """Delete an unpublished run (its requesters, root or the admin group)."""
+    """Delete an unpublished run (its owner, root or the admin group: benchd.discard)."""
     _query(request, ())
     ctx = _ctx(request)
-    gone = await discard.discard_staged_run(ctx.manager, ctx.results_dir, request.match_info["run"],
-                         _caller(request))
+    gone = await discard.discard_staged_run(ctx.manager, ctx.results_dir,
+                                            request.match_info["run"], _caller(request))
     return json_response(gone)
 
 
@@ -446,7 +447,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", "/api/results/staged/{run}", discard_staged_run,
              "Discard a staged run: its files are deleted (not a published run)",
              {200: "discarded; the run as it was", 400: "not a run id, or a published run",
-              403: "a run only other users' jobs worked on", 404: "no such staged run",
+              403: "another user's run", 404: "no such staged run",
               409: "an orchestrator or the active job is working on it"}, DiscardedRun),
     Endpoint("GET", "/api/results/{run}", get_result, "One run by id, or `latest`",
              {200: "ok", 404: "unknown run"}, RunDetail),

@@ -73,13 +73,12 @@ def list_staged(results_dir: Path) -> list[schema.StagedRunSummary]:
 
 
 def find_staged(results_dir: Path, run_id: str) -> schema.StagedRunSummary | None:
-    """The staged run `run_id` (a checked id, never a path), or None if there is none."""
-    if not RUN_ID_RE.fullmatch(run_id):
-        raise ValueError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN])")
-    d = Path(results_dir) / STAGING / run_id
-    if d.is_symlink() or not d.is_dir():
+    """The staged run `run_id` (a checked id, never a path), or None if there is none.
+    ValueError: not a run id."""
+    try:
+        return summarize(locate(results_dir, run_id))
+    except NotStaged:
         return None
-    return summarize(d)
 
 
 def locate(results_dir: Path, run_id: str) -> Path:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import render
-from benchctl.argtypes import stall_seconds
+from benchctl.argtypes import add_follow_timeouts
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
 from benchd.defaults import JOB_START_TIMEOUT_S
@@ -48,13 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print the job record (JobRecord) as JSON: the started record, or "
                         "the final one with --wait (not with --follow)")
-    p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="with --follow/--wait: how long to keep retrying while benchd is "
-                        "unreachable (default 60)")
-    p.add_argument("--stall-timeout", type=stall_seconds, default=60.0, metavar="SECONDS",
-                   help="with -f/--wait: ask again when the stream has been silent this long "
-                        "(a quiet job answers at once; a frozen benchd counts as unreachable; "
-                        "default 60)")
+    add_follow_timeouts(p, "--follow/--wait")
 
 
 def config_from(args: argparse.Namespace) -> dict[str, Any]:

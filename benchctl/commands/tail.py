@@ -2,9 +2,9 @@
 
 JOB is an id or a unique prefix of one; default: the running job, else the newest. On a
 terminal, progress lines are drawn as a progress line (and not counted in LINES); piped, the
-log is passed through as is (LINES counts every line). -f survives a benchd restart: it reconnects (with backoff)
-and continues at the byte it reached, so no line is lost or repeated. Ctrl-C stops following,
-never the job.
+log is passed through as is (LINES counts every line). -f survives a benchd restart: it
+reconnects (with backoff) and continues at the byte it reached, so no line is lost or
+repeated. Ctrl-C stops following, never the job.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import follow, jobref
-from benchctl.argtypes import stall_seconds
+from benchctl.argtypes import add_follow_timeouts
 from benchctl.client import job_path, query
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError
 
@@ -25,13 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep printing new lines until the job ends")
     p.add_argument("-n", "--lines", type=int, default=10, metavar="LINES",
                    help="how many lines from the end to start with (default 10)")
-    p.add_argument("--reconnect-timeout", type=float, default=60.0, metavar="SECONDS",
-                   help="with -f: how long to keep retrying while benchd is unreachable "
-                        "(default 60)")
-    p.add_argument("--stall-timeout", type=stall_seconds, default=60.0, metavar="SECONDS",
-                   help="with -f: ask again when the stream has been silent this long "
-                        "(a quiet job answers at once; a frozen benchd counts as unreachable; "
-                        "default 60)")
+    add_follow_timeouts(p, "-f")
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:

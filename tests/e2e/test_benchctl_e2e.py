@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,20 @@ def finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> tuple[int, byt
             proc.kill()
             proc.wait(5)
     return proc.returncode, out or b"", err or b""
+
+
+@contextmanager
+def spawned_into(d: Daemon, out_path: Path, gate: Path, *args: str
+                 ) -> Iterator[subprocess.Popen[bytes]]:
+    """benchctl ARGS with its stdout in out_path; on the way out, whatever happened, the held
+    job is let go (gate) and benchctl is reaped."""
+    with open(out_path, "wb") as out:
+        proc = spawn(d, *args, stdout=out)
+    try:
+        yield proc
+    finally:
+        gate.touch()
+        finish(proc, 5)
 
 
 @pytest.fixture
@@ -199,10 +215,8 @@ def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate:
     job_id = d.start_job(experiments=["gmst_era", "equ_ecl"])["job_id"]
     out_path = tmp_path / "tail.out"
     log = d.log_file(job_id)
-    with open(out_path, "wb") as out:
-        tail = spawn(d, "tail", "-f", "-n", "100000", job_id[:6], "--reconnect-timeout", "30",
-                     stdout=out)
-    try:
+    with spawned_into(d, out_path, gate, "tail", "-f", "-n", "100000", job_id[:6],
+                      "--reconnect-timeout", "30") as tail:
         wait_until(lambda: out_path.read_bytes().count(b"\n") >= 5, 15,
                    what="tail printed lines")
         d.kill9() if how == "kill9" else d.stop()  # SIGTERM: on-stop leave, job runs on
@@ -214,9 +228,6 @@ def test_tail_follow_survives_benchd_restart_byte_for_byte(daemon_factory, gate:
                    what="tail caught up after the restart")
         gate.touch()
         code, _, err = finish(tail, 30)
-    finally:
-        gate.touch()
-        finish(tail, 5)
     assert code == 0, err
     assert b"lost benchd; reconnecting" in err and b"reconnected to benchd" in err
     d.wait_job(job_id)
@@ -234,10 +245,8 @@ def test_tail_follow_of_a_quiet_job_and_of_a_frozen_benchd(daemon_factory, gate:
     job_id = d.start_job()["job_id"]
     log = d.log_file(job_id)
     out_path = tmp_path / "tail.out"
-    with open(out_path, "wb") as out:
-        tail = spawn(d, "tail", "-f", "-n", "1000", job_id, "--stall-timeout", "1",
-                     stdout=out)
-    try:
+    with spawned_into(d, out_path, gate, "tail", "-f", "-n", "1000", job_id,
+                      "--stall-timeout", "1") as tail:
         wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="tail output")
         # the job stays silent for three stall periods: that silence is the condition under
         # test, so this is a wall-time wait, not a synchronisation
@@ -245,9 +254,6 @@ def test_tail_follow_of_a_quiet_job_and_of_a_frozen_benchd(daemon_factory, gate:
         assert tail.poll() is None
         gate.touch()
         code, _, err = finish(tail, 30)
-    finally:
-        gate.touch()
-        finish(tail, 5)
     assert code == 0, err
     d.wait_job(job_id)
     assert out_path.read_bytes() == log.read_bytes()
@@ -257,18 +263,17 @@ def test_tail_follow_of_a_quiet_job_and_of_a_frozen_benchd(daemon_factory, gate:
     job_id = d.start_job()["job_id"]
     wait_until(lambda: b"line 2 of 3" in d.log_file(job_id).read_bytes(), 15, what="job log")
     out_path.unlink()
-    with open(out_path, "wb") as out:
-        tail = spawn(d, "tail", "-f", job_id, "--stall-timeout", "1", "--reconnect-timeout",
-                     "1", stdout=out)
-    try:   # freeze benchd only once tail is following (its first calls wait 30 s, not 0.5)
+    with spawned_into(d, out_path, gate, "tail", "-f", job_id, "--stall-timeout", "1",
+                      "--reconnect-timeout", "1") as tail:
+        # freeze benchd only once tail is following (its first calls wait 30 s, not 1)
         wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="tail output")
         started = time.monotonic()
         os.kill(d.proc.pid, signal.SIGSTOP)
-        code, _, err = finish(tail, 30)
-        gave_up_after = time.monotonic() - started
-    finally:
-        os.kill(d.proc.pid, signal.SIGCONT)
-        finish(tail, 5)
+        try:
+            code, _, err = finish(tail, 30)
+            gave_up_after = time.monotonic() - started
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
     assert code == 69, err
     assert b"sent no answer" in err and b"frozen" in err, err
     # the stall clock started at the last byte, before the freeze; then 1 s without an answer
@@ -287,9 +292,7 @@ def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path
     if command[0] == "tail":
         d.start_job()
     out_path = tmp_path / "out"
-    with open(out_path, "wb") as out:
-        proc = spawn(d, *command, stdout=out)
-    try:
+    with spawned_into(d, out_path, gate, *command) as proc:
         wait_until(lambda: b"line 2 of 3" in out_path.read_bytes(), 15, what="log output")
         job_id = d.get("/api/health").json()["active_job"]["job_id"]
         proc.send_signal(signal.SIGINT)
@@ -297,9 +300,6 @@ def test_sigint_stops_following_not_the_job(daemon_factory, gate: Path, tmp_path
         assert code == 130, err
         assert b"keeps running" in err and b"Traceback" not in err
         assert d.job(job_id)["status"] == "running"
-    finally:
-        gate.touch()
-        finish(proc, 5)
     assert d.wait_job(job_id)["status"] == "completed"
 
 
