@@ -4,7 +4,8 @@ JobManager keeps every JobRecord in memory (they are small), persists each trans
 atomically (benchd.store), runs at most one job at a time, each under its own supervisor
 process (benchd.supervisor) that outlives benchd if need be, and after a restart reconciles
 the records on disk with what is really running (finalize / reattach / mark unknown).
-The HTTP layer calls one method per request; see /work/briefs/benchd-interface.md.
+The HTTP layer (benchd/api.py) calls one method per request; README's "Jobs" section
+describes the states, the files on disk and the process model.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 to a real benchd as themselves. The peer uid comes from SO_PEERCRED, so each client really
 runs under the user's uid: a child process that imports what it needs as root, then drops
 to the user (setgroups/setgid/setuid) before it connects. (Exec'ing the venv's python as
-another user fails here: it lives under /root, mode 0700; see hostile.md's pitfall.)
+another user fails here: it lives under /root, mode 0700.)
 
 Socket access follows the service layout: benchd runs with the users' group as its gid, so
 the socket directory it creates (0750) and the socket (0660) belong to that group."""

@@ -27,9 +27,8 @@ FAKE_ORCHESTRATOR = REPO / "tests" / "support" / "fake_orchestrator.py"
 
 
 def find_ct_tools() -> Path | None:
-    """ct-boot & co: $BENCHD_CT_TOOLS, the shared/ beside the checkout (CI), /work/shared."""
-    for cand in (os.environ.get("BENCHD_CT_TOOLS"), REPO.parent / "shared" / "systemd",
-                 Path("/work/shared/systemd")):
+    """ct-boot & co: $BENCHD_CT_TOOLS, else the shared/ beside the checkout (as CI lays it)."""
+    for cand in (os.environ.get("BENCHD_CT_TOOLS"), REPO.parent / "shared" / "systemd"):
         if cand and (Path(cand) / "ct-boot").is_file():
             return Path(cand)
     return None
