@@ -257,7 +257,7 @@ async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path)
         m2 = JobManager(root, orchestrator=orch)
         lines = await m2.reconcile()
         assert m2.get(rec.job_id).status == JobState.UNKNOWN
-        assert "1 leftover process(es) killed" in lines[0]
+        assert f"1 leftover process(es) killed: {rec.pgid} (python" in lines[0]
         wait_until(lambda: not pid_alive(rec.pgid), timeout=5, what="orchestrator killed")
         await m2.close()
     finally:
@@ -267,27 +267,28 @@ async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path)
             pass
 
 
-def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch) -> None:
-    """Reconcile kills a dead supervisor's leftovers by scanning /proc for the job's marker.
+def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, tmp_path) -> None:
+    """Reconcile kills a dead supervisor's leftovers by scanning /proc for the job's marks.
     A process forked between that scan and the kills (a double fork in flight) must be found
     by a later scan. The window is too narrow to hit on purpose, so the first scan is made to
     miss one real, marked, setsid'd process (the only stand-in; processes and kills are real)."""
     from benchd import jobs, procs
-    job_id = "0123456789fe"
-    env = {**os.environ, procs.JOB_ENV: job_id}
+    marks = procs.JobMarks("0123456789fe", procs.new_job_token(), procs.root_identity(tmp_path))
+    env = {**os.environ, **marks.env()}
     kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
                              start_new_session=True) for _ in range(2)]
     try:
-        wait_until(lambda: len(procs.pids_with_marker(job_id)) == 2, what="marked processes")
-        real_scan, calls = procs.pids_with_marker, []
+        wait_until(lambda: len(procs.job_pids(marks)) == 2, what="marked processes")
+        real_scan, calls = procs.job_pids, []
 
-        def first_scan_misses_one(jid: str, exclude: frozenset[int] = frozenset()) -> list[int]:
-            calls.append(jid)
-            found = real_scan(jid, exclude)
+        def first_scan_misses_one(m: procs.JobMarks,
+                                  exclude: frozenset[int] = frozenset()) -> list[int]:
+            calls.append(m)
+            found = real_scan(m, exclude)
             return [p for p in found if p != kids[1].pid] if len(calls) == 1 else found
 
-        monkeypatch.setattr(procs, "pids_with_marker", first_scan_misses_one)
-        assert jobs._kill_leftovers(job_id, None) == 2
+        monkeypatch.setattr(procs, "job_pids", first_scan_misses_one)
+        assert len(jobs._kill_leftovers(marks, None)) == 2
         for k in kids:
             assert k.wait(timeout=10) == -signal.SIGKILL
     finally:
