@@ -295,3 +295,55 @@ def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, t
         for k in kids:
             k.kill()
             k.wait()
+
+
+def _as_written_before_tokens(root: Path, job_id: str) -> None:
+    """Rewrite a job's record and pid file as a benchd older than job tokens wrote them."""
+    for name in (f"{job_id}.json", f"{job_id}.pid"):
+        path = root / "logs" / "jobs" / name
+        obj = json.loads(path.read_bytes())
+        obj.pop("job_token", None)
+        obj.pop("root_id", None)
+        path.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["same-root", "hardlinked-copy"])
+async def test_record_from_before_tokens_falls_back_to_job_id_only_in_its_own_root(
+        root, spec, tmp_path, copied):
+    """A running job's record (and pid file) without a token, as older versions wrote them.
+    In its own root, a dead supervisor's leftovers are still found by BENCHD_JOB_ID (the old
+    behaviour), since they run in this root. In a hard-linked copy of logs/ (the lock is the
+    very inode the live supervisor holds), the copy's benchd neither reattaches to the
+    original's supervisor nor kills anything: they run in another root."""
+    spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    await m.reconcile()
+    rec = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+    job_id = rec.job_id
+    try:
+        await m.close()  # leave it running, as benchd does on stop
+        job_pids = wait_until(lambda: grandchild_started(job_id), what="grandchild started")
+        _as_written_before_tokens(root, job_id)
+        if copied:
+            other = tmp_path / "copy"
+            other.mkdir()
+            subprocess.run(["cp", "-al", str(root / "logs"), str(other / "logs")], check=True,
+                           timeout=30)
+        else:
+            other = root
+            os.kill(rec.supervisor_pid, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(rec.supervisor_pid), what="supervisor gone")
+            job_pids = pids_of_job(job_id)
+        assert len(job_pids) >= 2
+        m2 = JobManager(other, orchestrator=fake_orchestrator_argv())
+        lines = await m2.reconcile()
+        assert m2.active() is None and m2.get(job_id).status == JobState.UNKNOWN, lines
+        if copied:
+            assert "no leftover process found" in lines[0], lines
+            assert all(pid_alive(p) for p in [rec.supervisor_pid, *job_pids])
+        else:
+            assert f"{len(job_pids)} leftover process(es) killed" in lines[0], lines
+            wait_until(lambda: not pids_of_job(job_id), timeout=5, what="leftovers killed")
+        await m2.close()
+    finally:
+        kill_job_processes(job_id)
