@@ -110,13 +110,13 @@ class JobManager:
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
                  on_change: Callable[[JobRecord], None] | None = None) -> None:
         self.root = Path(root).resolve()
-        self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
                                                                       "pipeline"]
         self.admin_gid = admin_gid
         self.on_change = on_change
-        self.store = Store(self.root)
+        self.store = Store(self.root)                  # creates the root if need be
+        self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
         self._live: _Live | None = None
