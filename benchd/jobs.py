@@ -170,7 +170,7 @@ class JobManager:
                 job_id = secrets.token_hex(6)
             rec = JobRecord(job_id=job_id, status=JobState.STARTING, config=config,
                             requester_uid=uid, requester_name=user, created_at=utc_now(),
-                            job_token=procs.new_job_token(), root_id=self.root_id)
+                            job_token=secrets.token_hex(16), root_id=self.root_id)
             live = _Live(job_id, self.store.paths(job_id),
                          procs.JobMarks(job_id, rec.job_token, self.root_id))
             self._live = live
@@ -613,11 +613,20 @@ class JobManager:
             pgid=info.pgid if info else None, job_token=info.job_token if info else None,
             root_id=info.root_id if info else None)
 
+    def _own_info(self, rec: JobRecord) -> SupervisorInfo | None:
+        """The job's pid file, unless it names another job instance (another token)."""
+        info = self.store.read_info(rec.job_id)
+        if info is not None and rec.job_token and info.job_token not in (None, rec.job_token):
+            log.warning("job %s: ignoring %s: it is another job instance's (other token)",
+                        rec.job_id, self.store.paths(rec.job_id).info)
+            return None
+        return info
+
     async def _reconcile_one(self, rec: JobRecord) -> str:
         job_id = rec.job_id
         paths = self.store.paths(job_id)
         ex = self.store.read_exit(job_id)
-        info = self.store.read_info(job_id)
+        info = self._own_info(rec)
         pid = rec.supervisor_pid or (info.supervisor_pid if info else None)
         ticks = rec.supervisor_start_ticks or (info.supervisor_start_ticks if info else None)
         if ex is None and pid is None and procs.lock_is_held(paths.lock):
@@ -625,12 +634,10 @@ class JobManager:
             deadline = time.monotonic() + 5.0
             while info is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-                info = self.store.read_info(job_id)
+                info = self._own_info(rec)
             if info is not None:
                 pid, ticks = info.supervisor_pid, info.supervisor_start_ticks
         token = rec.job_token or (info.job_token if info else None)
-        if info is not None and token and info.job_token not in (None, token):
-            info = None                      # another job instance's pid file: not evidence
         started_in = rec.root_id or (info.root_id if info else None)
         foreign = started_in is not None and started_in != self.root_id
         marks = procs.JobMarks(job_id, token, self.root_id)

@@ -273,7 +273,7 @@ def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, t
     by a later scan. The window is too narrow to hit on purpose, so the first scan is made to
     miss one real, marked, setsid'd process (the only stand-in; processes and kills are real)."""
     from benchd import jobs, procs
-    marks = procs.JobMarks("0123456789fe", procs.new_job_token(), procs.root_identity(tmp_path))
+    marks = procs.JobMarks("0123456789fe", "ab" * 16, procs.root_identity(tmp_path))
     env = {**os.environ, **marks.env()}
     kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
                              start_new_session=True) for _ in range(2)]
