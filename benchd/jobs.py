@@ -54,9 +54,10 @@ FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ..
 class _Live:
     """Runtime state of the one active job (not persisted: the record is)."""
 
-    def __init__(self, job_id: str, paths: JobPaths) -> None:
+    def __init__(self, job_id: str, paths: JobPaths, marks: procs.JobMarks) -> None:
         self.job_id = job_id
         self.paths = paths
+        self.marks = marks                   # what its processes carry (never the id alone)
         self.tailer = logtail.LogTailer(paths.log)
         self.started = asyncio.get_running_loop().create_future()  # running or final
         self.done = asyncio.get_running_loop().create_future()     # final record persisted
@@ -115,7 +116,8 @@ class JobManager:
                                                                       "pipeline"]
         self.admin_gid = admin_gid
         self.on_change = on_change
-        self.store = Store(self.root)
+        self.store = Store(self.root)                  # creates the root if need be
+        self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
         self._live: _Live | None = None
@@ -168,8 +170,10 @@ class JobManager:
             while job_id in self._jobs:
                 job_id = secrets.token_hex(6)
             rec = JobRecord(job_id=job_id, status=JobState.STARTING, config=config,
-                            requester_uid=uid, requester_name=user, created_at=utc_now())
-            live = _Live(job_id, self.store.paths(job_id))
+                            requester_uid=uid, requester_name=user, created_at=utc_now(),
+                            job_token=secrets.token_hex(16), root_id=self.root_id)
+            live = _Live(job_id, self.store.paths(job_id),
+                         procs.JobMarks(job_id, rec.job_token, self.root_id))
             self._live = live
             self._jobs[job_id] = rec
             self._order.append(job_id)
@@ -224,7 +228,7 @@ class JobManager:
             live.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
                                           stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
                                           start_new_session=True,
-                                          env=dict(os.environ, **{procs.JOB_ENV: live.job_id}))
+                                          env=dict(os.environ, **live.marks.env()))
         finally:
             os.close(log_fd)
             os.close(ready_w)
@@ -367,23 +371,22 @@ class JobManager:
         rec = self._jobs[live.job_id]
         ex = self.store.read_exit(live.job_id)
         if ex is None:
-            killed = _kill_leftovers(live.job_id, rec.pgid, self.store.read_info(live.job_id))
+            killed = _leftovers_note(_kill_leftovers(live.marks, rec.pgid,
+                                                     self.store.read_info(live.job_id)))
             if self._logs_full():  # the usual reason: the job's output filled the disk
                 self._finish(live, JobState.FAILED,
                              reason=f"the logs filesystem {self.store.logs_dir} is full (no "
                                     f"space left on device): the job's output and its exit "
-                                    f"record could not be written; {killed} leftover "
-                                    f"process(es) killed")
+                                    f"record could not be written; {killed}")
                 return
             if rec.status == JobState.STARTING:  # it never said "running": nothing ran
                 self._finish(live, JobState.FAILED,
                              reason=f"supervisor (pid {live.supervisor_pid}) exited before "
-                                    f"starting the orchestrator (see the job log); {killed} "
-                                    f"leftover process(es) killed")
+                                    f"starting the orchestrator (see the job log); {killed}")
                 return
             self._finish(live, JobState.UNKNOWN,
                          reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
-                                f" record; {killed} leftover process(es) killed")
+                                f" record; {killed}")
             return
         self._finish(live, *self._outcome(rec, ex), exit=ex)
 
@@ -608,13 +611,23 @@ class JobManager:
             created_at=created, started_at=info.started_at if info else None,
             supervisor_pid=info.supervisor_pid if info else None,
             supervisor_start_ticks=info.supervisor_start_ticks if info else None,
-            pgid=info.pgid if info else None)
+            pgid=info.pgid if info else None, job_token=info.job_token if info else None,
+            root_id=info.root_id if info else None)
+
+    def _own_info(self, rec: JobRecord) -> SupervisorInfo | None:
+        """The job's pid file, unless it names another job instance (another token)."""
+        info = self.store.read_info(rec.job_id)
+        if info is not None and rec.job_token and info.job_token not in (None, rec.job_token):
+            log.warning("job %s: ignoring %s: it is another job instance's (other token)",
+                        rec.job_id, self.store.paths(rec.job_id).info)
+            return None
+        return info
 
     async def _reconcile_one(self, rec: JobRecord) -> str:
         job_id = rec.job_id
         paths = self.store.paths(job_id)
         ex = self.store.read_exit(job_id)
-        info = self.store.read_info(job_id)
+        info = self._own_info(rec)
         pid = rec.supervisor_pid or (info.supervisor_pid if info else None)
         ticks = rec.supervisor_start_ticks or (info.supervisor_start_ticks if info else None)
         if ex is None and pid is None and procs.lock_is_held(paths.lock):
@@ -622,17 +635,30 @@ class JobManager:
             deadline = time.monotonic() + 5.0
             while info is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-                info = self.store.read_info(job_id)
+                info = self._own_info(rec)
             if info is not None:
                 pid, ticks = info.supervisor_pid, info.supervisor_start_ticks
-        alive = pid is not None and procs.is_alive(pid, ticks) and procs.lock_is_held(paths.lock)
+        token = rec.job_token or (info.job_token if info else None)
+        started_in = rec.root_id or (info.root_id if info else None)
+        foreign = started_in is not None and started_in != self.root_id
+        marks = procs.JobMarks(job_id, token, self.root_id)
+        # ours only if this root started it: a copy's lock may even be the same inode (cp -al)
+        alive = (not foreign and pid is not None and procs.is_alive(pid, ticks)
+                 and procs.lock_is_held(paths.lock) and marks.carried_by(pid))
         if ex is not None and not alive:
             self._scan_progress(job_id)  # the run_dir it published while nobody watched
             new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
             return (f"job {job_id}: finished while benchd was down; recorded {new.status.value}"
                     + (f" ({new.reason})" if new.reason else ""))
+        if foreign:
+            why = (f"started by another root (identity {started_in}; this root is "
+                   f"{self.root_id}): these logs are a copy, snapshot or backup, or the root "
+                   f"moved to another filesystem; no process was signalled, since any that "
+                   f"still run belong to that root")
+            self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
+            return f"job {job_id}: {why}; recorded unknown"
         if alive and self._live is None:
-            live = _Live(job_id, paths)
+            live = _Live(job_id, paths, marks)
             live.supervisor_pid, live.supervisor_ticks = pid, ticks
             live.started.set_result(None)
             self._live = live
@@ -649,11 +675,11 @@ class JobManager:
             self._update(rec, **fields)
             live.task = self._spawn_task(self._run(live))
             return f"job {job_id}: supervisor pid {pid} still running; reattached"
-        killed = _kill_leftovers(job_id, rec.pgid or (info.pgid if info else None), info)
+        killed = _kill_leftovers(marks, rec.pgid or (info.pgid if info else None), info)
         if alive:  # a second live job: cannot happen through benchd; stop it rather than hide it
             procs.kill_pids([pid], signal.SIGKILL)
-            killed += 1
-            why = "a second live job (only one may run); its processes were killed"
+            why = (f"a second live job (only one may run); its supervisor (pid {pid}) was "
+                   f"killed; {_leftovers_note(killed)}")
         elif pid is None and rec.status == JobState.STARTING:
             self._finish(None, JobState.FAILED, job_id=job_id,
                          reason="benchd stopped before the job's supervisor was started")
@@ -661,12 +687,12 @@ class JobManager:
         elif self._logs_full():  # its output filled the disk, so no exit record either
             why = (f"the logs filesystem {self.store.logs_dir} is full (no space left on "
                    f"device): the job's output and its exit record could not be written "
-                   f"while benchd was down; {killed} leftover process(es) killed")
+                   f"while benchd was down; {_leftovers_note(killed)}")
             self._finish(None, JobState.FAILED, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded failed"
         else:
             why = (f"supervisor (pid {pid}) vanished while benchd was down and left no exit "
-                   f"record; {killed} leftover process(es) killed")
+                   f"record; {_leftovers_note(killed)}")
         self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
         return f"job {job_id}: {why}; recorded unknown"
 
@@ -719,34 +745,61 @@ async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _kill_leftovers(job_id: str, pgid: int | None, info: SupervisorInfo | None = None) -> int:
-    """SIGKILL what is left of a job whose supervisor is gone and cannot do it: its process
-    group (when the group leader is provably still the job's orchestrator, by pid + start
-    ticks from the supervisor's pid file, or carries the job's marker) and every process
-    carrying the marker (escaped ones). The group kill also covers a process caught in the
-    middle of execve, whose environment cannot be read yet. Scans again after each kill until
-    one finds nobody: a process that forked between a scan and its kill (a double fork in
-    flight) has a child the next scan sees."""
-    killed: set[int] = set()
+def _kill_leftovers(marks: procs.JobMarks, pgid: int | None,
+                    info: SupervisorInfo | None = None) -> list[str]:
+    """SIGKILL what is left of a job whose supervisor is gone and cannot do it: every process
+    carrying the job's marks (escaped ones included: procs.job_pids), and its process group
+    when the group leader is provably still this job's orchestrator (it carries the marks, or
+    pid + start ticks from this job's own pid file). The group kill also covers a process
+    caught in the middle of execve, whose environment cannot be read yet. Scans again after
+    each kill until one finds nobody: a process that forked between a scan and its kill (a
+    double fork in flight) has a child the next scan sees. Never the job id alone: a copied
+    root's benchd must not reach the original's processes. Returns "pid (comm)" of each
+    process killed; what cleared its environment AND left the group is not among them."""
+    killed: dict[int, str] = {}
     deadline = time.monotonic() + LEFTOVER_KILL_S
     while True:
-        victims = set(procs.pids_with_marker(job_id))
-        if pgid is not None and (
-                pgid in victims or (info is not None and info.orchestrator_pid == pgid
-                                    and info.orchestrator_start_ticks is not None
-                                    and procs.is_alive(pgid, info.orchestrator_start_ticks))):
+        victims = set(procs.job_pids(marks))
+        if pgid is not None and (pgid in victims or _leader_proven(marks, pgid, info)):
             victims |= set(procs.group_members(pgid))
             procs.kill_group(pgid, signal.SIGKILL)
         if not victims:
             break
+        for pid in victims - killed.keys():
+            killed[pid] = procs.command_name(pid)
         procs.kill_pids(sorted(victims), signal.SIGKILL)
-        killed |= victims
         if time.monotonic() > deadline:
-            log.warning("job %s: processes still alive after SIGKILL: %s", job_id,
+            log.warning("job %s: processes still alive after SIGKILL: %s", marks.job_id,
                         sorted(victims))
             break
         time.sleep(0.002)   # let the kernel finish the kills before the next look
-    return len(killed)
+    return [f"{pid} ({name})" for pid, name in sorted(killed.items())]
+
+
+def _leader_proven(marks: procs.JobMarks, pgid: int, info: SupervisorInfo | None) -> bool:
+    """Is `pgid` still this job's orchestrator by its supervisor's pid file? The file must be
+    this job instance's (same token; legacy: the leader's cwd is this root) and name `pgid`
+    with start ticks that still match."""
+    if info is None or info.orchestrator_pid != pgid or info.orchestrator_start_ticks is None:
+        return False
+    if marks.token is not None:
+        if info.job_token != marks.token or info.root_id not in (None, marks.root_id):
+            return False
+    elif procs.cwd_identity(pgid) != marks.root_id:
+        return False
+    return procs.is_alive(pgid, info.orchestrator_start_ticks)
+
+
+def _leftovers_note(killed: list[str]) -> str:
+    """What a reason says about leftovers: exactly what was killed, and what cannot be known.
+    Without the supervisor (whose subreaper role held every descendant) or a cgroup, a
+    process that left the job's process group and cleared its environment is invisible."""
+    shown = ", ".join(killed[:5]) + (f", and {len(killed) - 5} more" if len(killed) > 5 else "")
+    found = (f"{len(killed)} leftover process(es) killed: {shown}" if killed
+             else "no leftover process found")
+    return (f"{found} (found by the job's environment marks or process group; a process that "
+            f"left the group and cleared its environment cannot be found outside systemd and "
+            f"may still be running)")
 
 
 def _last_error_line(path: Path, window: int = 8192) -> str | None:

@@ -1,20 +1,29 @@
 """Process identity and killing helpers for the job layer (Linux /proc, stdlib only).
 
 A pid alone is not an identity (pids are reused), so a process is named by (pid, start ticks):
-field 22 of /proc/<pid>/stat. Every process of a job carries JOB_ENV=<job id> in its
-environment, which lets both the supervisor and a restarted benchd find a job's processes even
-after they escaped the process group (setsid, double fork) or lost their supervisor.
-Imported by the per-job supervisor: keep it stdlib only.
+field 22 of /proc/<pid>/stat. Every process of a job carries, in its environment, the job id
+(JOB_ENV), a random per-job token (TOKEN_ENV) and the identity of the root that started it
+(ROOT_ENV): JobMarks. A restarted benchd finds a job's processes by all three, even after
+they escaped the process group (setsid, double fork) or lost their supervisor; never by the
+job id alone, which a copy of logs/ (a backup, a snapshot, a test copy) carries too.
+A process that clears its environment AND leaves the job's process group cannot be found this
+way (only a cgroup would hold it): callers must not claim "all killed".
+Imported by the per-job supervisor: keep it stdlib only and cheap to import (no dataclasses,
+secrets: they cost the start path ~20 ms).
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+from pathlib import Path
+from typing import NamedTuple
 
 from pipeline.lockprobe import lock_is_held  # noqa: F401  (stdlib only; callers use procs.)
 
 JOB_ENV = "BENCHD_JOB_ID"
+TOKEN_ENV = "BENCHD_JOB_TOKEN"   # secrets.token_hex(16), one per job instance
+ROOT_ENV = "BENCHD_ROOT_ID"      # root_identity() of the root that started the job
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -121,8 +130,90 @@ def pids_with_env(name: str, value: str, exclude: frozenset[int] = frozenset()) 
 
 
 def pids_with_marker(job_id: str, exclude: frozenset[int] = frozenset()) -> list[int]:
-    """Live processes of job `job_id` (the supervisor sets JOB_ENV=<job_id> for them all)."""
+    """Live processes carrying JOB_ENV=<job_id> (tests and diagnostics: benchd itself finds a
+    job's processes with job_pids, which a copied root cannot confuse)."""
     return pids_with_env(JOB_ENV, job_id, exclude)
+
+
+def root_identity(root: Path) -> str:
+    """"<st_dev>:<st_ino>" of a root directory: the one thing about a root that a copy of it
+    (cp, rsync, tar: a new directory) or a snapshot (a new device) cannot carry, and that a
+    rename on the same filesystem keeps."""
+    st = os.stat(root)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def cwd_identity(pid: int) -> str | None:
+    """root_identity() of the working directory of `pid` (None if unreadable or gone)."""
+    try:
+        st = os.stat(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _environ(pid: int) -> list[bytes] | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return None
+
+
+class JobMarks(NamedTuple):
+    """How benchd recognises one job instance's processes: the job id, its token and the
+    identity of THIS root. `token` is None for a record written before tokens existed; then
+    a process counts as the job's only if it carries JOB_ENV=<id> and its working directory
+    is this root (the supervisor starts the job there and the pipeline never leaves it), so
+    that the old, id-only match still never reaches into another root."""
+    job_id: str
+    token: str | None
+    root_id: str
+
+    def env(self) -> dict[str, str]:
+        """The variables that mark the job's processes (set by benchd for its supervisor)."""
+        out = {JOB_ENV: self.job_id, ROOT_ENV: self.root_id}
+        if self.token is not None:
+            out[TOKEN_ENV] = self.token
+        return out
+
+    def _needles(self) -> list[bytes]:
+        return [f"{k}={v}".encode() for k, v in self.env().items()]
+
+    def carried_by(self, pid: int) -> bool:
+        """True when `pid` is provably this job's (its environment is readable and has every
+        mark; legacy: the id and a cwd in this root). False when unreadable or cleared."""
+        env = _environ(pid)
+        if env is None:
+            return False
+        if self.token is None:
+            return f"{JOB_ENV}={self.job_id}".encode() in env \
+                and cwd_identity(pid) == self.root_id
+        return all(n in env for n in self._needles())
+
+
+def job_pids(marks: JobMarks, exclude: frozenset[int] = frozenset()) -> list[int]:
+    """Live processes that carry `marks` (see JobMarks.carried_by), wherever they went."""
+    needle = f"{JOB_ENV}={marks.job_id}".encode()
+    found = []
+    for pid in _all_pids():
+        if pid in exclude:
+            continue
+        env = _environ(pid)
+        if env is None or needle not in env:  # cheap filter before the full check
+            continue
+        if marks.carried_by(pid) and is_alive(pid, None):
+            found.append(pid)
+    return found
+
+
+def command_name(pid: int) -> str:
+    """/proc/<pid>/comm, for a person reading what was killed ("?" when gone)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return "?"
 
 
 def pgid_of(pid: int) -> int | None:

@@ -66,6 +66,10 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     supervisor_start_ticks: int | None = None  # /proc/<pid>/stat field 22: identity, not just pid
     pgid: int | None = None               # orchestrator's process group
     schema_version: int = SCHEMA_VERSION
+    # which processes are this job's (benchd.procs.JobMarks); None in records written before
+    # they existed. Not secrets: they authorise nothing, they only narrow what benchd kills.
+    job_token: str | None = None          # per-job random token, also in the job's environment
+    root_id: str | None = None            # "<st_dev>:<st_ino>" of the root that started it
 
 
 class ExitRecord(msgspec.Struct):
@@ -149,3 +153,5 @@ class SupervisorInfo(msgspec.Struct):
     started_at: str                       # UTC ISO-8601
     schema_version: int = SCHEMA_VERSION
     orchestrator_start_ticks: int | None = None  # identity of the group leader (pid reuse)
+    job_token: str | None = None          # from the supervisor's environment (JobRecord's)
+    root_id: str | None = None

@@ -6,7 +6,8 @@ benchd spawns it in a new session. It:
   1. becomes a child subreaper, so every escaped descendant of the job reparents to it;
   2. holds an exclusive flock on logs/jobs/<id>.lock until it exits (liveness for benchd);
   3. starts the orchestrator in its own process group, stdout+stderr appended straight to
-     logs/<id>.log (never a pipe to benchd), env PYTHONUNBUFFERED=1 and BENCHD_JOB_ID=<id>;
+     logs/<id>.log (never a pipe to benchd), env PYTHONUNBUFFERED=1, BENCHD_JOB_ID=<id> and
+     the job's other marks benchd gave the supervisor (BENCHD_JOB_TOKEN, BENCHD_ROOT_ID);
   4. writes logs/jobs/<id>.pid, then tells benchd "running <pid>" on --ready-fd;
   5. on SIGUSR1 reads logs/jobs/<id>.cancel: SIGTERM to the group, SIGKILL to the group and
      every descendant after the grace (SIGTERM/SIGINT to the supervisor itself: same, with
@@ -175,7 +176,9 @@ def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
             "supervisor_start_ticks": procs.start_ticks(me) or 0,
             "orchestrator_pid": orchestrator_pid, "pgid": orchestrator_pid,
             "started_at": utc_now(), "schema_version": 1,
-            "orchestrator_start_ticks": procs.start_ticks(orchestrator_pid)}
+            "orchestrator_start_ticks": procs.start_ticks(orchestrator_pid),
+            "job_token": os.environ.get(procs.TOKEN_ENV),
+            "root_id": os.environ.get(procs.ROOT_ENV)}
     write_bytes_atomic(paths.info, json.dumps(info).encode(), durable=False)
 
 

@@ -257,7 +257,7 @@ async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path)
         m2 = JobManager(root, orchestrator=orch)
         lines = await m2.reconcile()
         assert m2.get(rec.job_id).status == JobState.UNKNOWN
-        assert "1 leftover process(es) killed" in lines[0]
+        assert f"1 leftover process(es) killed: {rec.pgid} (python" in lines[0]
         wait_until(lambda: not pid_alive(rec.pgid), timeout=5, what="orchestrator killed")
         await m2.close()
     finally:
@@ -267,30 +267,83 @@ async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path)
             pass
 
 
-def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch) -> None:
-    """Reconcile kills a dead supervisor's leftovers by scanning /proc for the job's marker.
+def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, tmp_path) -> None:
+    """Reconcile kills a dead supervisor's leftovers by scanning /proc for the job's marks.
     A process forked between that scan and the kills (a double fork in flight) must be found
     by a later scan. The window is too narrow to hit on purpose, so the first scan is made to
     miss one real, marked, setsid'd process (the only stand-in; processes and kills are real)."""
     from benchd import jobs, procs
-    job_id = "0123456789fe"
-    env = {**os.environ, procs.JOB_ENV: job_id}
+    marks = procs.JobMarks("0123456789fe", "ab" * 16, procs.root_identity(tmp_path))
+    env = {**os.environ, **marks.env()}
     kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
                              start_new_session=True) for _ in range(2)]
     try:
-        wait_until(lambda: len(procs.pids_with_marker(job_id)) == 2, what="marked processes")
-        real_scan, calls = procs.pids_with_marker, []
+        wait_until(lambda: len(procs.job_pids(marks)) == 2, what="marked processes")
+        real_scan, calls = procs.job_pids, []
 
-        def first_scan_misses_one(jid: str, exclude: frozenset[int] = frozenset()) -> list[int]:
-            calls.append(jid)
-            found = real_scan(jid, exclude)
+        def first_scan_misses_one(m: procs.JobMarks,
+                                  exclude: frozenset[int] = frozenset()) -> list[int]:
+            calls.append(m)
+            found = real_scan(m, exclude)
             return [p for p in found if p != kids[1].pid] if len(calls) == 1 else found
 
-        monkeypatch.setattr(procs, "pids_with_marker", first_scan_misses_one)
-        assert jobs._kill_leftovers(job_id, None) == 2
+        monkeypatch.setattr(procs, "job_pids", first_scan_misses_one)
+        assert len(jobs._kill_leftovers(marks, None)) == 2
         for k in kids:
             assert k.wait(timeout=10) == -signal.SIGKILL
     finally:
         for k in kids:
             k.kill()
             k.wait()
+
+
+def _as_written_before_tokens(root: Path, job_id: str) -> None:
+    """Rewrite a job's record and pid file as a benchd older than job tokens wrote them."""
+    for name in (f"{job_id}.json", f"{job_id}.pid"):
+        path = root / "logs" / "jobs" / name
+        obj = json.loads(path.read_bytes())
+        obj.pop("job_token", None)
+        obj.pop("root_id", None)
+        path.write_text(json.dumps(obj))
+
+
+@pytest.mark.parametrize("copied", [False, True], ids=["same-root", "hardlinked-copy"])
+async def test_record_from_before_tokens_falls_back_to_job_id_only_in_its_own_root(
+        root, spec, tmp_path, copied):
+    """A running job's record (and pid file) without a token, as older versions wrote them.
+    In its own root, a dead supervisor's leftovers are still found by BENCHD_JOB_ID (the old
+    behaviour), since they run in this root. In a hard-linked copy of logs/ (the lock is the
+    very inode the live supervisor holds), the copy's benchd neither reattaches to the
+    original's supervisor nor kills anything: they run in another root."""
+    spec(wait_for_file=str(tmp_path / "never"), double_fork=True)
+    m = JobManager(root, orchestrator=fake_orchestrator_argv())
+    await m.reconcile()
+    rec = await m.start(JobConfig(experiments=["gmst_era"]), 1, "u")
+    job_id = rec.job_id
+    try:
+        await m.close()  # leave it running, as benchd does on stop
+        job_pids = wait_until(lambda: grandchild_started(job_id), what="grandchild started")
+        _as_written_before_tokens(root, job_id)
+        if copied:
+            other = tmp_path / "copy"
+            other.mkdir()
+            subprocess.run(["cp", "-al", str(root / "logs"), str(other / "logs")], check=True,
+                           timeout=30)
+        else:
+            other = root
+            os.kill(rec.supervisor_pid, signal.SIGKILL)
+            wait_until(lambda: not pid_alive(rec.supervisor_pid), what="supervisor gone")
+            job_pids = pids_of_job(job_id)
+        assert len(job_pids) >= 2
+        m2 = JobManager(other, orchestrator=fake_orchestrator_argv())
+        lines = await m2.reconcile()
+        assert m2.active() is None and m2.get(job_id).status == JobState.UNKNOWN, lines
+        if copied:
+            assert "no leftover process found" in lines[0], lines
+            assert all(pid_alive(p) for p in [rec.supervisor_pid, *job_pids])
+        else:
+            assert f"{len(job_pids)} leftover process(es) killed" in lines[0], lines
+            wait_until(lambda: not pids_of_job(job_id), timeout=5, what="leftovers killed")
+        await m2.close()
+    finally:
+        kill_job_processes(job_id)

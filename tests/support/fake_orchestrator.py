@@ -12,6 +12,8 @@ FAKE_ORCHESTRATOR_SPEC (all keys optional; defaults: a short successful run):
   sleep_s: float        then sleep this long
   ignore_sigterm: bool  SIG_IGN for SIGTERM (a job that must be SIGKILLed)
   double_fork: bool     leave a setsid'd grandchild that sleeps for an hour (escapes the group)
+  grandchild_env_empty: bool   ...and exec it with an empty environment (no job marks at all)
+  grandchild_tag: str   put this word in the grandchild's argv (a test finds it by it)
   exit_code: int        exit status at the end
   stderr_line: str      one line printed to stderr just before exiting
 It is the real thing a test needs: a real process with a real pid, group, signals and output.
@@ -43,15 +45,17 @@ def _spec() -> dict:
         return json.load(f)
 
 
-def _double_fork() -> None:
-    """Leave a grandchild in its own session that outlives us unless someone kills it."""
+def _double_fork(empty_env: bool = False, tag: str = "") -> None:
+    """Leave a grandchild in its own session that outlives us unless someone kills it
+    (with `empty_env`, it carries none of the environment it inherited)."""
     pid = os.fork()
     if pid == 0:
         os.setsid()
         if os.fork() == 0:
             # grandchild: an hour of nothing, marked in argv for anyone scanning /proc
-            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3600)"
-                                      "  # fake-orchestrator-grandchild"])
+            argv = [sys.executable, "-c", "import time; time.sleep(3600)"
+                    f"  # fake-orchestrator-grandchild {tag}"]
+            os.execve(sys.executable, argv, {} if empty_env else dict(os.environ))
         os._exit(0)
     os.waitpid(pid, 0)
 
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if spec.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if spec.get("double_fork"):
-        _double_fork()
+        _double_fork(bool(spec.get("grandchild_env_empty")), str(spec.get("grandchild_tag", "")))
     experiments = a.experiments.split(",")
     run_id = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
     print(f"fake orchestrator pid {os.getpid()}: experiments={a.experiments} n={a.n} "
