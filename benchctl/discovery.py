@@ -91,6 +91,8 @@ def choose_socket(explicit: str | None = None) -> SocketChoice:
         local = os.path.join(cwd or ".", RUN_SOCKET)
         if not cwd:
             searched = f"{RUN_SOCKET} (no current directory)"
+        elif cwd == "/":
+            searched = f"{RUN_SOCKET} in /"
         elif top == "/":
             searched = f"{RUN_SOCKET} in {cwd} and each parent directory"
         else:
