@@ -38,7 +38,8 @@ class Unreachable(CliError):
         elif isinstance(cause, FileNotFoundError):
             why = "no such socket" + (f" ({searched})" if searched else "")
         elif isinstance(cause, ConnectionRefusedError):
-            why = "connection refused: nothing listens on it (a stale socket: benchd is not running)"
+            why = ("connection refused: nothing listens on it (a stale socket: benchd is not "
+                   "running)")
         elif isinstance(cause, TimeoutError):
             why, hint = f"it took the connection but sent no answer ({cause})", _FROZEN_HINT
         else:

@@ -199,7 +199,7 @@ def test_the_users_own_socket_is_used_and_found_from_a_subdirectory(users, scrat
 
 @NEEDS_ROOT
 def test_the_service_users_directory_is_trusted_and_outsiders_are_told_the_group(
-        users, tmp_path: Path) -> None:
+        users) -> None:
     """The system service's layout: socket 0660 root:GROUP in a directory 0750 owned by the
     service user. The service user here is a created one: the real account `benchd` cannot be
     made on this shared machine, so the child sets discovery.SERVICE_USER to its name (the
@@ -236,7 +236,7 @@ def test_the_service_users_directory_is_trusted_and_outsiders_are_told_the_group
 
 
 @NEEDS_ROOT
-def test_trust_rules_for_the_directories_above_a_found_socket(users, tmp_path: Path) -> None:
+def test_trust_rules_for_the_directories_above_a_found_socket(users) -> None:
     """check_trusted on real files, as root: sticky and user-private-group directories pass;
     world- or shared-group-writable ones, another owner anywhere above, symlinks and
     non-sockets are refused with the path and the reason."""
