@@ -20,22 +20,28 @@ COMMANDS: tuple[str, ...] = ("run", "tail", "cancel", "status", "history", "logs
                              "experiments")
 
 EXIT_EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
-SOCKET_HELP = ("benchd's Unix socket (default: $BENCHD_SOCKET, else ./run/benchd.sock "
-               "(or $BENCHD_ROOT/run/benchd.sock) if it exists, else /run/benchd/benchd.sock)")
+SOCKET_HELP = ("benchd's Unix socket, used as given (default: $BENCHD_SOCKET, else "
+               "$BENCHD_ROOT/run/benchd.sock, else run/benchd.sock in the current directory or "
+               "the nearest parent, if owned by you, root or benchd, else "
+               "/run/benchd/benchd.sock)")
 
 
 class Context:
-    """What every command gets besides its arguments: where benchd is."""
+    """What every command gets besides its arguments: where benchd is and how that was
+    decided (a benchctl.discovery.SocketChoice; `status` prints it)."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, socket_how: str = "given",
+                 searched: str | None = None) -> None:
         self.socket_path = socket_path
+        self.socket_how = socket_how
+        self.searched = searched
         self._client = None
 
     @property
     def client(self):  # -> benchctl.client.Client (imported lazily: --help needs no socket code)
         if self._client is None:
             from benchctl.client import Client
-            self._client = Client(self.socket_path)
+            self._client = Client(self.socket_path, searched=self.searched)
         return self._client
 
 
@@ -116,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `benchctl` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_chosen_command(argv)).parse_args(argv)
-    from benchd.defaults import client_socket
-    ctx = Context(str(client_socket(getattr(args, "socket", None))))
     try:
-        return args.func(args, ctx)
+        from benchctl.discovery import choose_socket
+        choice = choose_socket(getattr(args, "socket", None))
+        return args.func(args, Context(choice.path, choice.how, choice.searched))
     except CliError as exc:
         try:
             sys.stdout.flush()  # what was printed so far comes before the message

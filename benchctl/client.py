@@ -27,22 +27,25 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 class Unreachable(CliError):
-    """The daemon cannot be reached on the socket (not running, wrong path, no permission)."""
+    """The daemon cannot be reached on the socket. The message tells the cases apart, as
+    their cures differ: no socket or a stale one (start benchd), permission denied (benchd
+    runs: join the group that may connect), no answer (frozen)."""
 
-    def __init__(self, socket_path: str, cause: OSError) -> None:
+    def __init__(self, socket_path: str, cause: OSError, searched: str | None = None) -> None:
+        hint = _START_HINT
         if isinstance(cause, PermissionError):
-            why = "permission denied (is your user in benchd's group?)"
+            why, hint = _permission_detail(socket_path)
         elif isinstance(cause, FileNotFoundError):
-            why = "no such socket"
+            why = "no such socket" + (f" ({searched})" if searched else "")
         elif isinstance(cause, ConnectionRefusedError):
-            why = "connection refused (stale socket: benchd is not running)"
+            why = ("connection refused: nothing listens on it (a stale socket: benchd is not "
+                   "running)")
         elif isinstance(cause, TimeoutError):
-            why = f"it took the connection but sent no answer ({cause})"
+            why, hint = f"it took the connection but sent no answer ({cause})", _FROZEN_HINT
         else:
             why = cause.strerror or str(cause) or type(cause).__name__
         super().__init__(f"cannot reach benchd at {os.path.abspath(socket_path)}: {why}.\n"
-                         + (_FROZEN_HINT if isinstance(cause, TimeoutError) else _START_HINT),
-                         UNAVAILABLE)
+                         + hint, UNAVAILABLE)
         self.socket_path = socket_path
 
 
@@ -53,6 +56,56 @@ _FROZEN_HINT = ("  Is it frozen or overloaded? `systemctl status benchd` or its 
                 "under systemd the watchdog restarts a frozen benchd.")
 
 
+def _permission_detail(socket_path: str) -> tuple[str, str]:
+    """(why, hint) for EACCES: which path shuts us out (the socket, or the first directory
+    above it that we may stat but not enter), its owner, group and mode, and the cure, which
+    is usually to join its group (benchd runs: starting it would not help)."""
+    import grp
+    import pwd
+    path = os.path.abspath(socket_path)
+    while True:
+        try:
+            st = os.stat(path)
+            break
+        except PermissionError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return "permission denied", _START_HINT
+            path = parent
+        except OSError:
+            return "permission denied", _START_HINT
+    uid = os.geteuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group_entry = grp.getgrgid(st.st_gid)
+        group, members = group_entry.gr_name, group_entry.gr_mem
+    except KeyError:
+        group, members = str(st.st_gid), []
+    why = (f"permission denied: {path} is {owner}:{group} mode "
+           f"{st.st_mode & 0o7777:04o}")
+    group_may = st.st_mode & (0o020 if path == os.path.abspath(socket_path) else 0o010)
+    if st.st_gid in os.getgroups() or st.st_gid == os.getegid():
+        return (f"{why}, and its group {group} (yours) may not connect",
+                "  Ask its owner to open it to the group (benchd --socket-mode 0660), or "
+                "use another socket with --socket PATH.")
+    if not group_may:
+        return (f"{why}: only its owner may connect",
+                "  Use another socket with --socket PATH, or ask its owner.")
+    if user in members:
+        return (f"{why}; you ({user}) were added to group {group} after this login "
+                "session started",
+                f"  benchd is running. Log in again (or run `newgrp {group}`) to use the "
+                "new group.")
+    return (f"{why}, and you ({user}) are not in group {group}",
+            f"  benchd is running; only members of group {group} may use it. Join it: "
+            f"`sudo usermod -aG {group} {user}`,\n  then log in again.")
 class NoAnswer(CliError):
     """benchd took the request but did not answer in time (exit 70: the request may have
     had its effect, so this is not 'unreachable'). Following turns it into Unreachable."""
@@ -165,9 +218,11 @@ class Response:
 class Client:
     """One benchd endpoint (a Unix socket path); every call opens its own connection."""
 
-    def __init__(self, socket_path: str, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, socket_path: str, timeout: float | None = DEFAULT_TIMEOUT_S,
+                 searched: str | None = None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.searched = searched  # where discovery looked, when it found nothing
 
     def open(self, method: str, path: str, body: bytes | None = None,
              timeout: float | None = -1.0) -> Response:
@@ -178,7 +233,7 @@ class Client:
             sock.connect(self.socket_path)
         except OSError as exc:
             sock.close()
-            raise Unreachable(self.socket_path, exc) from None
+            raise Unreachable(self.socket_path, exc, self.searched) from None
         head = [f"{method} {path} HTTP/1.1", "Host: benchd", "Connection: close",
                 "Accept: application/json", "User-Agent: benchctl"]
         if body is not None:

@@ -23,6 +23,7 @@ CANCEL_FAILED = 9   # the daemon could not stop the job
 NO_SPACE = 10       # benchd's logs filesystem is full (507): no job can start until space is freed
 INTERRUPTED = 130   # Ctrl-C: benchctl stopped following; the job itself keeps running
 UNAVAILABLE = 69    # the daemon is unreachable (EX_UNAVAILABLE); the message names the socket
+UNTRUSTED_SOCKET = 77  # a socket found by discovery is not safe to trust (EX_NOPERM); names why
 INTERNAL = 70       # an unexpected answer or a daemon-side error (EX_SOFTWARE)
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
@@ -40,6 +41,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
     (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
     (INTERNAL, "internal error: unexpected answer from benchd"),
+    (UNTRUSTED_SOCKET, ("refused a socket found by discovery that another user could control "
+                        "(the message names the path and why; --socket PATH overrides)")),
     (INTERRUPTED, "interrupted (Ctrl-C); a followed job keeps running"),
 )
 

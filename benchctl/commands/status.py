@@ -1,12 +1,15 @@
 """Show benchd's health and the running job's progress, or one job's details.
 
-Without JOB: daemon version, pid, uptime, root, socket and the active job (with its progress,
-"3/9 experiments · gmst_era"). With JOB (an id or a unique prefix): that job's record. --json
-prints the API's Health or JobRecord.
+Without JOB: daemon version, pid, uptime, root, the socket benchctl used and how it chose it
+(--socket, $BENCHD_SOCKET, found in the current directory or a parent, the system service's),
+and the active job (with its progress, "3/9 experiments · gmst_era"). With JOB (an id or a
+unique prefix): that job's record. --json prints the API's Health or JobRecord unchanged
+(Health's `socket` is where benchd says it listens).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     lines = [f"benchd {health.get('version')} {health.get('status')}, pid {health.get('pid')}, "
              f"up {render.duration(health.get('uptime_s'))}",
              f"root:   {health.get('root')}",
-             f"socket: {health.get('socket')}"]
+             f"socket: {_socket_line(ctx, health.get('socket'))}"]
     job = health.get("active_job")
     if job:
         lines.append("")
@@ -52,3 +55,13 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         lines.append("no job running")
     print("\n".join(lines))
     return OK
+
+
+def _socket_line(ctx: Any, reported: str | None) -> str:
+    """The socket benchctl connected to and how it was chosen: what a user must be able to
+    check (the daemon's own word for its socket is printed too when it differs)."""
+    used = os.path.abspath(ctx.socket_path)
+    line = f"{used} ({ctx.socket_how})"
+    if reported and reported != used:
+        line += f"; benchd says it listens on {reported}"
+    return line

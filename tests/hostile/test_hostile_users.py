@@ -32,10 +32,10 @@ JOBS = "/api/benchmark/jobs"
 # modules a dropped child needs, imported while it is still root
 _PRELUDE = """
 import json, os, sys, socket, urllib.parse, encodings.idna, locale, gettext
-import threading, argparse, hashlib, time
+import threading, argparse, hashlib, time, pwd, grp
 sys.path.insert(0, {repo!r})
 from tests.hostile import rawhttp
-import benchctl.cli, benchctl.client, benchctl.jobref, benchctl.render, benchctl.exitcodes
+import benchctl.cli, benchctl.client, benchctl.discovery, benchctl.jobref, benchctl.render, benchctl.exitcodes
 import benchctl.jsonout, benchctl.follow
 import benchctl.commands.cancel, benchctl.commands.run, benchctl.commands.status
 import benchctl.commands.history, benchctl.commands.results
