@@ -496,13 +496,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/openapi.json", openapi_json, "This OpenAPI document", {200: "ok"}),
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
              {201: "started (status running, or failed if it could not start)"},
-             (*_BODY, RunNotFound, Busy, RunInUse, InsufficientStorage), JobRecord,
+             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage), JobRecord,
              body=JobConfig),
     Endpoint("GET", "/api/benchmark/jobs", list_jobs,
              "Job history, newest first, one page (`next` is the cursor of the next page)",
              {200: "ok"}, (InvalidRequest,), JobList, query=LIST_PARAMS),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}", get_job, "One job",
-             {200: "ok"}, (JobNotFound,), JobRecord),
+             {200: "ok"}, (InvalidRequest, JobNotFound), JobRecord),
     Endpoint("POST", "/api/benchmark/jobs/{job_id}/cancel", cancel_job,
              "Cancel a job (SIGTERM, SIGKILL after the grace); returns the final record",
              {200: "final record"},
@@ -521,7 +521,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: "ok"}, (InvalidRequest,), RunList, query=RESULTS_PARAMS),
     Endpoint("GET", "/api/results/staged", list_staged_runs,
              "Unpublished (staged) runs, newest first; `resume` takes their ids",
-             {200: "ok"}, (), StagedRunList),
+             {200: "ok"}, (InvalidRequest,), StagedRunList),
     Endpoint("DELETE", "/api/results/staged/{run}", discard_staged_run,
              "Discard a staged run: its files are deleted (not a published run)",
              {200: "discarded; the run as it was"},
@@ -531,7 +531,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: "ok"}, (InvalidRequest, RunNotFound), RunDetail),
     Endpoint("GET", "/api/experiments", experiments,
              "Experiments and the adapters supporting each (pipeline.registry.describe())",
-             {200: "ok"}, (BenchdError,), list[ExperimentInfo]),
+             {200: "ok"}, (InvalidRequest, BenchdError), list[ExperimentInfo]),
 )
 
 

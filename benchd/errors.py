@@ -21,7 +21,7 @@ class InvalidRequest(BenchdError):
 
 class Forbidden(BenchdError):
     code, http_status = "forbidden", 403
-    summary = "another user's job or run"
+    summary = "another user's job or run (or a caller not on the Unix socket)"
 
 
 class JobNotFound(BenchdError):
