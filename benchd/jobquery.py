@@ -4,7 +4,9 @@ Records are kept oldest first (creation order), so a page is found by position, 
 from the newest: the `before` cursor is a dict lookup, `since`/`until` are bisections on
 created_at, and without predicate filters (status, user, label, experiment) a page costs
 O(limit + log n) whatever its depth. With predicates the matching records are scanned
-(and counted for `total`).
+(and counted for `total`). The bisections assume creation order is created_at order, which
+holds unless the wall clock is set back (a page is then still complete, `since`/`until` may
+be off around the step).
 """
 from __future__ import annotations
 

@@ -83,8 +83,9 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     supervisor_start_ticks: int | None = None  # /proc/<pid>/stat field 22: identity, not just pid
     pgid: int | None = None               # orchestrator's process group
     schema_version: int = SCHEMA_VERSION
-    staged_run: str | None = None         # API only, never stored: the unpublished run a
-                                          # failed/cancelled/unknown job left in .staging
+    staged_run: str | None = None         # API only (null on disk): the unpublished run a
+                                          # failed/cancelled/unknown job left in .staging,
+                                          # while it is there (benchd.api._with_staged_run)
 
 
 class ExitRecord(msgspec.Struct):
