@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
-import pytest
 
 from benchd.schema import JobConfig, JobList, JobRecord
 from benchd.states import JobState
