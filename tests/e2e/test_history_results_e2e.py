@@ -83,7 +83,7 @@ def test_results_takes_run_ids_prefixes_the_history_form_job_ids_and_dates(daemo
     run_dir = job["run_dir"]
     run_id = run_dir.split("/")[1]
     results = d.root / "results"
-    others = ["2026-12-03_23-51-25", "2026-12-03_08-00-00", "2026-12-02_01-00-00",
+    others = ["2024-03-03_23-51-25", "2024-03-03_08-00-00", "2024-03-02_01-00-00",
               "2025-06-01_10-00-00"]
     for other in others:
         shutil.copytree(results / run_id, results / other)
@@ -95,15 +95,15 @@ def test_results_takes_run_ids_prefixes_the_history_form_job_ids_and_dates(daemo
     assert r.returncode == 0 and f"run {run_id} (v1)" in r.stdout, r.stderr
     r = bc(d, "results", job["job_id"][:6])             # a job id prefix: its run
     assert r.returncode == 0 and f"run {run_id} (v1)" in r.stdout, r.stderr
-    r = bc(d, "results", "2026-12-03_23")               # a unique run id prefix
-    assert r.returncode == 0 and "run 2026-12-03_23-51-25 (v1)" in r.stdout, r.stderr
+    r = bc(d, "results", "2024-03-03_23")               # a unique run id prefix
+    assert r.returncode == 0 and "run 2024-03-03_23-51-25 (v1)" in r.stdout, r.stderr
 
-    r = bc(d, "results", "2026-12-03")                  # a date: that day's runs
+    r = bc(d, "results", "2024-03-03")                  # a date: that day's runs
     assert r.returncode == 0, r.stderr
-    assert [row[0] for row in _rows(r.stdout)] == ["2026-12-03_23-51-25", "2026-12-03_08-00-00"]
-    r = bc(d, "results", "2026-12-03", "--json")
+    assert [row[0] for row in _rows(r.stdout)] == ["2024-03-03_23-51-25", "2024-03-03_08-00-00"]
+    r = bc(d, "results", "2024-03-03", "--json")
     assert [x.run_id for x in msgspec.json.decode(r.stdout, type=RunList).runs] == \
-        ["2026-12-03_23-51-25", "2026-12-03_08-00-00"]
+        ["2024-03-03_23-51-25", "2024-03-03_08-00-00"]
     r = bc(d, "results", "2025-06-01")                  # the legacy run is that day's too
     assert [row[0] for row in _rows(r.stdout)] == ["2025-06-01_10-00-00", "2025-06-01"]
     r = bc(d, "results", "results/2025-06-01")          # ... and shown by its exact name
@@ -111,17 +111,17 @@ def test_results_takes_run_ids_prefixes_the_history_form_job_ids_and_dates(daemo
     r = bc(d, "results", "1999-01-01")
     assert r.returncode == 4 and "no run on 1999-01-01" in r.stderr, r.stderr
 
-    r = bc(d, "results", "2026-12")                     # ambiguous: the candidates, exit 2
+    r = bc(d, "results", "2024-03")                     # ambiguous: the candidates, exit 2
     assert r.returncode == 2 and "ambiguous" in r.stderr, r.stderr
-    assert "2026-12-03_23-51-25" in r.stderr and "2026-12-02_01-00-00" in r.stderr
+    assert "2024-03-03_23-51-25" in r.stderr and "2024-03-02_01-00-00" in r.stderr
     r = bc(d, "results", "fedcba")                      # neither a run nor a job
     assert r.returncode == 4 and "no job id starts with 'fedcba'" in r.stderr, r.stderr
 
     # the API resolves prefixes too, and pages the list with a cursor
-    got = d.get("/api/results/2026-12-02")
-    assert got.status == 200 and got.json()["run_id"] == "2026-12-02_01-00-00", got.body
+    got = d.get("/api/results/2024-03-02")
+    assert got.status == 200 and got.json()["run_id"] == "2024-03-02_01-00-00", got.body
     assert d.get("/api/results/2025-06-01").json()["layout"] == "legacy"  # exact id wins
-    assert d.get("/api/results/2026-12").status == 400
+    assert d.get("/api/results/2024-03").status == 400
     everything = [x["run_id"] for x in d.get("/api/results").json()["runs"]]
     assert len(everything) == 6
     paged, cursor = [], None
