@@ -7,7 +7,9 @@
    followers (target p99 < 25 ms), next to a bare reader polling the file itself every 1 ms
    (the floor any follower over a file can reach);
 2. GET /api/benchmark/jobs with N jobs in history (target < 100 ms), next to
-   ?limit=20 and /api/health on the same daemon;
+   ?limit=20 and /api/health on the same daemon; then a page of 20 deep in the history
+   (?before=<the job 90 % of the way back>) next to the first page (target: the same cost,
+   a page is found by position: O(limit + log n)), and a filtered page (?user=) beside it;
 3. restart-to-ready with N jobs: spawn -> READY=1 on a NOTIFY_SOCKET and -> first 200 from
    /api/health (target < 1.5 s), next to an empty root;
 4. daemon RSS after those requests (target < 80 MB).
@@ -200,8 +202,16 @@ def main() -> None:
             big.kill9()  # restart-to-ready: after a crash, like systemd's Restart=on-failure
             r_big, h_big = ready_times(big, tmp)
             full = timed(big, "/api/benchmark/jobs", a.reps)
-            n_listed = len(big.get("/api/benchmark/jobs").json()["jobs"])
+            ids = [j["job_id"] for j in big.get("/api/benchmark/jobs").json()["jobs"]]
+            n_listed = len(ids)
             lim = timed(big, "/api/benchmark/jobs?limit=20", a.reps)
+            deep_cursor = ids[int(len(ids) * 0.9)]
+            deep = timed(big, f"/api/benchmark/jobs?limit=20&before={deep_cursor}", a.reps)
+            deep_ids = [j["job_id"] for j in big.get(
+                f"/api/benchmark/jobs?limit=20&before={deep_cursor}").json()["jobs"]]
+            assert deep_ids == ids[int(len(ids) * 0.9) + 1:][:20], "deep page is wrong"
+            first = timed(big, "/api/benchmark/jobs?limit=20", a.reps)
+            filt = timed(big, "/api/benchmark/jobs?limit=20&user=user3", a.reps)
             hl = timed(big, "/api/health", a.reps)
             rss_big = rss_mb(big.proc.pid)
         finally:
@@ -212,6 +222,12 @@ def main() -> None:
                      f"?limit=20: {statistics.median(lim):.2f} ms; /api/health: "
                      f"{statistics.median(hl):.2f} ms",
                      "ok" if max(full) < 100 else "MISSED (< 100 ms)"))
+        ratio = statistics.median(deep) / statistics.median(first)
+        rows.append((f"page of 20, {int(a.jobs * 0.9)} jobs deep ({a.reps} reps)",
+                     f"median {statistics.median(deep):.2f} ms  max {max(deep):.2f} ms",
+                     f"first page: median {statistics.median(first):.2f} ms  max "
+                     f"{max(first):.2f} ms; ?user= page: {statistics.median(filt):.2f} ms",
+                     "ok" if ratio < 1.5 else f"MISSED (deep/first = {ratio:.2f}, < 1.5)"))
         rows.append((f"restart-to-ready, {a.jobs} jobs (after kill -9)",
                      f"READY=1 {r_big:.0f} ms  health {h_big:.0f} ms",
                      f"empty root: READY=1 {r_empty:.0f} ms  health {h_empty:.0f} ms",

@@ -30,7 +30,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (OK, "success; for run --wait/--follow: the job completed"),
     (JOB_FAILED, "the job failed"),
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
-    (JOB_CANCELLED, "the job was cancelled"),
+    (JOB_CANCELLED, "the job was cancelled (what a successful `cancel` exits with)"),
     (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
     (BUSY, ("busy: another job is running (the message names it), or the run to resume or "
             "discard is in use")),

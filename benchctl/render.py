@@ -150,9 +150,18 @@ def table(headers: list[str], rows: list[list[str]], styles: list[list[str | Non
     return "\n".join(out)
 
 
+def results_text(job: dict[str, Any]) -> str:
+    """The published run (results/<id>), or `<id> (staged)` for the unpublished run a failed
+    or cancelled job left, or '-'."""
+    if job.get("run_dir"):
+        return job["run_dir"]
+    return f"{job['staged_run']} (staged)" if job.get("staged_run") else "-"
+
+
 def job_rows(jobs: list[dict[str, Any]], colour: bool) -> str:
     """The history table."""
-    headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "WHO", "RESULTS"]
+    headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "LABEL", "WHO",
+               "RESULTS"]
     rows, styles = [], []
     for job in jobs:
         cfg = job.get("config") or {}
@@ -160,10 +169,11 @@ def job_rows(jobs: list[dict[str, Any]], colour: bool) -> str:
         rows.append([job.get("job_id", "?"), state_label(status),
                      short_time(job.get("started_at") or job.get("created_at")),
                      duration(job_duration(job)), experiments_text(cfg),
-                     n_text(cfg, job.get("progress")),
+                     n_text(cfg, job.get("progress")), cfg.get("label") or "-",
                      job.get("requester_name") or str(job.get("requester_uid", "?")),
-                     job.get("run_dir") or "-"])
-        styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None])
+                     results_text(job)])
+        styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None,
+                       None])
     return table(headers, rows, styles, colour)
 
 
@@ -183,6 +193,8 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
               ("duration", duration(job_duration(job))),
               ("experiments", experiments_text(cfg)),
               ("n", n_text(cfg, job.get("progress")))]
+    if cfg.get("label"):
+        lines.append(("label", cfg["label"]))
     for key in ("seed", "perf_rounds"):
         if cfg.get(key) is not None:
             lines.append((key.replace("_", " "), str(cfg[key])))
@@ -195,8 +207,8 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
         lines.append(("signal", job["signal"]))
     if job.get("reason"):
         lines.append(("reason", job["reason"]))
-    if job.get("run_dir"):
-        lines.append(("results", job["run_dir"]))
+    if job.get("run_dir") or job.get("staged_run"):
+        lines.append(("results", results_text(job)))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in lines)
 
@@ -213,8 +225,8 @@ def final_line(job: dict[str, Any], colour: bool) -> str:
         extra.append(job["signal"])
     if job.get("reason"):
         extra.append(job["reason"])
-    if job.get("run_dir"):
-        extra.append(f"results {job['run_dir']}")
+    if job.get("run_dir") or job.get("staged_run"):
+        extra.append(f"results {results_text(job)}")
     return text + (f" ({'; '.join(extra)})" if extra else "")
 
 

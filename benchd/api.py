@@ -12,6 +12,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -19,12 +21,16 @@ from aiohttp import WSMsgType, web
 
 from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
-from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
+from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
+                           InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
+                           RequestTimeout, RunInUse, RunNotFound)
+from benchd.jobquery import JobQuery
 from benchd.peercred import PeerCred, peer_cred
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
                            JobConfig, JobList, JobRecord, LogMessage)
 from benchd.states import FINAL, JobState
 from pipeline import loader, staged
+from pipeline.results import STAGING
 from pipeline.schema import DiscardedRun, ExperimentInfo, RunDetail, RunList, StagedRunList
 
 if TYPE_CHECKING:
@@ -47,18 +53,33 @@ class Param:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One route: enough to register it and to document it in OpenAPI."""
+    """One route: enough to register it and to document it in OpenAPI. `errors` is the one
+    list of the domain errors (benchd.errors) its handler can raise: the OpenAPI responses
+    derive from it, and tests/benchd/test_api_errors.py checks it against the handlers' code
+    and README's API table."""
     method: str
     path: str
     handler: Handler
     summary: str
-    responses: Mapping[int, str]
+    ok: Mapping[int, str]
+    errors: tuple[type[BenchdError], ...] = ()
     ok_schema: Any = None             # msgspec Struct or list[Struct] of the 2xx body;
                                       # None = free-form
     body: type | None = None          # msgspec Struct of the request body
     body_required: bool = False
     query: tuple[Param, ...] = ()
     ok_content: str = "application/json"
+
+    @property
+    def responses(self) -> dict[int, str]:
+        """Status -> description: the success answers, then each declared error's status
+        (several errors sharing one status are listed together, by code)."""
+        out = dict(self.ok)
+        by_status: dict[int, list[str]] = {}
+        for err in self.errors:
+            by_status.setdefault(err.http_status, []).append(f"`{err.code}`: {err.summary}")
+        out.update({status: "; ".join(texts) for status, texts in by_status.items()})
+        return out
 
 
 # --- small parsing helpers ---------------------------------------------------------------
@@ -133,7 +154,21 @@ def _statuses(q: Mapping[str, str]) -> frozenset[JobState] | None:
 # --- jobs --------------------------------------------------------------------------------
 
 LIST_PARAMS = (Param("limit", "integer", "at most this many jobs (newest first)"),
-               Param("status", "string", "comma-separated states, e.g. running,failed"))
+               Param("before", "string", "a job id: only jobs created before it (the `next` "
+                     "of the previous page)"),
+               Param("status", "string", "comma-separated states, e.g. running,failed"),
+               Param("user", "string", "only jobs requested by this user name"),
+               Param("label", "string", "only jobs with this label (exact)"),
+               Param("experiment", "string", "only jobs that ran this experiment (jobs "
+                     "that ran all experiments included)"),
+               Param("since", "string", "ISO-8601 time: only jobs created at or after it "
+                     "(UTC unless it has an offset)"),
+               Param("until", "string", "ISO-8601 time: only jobs created at or before it"))
+RESULTS_PARAMS = (Param("limit", "integer", "at most this many runs (newest first)"),
+                  Param("before", "string", "a run id: only runs older than it (the `next` "
+                        "of the previous page)"),
+                  Param("prefix", "string", "only runs whose id starts with this, e.g. a "
+                        "date 2026-12-03"))
 LOG_PARAMS = (Param("offset", "integer", "byte offset to start from (a reconnecting client "
                     "passes the offset it reached)"),
               Param("tail", "integer", "start at the last N lines (not with offset)"),
@@ -151,15 +186,52 @@ async def start_job(request: web.Request) -> web.StreamResponse:
                          {"Location": f"/api/benchmark/jobs/{record.job_id}"})
 
 
+def _time(q: Mapping[str, str], name: str) -> str | None:
+    """An ISO-8601 query time in JobRecord.created_at's form (UTC, milliseconds), so that
+    records compare as strings; a date alone is its midnight (UTC)."""
+    raw = q.get(name)
+    if raw is None:
+        return None
+    try:
+        when = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: expected an ISO-8601 time such as 2026-12-01 or "
+                             f"2026-12-01T08:00:00+00:00, got {raw!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _job_query(q: Mapping[str, str]) -> JobQuery:
+    before = q.get("before")
+    if before is not None and not JOB_ID_RE.match(before):
+        raise InvalidRequest(f"before: not a job id: {before[:40]!r} (12 lowercase hex digits)")
+    return JobQuery(limit=_int(q, "limit", 1), before=before, statuses=_statuses(q),
+                    user=q.get("user"), label=q.get("label"), experiment=q.get("experiment"),
+                    since=_time(q, "since"), until=_time(q, "until"))
+
+
+def _with_staged_run(rec: JobRecord, results_dir: Path) -> JobRecord:
+    """`rec` with staged_run set when it ended without publishing and its run is still in
+    results/.staging (resumable or discardable): what `history` shows as "RUN (staged)"."""
+    run_id = rec.progress.run_id if rec.progress else None
+    if (run_id is None or rec.run_dir is not None or rec.status not in FINAL
+            or not loader.is_run_id(run_id) or not (results_dir / STAGING / run_id).is_dir()):
+        return rec
+    return msgspec.structs.replace(rec, staged_run=run_id)
+
+
 async def list_jobs(request: web.Request) -> web.StreamResponse:
-    q = _query(request, LIST_PARAMS)
-    jobs = _ctx(request).manager.list_jobs(limit=_int(q, "limit", 1), statuses=_statuses(q))
-    return json_response(JobList(jobs=jobs))
+    ctx = _ctx(request)
+    found = ctx.manager.page_jobs(_job_query(_query(request, LIST_PARAMS)))
+    jobs = [_with_staged_run(r, ctx.results_dir) for r in found.jobs]
+    return json_response(JobList(jobs=jobs, next=found.next, total=found.total))
 
 
 async def get_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
-    return json_response(_ctx(request).manager.get(_job_id(request)))
+    ctx = _ctx(request)
+    return json_response(_with_staged_run(ctx.manager.get(_job_id(request)), ctx.results_dir))
 
 
 async def cancel_job(request: web.Request) -> web.StreamResponse:
@@ -167,9 +239,9 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
     body = await decode_body(request, CancelRequest, optional=True)
     caller = _caller(request)
-    record = await _ctx(request).manager.cancel(job_id, caller.uid,
-                                                body.grace if body else None)
-    return json_response(record)
+    ctx = _ctx(request)
+    record = await ctx.manager.cancel(job_id, caller.uid, body.grace if body else None)
+    return json_response(_with_staged_run(record, ctx.results_dir))
 
 
 def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
@@ -338,9 +410,14 @@ async def health(request: web.Request) -> web.StreamResponse:
 
 async def list_results(request: web.Request) -> web.StreamResponse:
     """Reading results touches many small files: off the loop (the watchdog pings on it)."""
-    _query(request, ())
-    runs = await asyncio.to_thread(loader.list_runs, _ctx(request).results_dir)
-    return json_response(RunList(runs=runs))
+    q = _query(request, RESULTS_PARAMS)
+    try:
+        runs = await asyncio.to_thread(loader.page_runs, _ctx(request).results_dir,
+                                       limit=_int(q, "limit", 1), before=q.get("before"),
+                                       prefix=q.get("prefix", ""))
+    except loader.InvalidRunIdError as e:
+        raise InvalidRequest(str(e)) from None
+    return json_response(runs)
 
 
 async def list_staged_runs(request: web.Request) -> web.StreamResponse:
@@ -360,18 +437,19 @@ async def discard_staged_run(request: web.Request) -> web.StreamResponse:
 
 
 def _load_run(results_dir: Any, run: str) -> RunDetail:
-    if run == "latest":
-        run = loader.latest_run_id(results_dir)
-    return loader.load_run(results_dir, run)
+    return loader.load_run(results_dir, loader.resolve_run_id(results_dir, run))
 
 
 async def get_result(request: web.Request) -> web.StreamResponse:
-    """One run by id, or `latest`; the loader refuses anything that is not a run id (no
-    path tricks reach the filesystem)."""
+    """One run by id, `latest` or a unique prefix (resolved here, so scripts get prefixes
+    too); the loader refuses anything that is not (the start of) a run id, so no path trick
+    reaches the filesystem. An ambiguous prefix is a 400 listing the candidates."""
     _query(request, ())
     run = request.match_info["run"]
     try:
         detail = await asyncio.to_thread(_load_run, _ctx(request).results_dir, run)
+    except loader.AmbiguousRunError as e:
+        raise InvalidRequest(f"run: {e}") from None
     except loader.RunNotFoundError as e:
         raise RunNotFound(str(e) or f"no run {run!r}") from None
     return json_response(detail)
@@ -411,49 +489,49 @@ async def openapi_json(request: web.Request) -> web.StreamResponse:
                         content_type="application/json")
 
 
-_E400, _E404 = "invalid request (message names the field)", "unknown job"
+_BODY = (InvalidRequest, RequestTimeout, PayloadTooLarge)  # any route that reads a body
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/health", health, "Daemon health and the active job",
-             {200: "ok"}, Health),
+             {200: "ok"}, (), Health),
     Endpoint("GET", "/api/openapi.json", openapi_json, "This OpenAPI document", {200: "ok"}),
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
-             {201: "started (status running, or failed if it could not start)", 400: _E400,
-              404: "resume: no such staged run", 408: "body not received in time",
-              409: "another job is active, or the run to resume is in use",
-              413: "body too large"}, JobRecord,
+             {201: "started (status running, or failed if it could not start)"},
+             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage), JobRecord,
              body=JobConfig),
-    Endpoint("GET", "/api/benchmark/jobs", list_jobs, "Job history, newest first",
-             {200: "ok", 400: _E400}, JobList, query=LIST_PARAMS),
+    Endpoint("GET", "/api/benchmark/jobs", list_jobs,
+             "Job history, newest first, one page (`next` is the cursor of the next page)",
+             {200: "ok"}, (InvalidRequest,), JobList, query=LIST_PARAMS),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}", get_job, "One job",
-             {200: "ok", 404: _E404}, JobRecord),
+             {200: "ok"}, (InvalidRequest, JobNotFound), JobRecord),
     Endpoint("POST", "/api/benchmark/jobs/{job_id}/cancel", cancel_job,
              "Cancel a job (SIGTERM, SIGKILL after the grace); returns the final record",
-             {200: "final record", 400: _E400, 403: "another user's job", 404: _E404,
-              408: "body not received in time", 409: "job already final",
-              500: "could not be stopped"},
+             {200: "final record"},
+             (*_BODY, Forbidden, JobNotFound, NotCancellable, CancelFailed),
              JobRecord, body=CancelRequest),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs", job_logs,
              "The job's log as text (streamed; header X-Log-Offset = start offset)",
-             {200: "ok", 400: _E400, 404: _E404}, None, query=LOG_PARAMS,
+             {200: "ok"}, (InvalidRequest, JobNotFound), None, query=LOG_PARAMS,
              ok_content="text/plain"),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs/ws", job_logs_ws,
              "WebSocket: log, cancelling and done messages (benchd.schema WsMessage)",
-             {101: "switching protocols", 400: _E400, 404: _E404}, None, query=WS_PARAMS),
-    Endpoint("GET", "/api/results", list_results, "Published result runs, newest first",
-             {200: "ok"}, RunList),
+             {101: "switching protocols"}, (InvalidRequest, JobNotFound), None,
+             query=WS_PARAMS),
+    Endpoint("GET", "/api/results", list_results,
+             "Published result runs, newest first, one page (`next`: cursor of the next)",
+             {200: "ok"}, (InvalidRequest,), RunList, query=RESULTS_PARAMS),
     Endpoint("GET", "/api/results/staged", list_staged_runs,
              "Unpublished (staged) runs, newest first; `resume` takes their ids",
-             {200: "ok"}, StagedRunList),
+             {200: "ok"}, (InvalidRequest,), StagedRunList),
     Endpoint("DELETE", "/api/results/staged/{run}", discard_staged_run,
              "Discard a staged run: its files are deleted (not a published run)",
-             {200: "discarded; the run as it was", 400: "not a run id, or a published run",
-              403: "another user's run", 404: "no such staged run",
-              409: "an orchestrator or the active job is working on it"}, DiscardedRun),
-    Endpoint("GET", "/api/results/{run}", get_result, "One run by id, or `latest`",
-             {200: "ok", 404: "unknown run"}, RunDetail),
+             {200: "discarded; the run as it was"},
+             (InvalidRequest, Forbidden, RunNotFound, RunInUse), DiscardedRun),
+    Endpoint("GET", "/api/results/{run}", get_result,
+             "One run by id, `latest`, or a unique prefix of a run id (an exact id wins)",
+             {200: "ok"}, (InvalidRequest, RunNotFound), RunDetail),
     Endpoint("GET", "/api/experiments", experiments,
              "Experiments and the adapters supporting each (pipeline.registry.describe())",
-             {200: "ok", 500: "the pipeline could not describe them"}, list[ExperimentInfo]),
+             {200: "ok"}, (InvalidRequest, BenchdError), list[ExperimentInfo]),
 )
 
 

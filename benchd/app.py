@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from benchd import audit
 from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.errors import BenchdError, InvalidRequest, RequestTimeout
+from benchd.peercred import peer_cred
 from benchd.schema import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
@@ -136,8 +138,11 @@ async def error_middleware(request: web.Request,
     try:
         return await handler(request)
     except BenchdError as e:
-        return error_response(e.http_status, e.code, e.message,
-                              job_id=getattr(e, "active_job_id", None))
+        job_id = getattr(e, "active_job_id", None)
+        if e.http_status in audit.AUDITED_STATUSES:
+            audit.refused(e, request.method, request.path, _peer_uid(request),
+                          job_id or request.match_info.get("job_id"))
+        return error_response(e.http_status, e.code, e.message, job_id=job_id)
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -162,6 +167,15 @@ async def error_middleware(request: web.Request,
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error; details are in benchd's log")
+
+
+def _peer_uid(request: web.Request) -> int | None:
+    """The requester's uid for the audit trail (None if the peer is already gone)."""
+    transport = request.transport
+    try:
+        return peer_cred(transport.get_extra_info("socket")).uid if transport else None
+    except (OSError, AttributeError, BenchdError):
+        return None
 
 
 async def _close_followers(app: web.Application) -> None:

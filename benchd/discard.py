@@ -9,18 +9,17 @@ deleted this way.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from benchd import audit
 from benchd.errors import Forbidden, InvalidRequest, RunInUse, RunNotFound
 from benchd.jobs import JobManager
 from benchd.peercred import PeerCred
 from pipeline import staged
 from pipeline.schema import DiscardedRun
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -40,7 +39,7 @@ async def discard_staged_run(manager: JobManager, results_dir: Path, run_id: str
         raise Forbidden(f"run {run_id} {whose}; only they, root or the admin group may "
                         f"discard it")
     summary = await asyncio.to_thread(_api_errors, staged.discard_staged, results_dir, run_id)
-    log.info("staged run %s discarded by %s (uid %d)", run_id, caller.user, caller.uid)
+    audit.discarded(run_id, caller.user, caller.uid)
     return DiscardedRun(run_id=run_id, run=summary)
 
 

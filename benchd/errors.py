@@ -7,6 +7,7 @@ from __future__ import annotations
 class BenchdError(Exception):
     code: str = "internal"
     http_status: int = 500
+    summary: str = "unexpected failure (details in benchd's log)"  # OpenAPI/README text
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -15,23 +16,28 @@ class BenchdError(Exception):
 
 class InvalidRequest(BenchdError):
     code, http_status = "invalid_request", 400
+    summary = "invalid request (the message names the field)"
 
 
 class Forbidden(BenchdError):
     code, http_status = "forbidden", 403
+    summary = "another user's job or run (or a caller not on the Unix socket)"
 
 
 class JobNotFound(BenchdError):
     code, http_status = "job_not_found", 404
+    summary = "unknown job"
 
 
 class RunNotFound(BenchdError):
     code, http_status = "run_not_found", 404
+    summary = "unknown run"
 
 
 class Busy(BenchdError):
     """Another job is starting or running; the message names it."""
     code, http_status = "busy", 409
+    summary = "another job is active (named; its id in error.job_id)"
 
     def __init__(self, message: str, active_job_id: str) -> None:
         super().__init__(message)
@@ -40,29 +46,35 @@ class Busy(BenchdError):
 
 class NotCancellable(BenchdError):
     code, http_status = "not_cancellable", 409
+    summary = "the job is already final"
 
 
 class RunInUse(BenchdError):
     """A staged run to resume is locked by an orchestrator right now."""
     code, http_status = "run_in_use", 409
+    summary = "an orchestrator is working on the run"
 
 
 class PayloadTooLarge(BenchdError):
     code, http_status = "payload_too_large", 413
+    summary = "body over 64 KiB"
 
 
 class RequestTimeout(BenchdError):
     """The client stopped sending its request body: its connection is not held forever."""
     code, http_status = "request_timeout", 408
+    summary = "body not received within --client-timeout"
 
 
 class InsufficientStorage(BenchdError):
     """The logs filesystem is full: a job's log and records could not be written."""
     code, http_status = "insufficient_storage", 507
+    summary = "benchd's logs filesystem is full"
 
 
 class CancelFailed(BenchdError):
     code, http_status = "cancel_failed", 500
+    summary = "the job is still alive after the grace and margin"
 
 
 ERRORS_BY_CODE: dict[str, type[BenchdError]] = {

@@ -26,13 +26,14 @@ from typing import Any
 
 import msgspec
 
-from benchd import logtail, procs
+from benchd import audit, logtail, procs
 from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
-                           SupervisorInfo)
+                           SupervisorInfo, check_label)
+from benchd.jobquery import JobQuery, Page, page
 from benchd.states import ACTIVE, FINAL, JobState, can_transition
 from benchd.store import JobPaths, Store, utc_from_timestamp, utc_now
 from pipeline import progress as pprogress
@@ -120,6 +121,7 @@ class JobManager:
         self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
+        self._index: dict[str, int] = {}         # job id -> position in _order (paging)
         self._live: _Live | None = None
         self._start_lock = asyncio.Lock()
         self._changed: dict[str, asyncio.Event] = {}
@@ -131,14 +133,15 @@ class JobManager:
     def list_jobs(self, limit: int | None = None,
                   statuses: frozenset[JobState] | None = None) -> list[JobRecord]:
         """Newest first, optionally only some statuses, at most `limit`."""
-        out: list[JobRecord] = []
-        for job_id in reversed(self._order):
-            rec = self._jobs[job_id]
-            if statuses is None or rec.status in statuses:
-                out.append(rec)
-                if limit is not None and len(out) >= limit:
-                    break
-        return out
+        return self.page_jobs(JobQuery(limit=limit, statuses=statuses)).jobs
+
+    def page_jobs(self, q: JobQuery) -> Page:
+        """One page of the history, newest first (benchd.jobquery); InvalidRequest when the
+        `before` cursor names no job."""
+        if q.before is not None and q.before not in self._index:
+            raise InvalidRequest(f"before: no job {q.before!r} (pass the `next` of a previous "
+                                 f"page, a job id)")
+        return page(self._order, self._index, self._jobs, q)
 
     def get(self, job_id: str) -> JobRecord:
         valid = isinstance(job_id, str) and JOB_ID_RE.fullmatch(job_id)
@@ -154,6 +157,7 @@ class JobManager:
     async def start(self, config: JobConfig, uid: int, user: str) -> JobRecord:
         """Validate, then run the orchestrator under a new supervisor. Returns the record once
         the orchestrator runs (or the FAILED record if it could not be started)."""
+        check_label(config.label)
         if config.resume is not None:
             tail = resume_argv(config, self.root / "results")
         else:
@@ -176,6 +180,7 @@ class JobManager:
                          procs.JobMarks(job_id, rec.job_token, self.root_id))
             self._live = live
             self._jobs[job_id] = rec
+            self._index[job_id] = len(self._order)
             self._order.append(job_id)
             argv = [*self.orchestrator, *tail, "--results-dir",
                     str(self.root / "results")]
@@ -538,6 +543,8 @@ class JobManager:
         new = msgspec.structs.replace(rec, **fields)
         self._jobs[rec.job_id] = new
         self._persist(new)
+        if new.status != rec.status:
+            audit.transition(new)
         return new
 
     def _persist(self, rec: JobRecord) -> None:
@@ -586,6 +593,7 @@ class JobManager:
             records = sorted(records + rebuilt, key=lambda r: (r.created_at, r.job_id))
         self._jobs = {r.job_id: r for r in records}
         self._order = [r.job_id for r in records]
+        self._index = {job_id: i for i, job_id in enumerate(self._order)}
         for rec in [r for r in records if r.status in ACTIVE]:
             lines.append(await self._reconcile_one(rec))
         return lines  # the caller reports them (benchd.server logs each one)

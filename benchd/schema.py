@@ -10,10 +10,26 @@ import re
 
 import msgspec
 
+from benchd.errors import InvalidRequest
 from benchd.states import JobState
 
 SCHEMA_VERSION = 1
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")  # secrets.token_hex(6); never a path
+LABEL_MAX = 64
+
+
+def check_label(label: str | None) -> None:
+    """A job label is at most LABEL_MAX printable characters (it is shown in tables and
+    logged in the audit trail: no control characters, no newlines)."""
+    if label is None:
+        return
+    shown = label if len(label) <= 70 else label[:70] + "…"
+    if not label or len(label) > LABEL_MAX:
+        raise InvalidRequest(f"label: must be 1 to {LABEL_MAX} characters, got {len(label)} "
+                             f"({shown!r})")
+    if not label.isprintable():
+        raise InvalidRequest(f"label: must be printable characters only (no control "
+                             f"characters or newlines), got {shown!r}")
 
 
 class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -26,6 +42,7 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     no_perf: bool = False
     ci: bool = False
     resume: str | None = None   # a staged run id: finish it with its stored config (alone)
+    label: str | None = None    # free text for people and filters (check_label), e.g. nightly
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -71,6 +88,10 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     job_token: str | None = None          # per-job random token, also in the job's environment
     root_id: str | None = None            # "<st_dev>:<st_ino>" of the root that started it
 
+    staged_run: str | None = None         # API only (null on disk): the unpublished run a
+                                          # failed/cancelled/unknown job left in .staging,
+                                          # while it is there (benchd.api._with_staged_run)
+
 
 class ExitRecord(msgspec.Struct):
     """Written atomically by the per-job supervisor when the orchestrator is gone, whether or
@@ -86,7 +107,10 @@ class ExitRecord(msgspec.Struct):
 
 
 class JobList(msgspec.Struct):
+    """GET /api/benchmark/jobs: one page, newest first."""
     jobs: list[JobRecord]
+    next: str | None = None               # `before` cursor of the next (older) page; null: last
+    total: int | None = None              # jobs matching the filters over all pages
 
 
 class Health(msgspec.Struct):

@@ -9,6 +9,7 @@ every other run. Cheap to import: msgspec and stdlib only.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -110,43 +111,107 @@ def _published_manifest(run_dir: Path, warnings: list[str] | None) -> schema.Man
     return m
 
 
+class AmbiguousRunError(RunNotFoundError, ValueError):
+    """A prefix that more than one published run starts with."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        more = " …" if len(candidates) > 10 else ""
+        super().__init__(f"run id prefix {prefix!r} is ambiguous: "
+                         f"{', '.join(candidates[:10])}{more}")
+        self.candidates = candidates
+
+
+_RUN_PREFIX_RE = re.compile(r"[0-9][0-9_-]{0,21}")   # at most a run id's length; never a path
+
+
+def _run_names(results_dir: Path, prefix: str = "", before: str | None = None) -> list[str]:
+    """Names of the run directories (either layout), newest first, optionally only those
+    starting with `prefix` and sorting before `before`: names only, no file is opened."""
+    try:
+        with os.scandir(results_dir) as it:
+            names = [e.name for e in it
+                     if e.name.startswith(prefix) and is_run_id(e.name)
+                     and e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted((n for n in names if before is None or n < before), reverse=True)
+
+
+def _summary(d: Path) -> schema.RunSummary | None:
+    """The RunSummary of run directory `d`, or None (with a warning) when it is not published."""
+    if RUN_ID_RE.fullmatch(d.name):
+        m = _published_manifest(d, None)
+        if m is None:
+            return None
+        libs = sum(len(list((d / e).glob("*.json"))) for e in m.experiments if (d / e).is_dir())
+        return schema.RunSummary(
+            run_id=d.name, layout="v1", created_at=m.created_at, status=m.status,
+            experiments=list(m.experiments), libraries=libs, n=m.config.n, seed=m.config.seed,
+            failed_experiments=[e for e, v in m.experiments.items()
+                                if v.status != schema.EXP_DONE])
+    exps: list[str] = []
+    libs, n, seed = 0, None, None
+    for e in _experiment_dirs(d):
+        recs = _legacy_records(e, None)
+        if recs:
+            exps.append(e.name)
+            libs += len(recs)
+            n = n if n is not None else recs[0].n
+            seed = seed if seed is not None else recs[0].seed
+    if not exps:
+        log.warning("skipping %s: no readable legacy results", d)
+        return None
+    return schema.RunSummary(run_id=d.name, layout="legacy", created_at=d.name,
+                             status=schema.RUN_COMPLETE, experiments=exps, libraries=libs,
+                             n=n, seed=seed)
+
+
 def list_runs(results_dir: Path) -> list[schema.RunSummary]:
     """Every published run under results_dir, newest first (name order = start order)."""
+    return page_runs(results_dir).runs
+
+
+def page_runs(results_dir: Path, *, limit: int | None = None, before: str | None = None,
+              prefix: str = "") -> schema.RunList:
+    """One page of published runs, newest first: those whose id starts with `prefix` and
+    sorts before the run id `before` (the previous page's `next`). Only the page's own runs
+    (and any unpublished ones skipped on the way) have their files read."""
+    if before is not None and not is_run_id(before):
+        raise InvalidRunIdError(f"before: not a run id: {before!r}")
+    if prefix and not _RUN_PREFIX_RE.fullmatch(prefix):
+        raise InvalidRunIdError(f"prefix: not the start of a run id: {prefix!r}")
     results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        return []
     runs: list[schema.RunSummary] = []
-    for d in sorted(results_dir.iterdir(), key=lambda p: p.name, reverse=True):
-        if d.is_symlink() or not d.is_dir() or not is_run_id(d.name):
-            continue
-        if RUN_ID_RE.fullmatch(d.name):
-            m = _published_manifest(d, None)
-            if m is None:
-                continue
-            libs = sum(len(list((d / e).glob("*.json"))) for e in m.experiments
-                       if (d / e).is_dir())
-            runs.append(schema.RunSummary(
-                run_id=d.name, layout="v1", created_at=m.created_at, status=m.status,
-                experiments=list(m.experiments), libraries=libs, n=m.config.n, seed=m.config.seed,
-                failed_experiments=[e for e, v in m.experiments.items()
-                                    if v.status != schema.EXP_DONE]))
-        else:
-            exps: list[str] = []
-            libs, n, seed = 0, None, None
-            for e in _experiment_dirs(d):
-                recs = _legacy_records(e, None)
-                if recs:
-                    exps.append(e.name)
-                    libs += len(recs)
-                    n = n if n is not None else recs[0].n
-                    seed = seed if seed is not None else recs[0].seed
-            if not exps:
-                log.warning("skipping %s: no readable legacy results", d)
-                continue
-            runs.append(schema.RunSummary(run_id=d.name, layout="legacy", created_at=d.name,
-                                          status=schema.RUN_COMPLETE, experiments=exps,
-                                          libraries=libs, n=n, seed=seed))
-    return runs
+    nxt = None
+    for name in _run_names(results_dir, prefix, before):
+        if limit is not None and len(runs) >= limit:
+            nxt = runs[-1].run_id
+            break
+        summary = _summary(results_dir / name)
+        if summary is not None:
+            runs.append(summary)
+    return schema.RunList(runs=runs, next=nxt)
+
+
+def resolve_run_id(results_dir: Path, ref: str) -> str:
+    """The published run `ref` means: `latest`, an exact run id (which wins, so a legacy run
+    named like a date is reached by its name), or the one run whose id starts with `ref`.
+    RunNotFoundError / InvalidRunIdError / AmbiguousRunError otherwise."""
+    if ref == "latest":
+        return latest_run_id(results_dir)
+    if not isinstance(ref, str) or not _RUN_PREFIX_RE.fullmatch(ref):
+        raise InvalidRunIdError(f"not a run id: {ref!r} (expected YYYY-MM-DD_HH-MM-SS[_NN], "
+                                f"YYYY-MM-DD, or the start of one)")
+    if is_run_id(ref) and (Path(results_dir) / ref).is_dir():
+        return ref
+    names = [n for n in _run_names(Path(results_dir), ref)
+             if _summary(Path(results_dir) / n) is not None] if ref else []
+    if not names:
+        raise RunNotFoundError(f"no run {ref!r} in {results_dir} (no published run id starts "
+                               f"with it)")
+    if len(names) > 1:
+        raise AmbiguousRunError(ref, names)
+    return names[0]
 
 
 def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
@@ -186,7 +251,7 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
 
 def latest_run_id(results_dir: Path) -> str:
     """The newest published run's id (what `benchctl results latest` means)."""
-    runs = list_runs(results_dir)
+    runs = page_runs(results_dir, limit=1).runs
     if not runs:
         raise RunNotFoundError(f"no published run in {results_dir}")
     return runs[0].run_id

@@ -208,6 +208,7 @@ class RunSummary(msgspec.Struct):
 class RunList(msgspec.Struct):
     """Body of benchd's GET /api/results: published runs, newest first."""
     runs: list[RunSummary]
+    next: str | None = None     # `before` cursor of the next (older) page; null: the last
 
 
 class StagedRunSummary(msgspec.Struct):

@@ -1,10 +1,11 @@
-"""Cancel a job (default: the running one) and report the state it ended in.
+"""Cancel a job (default: the running one); report and exit with the state it ended in.
 
 benchd sends SIGTERM to the job's process group, then SIGKILL after the grace period, and
-answers with the final record once the job is gone. Exit 0 when the job ended cancelled (or
-completed on its own meanwhile), 1 if it failed, 8 if it had already finished, 6 if it is
-someone else's job (only root and benchd's admin group may cancel those), 9 if benchd could
-not stop it.
+answers with the final record once the job is gone. Like `run --wait`, cancel exits with the
+job's outcome: 3 when it ended cancelled (a successful cancel), 0 if it completed on its own
+first, 1 if it failed; 8 if it had already finished before the cancel, 6 if it is someone
+else's job (only root and benchd's admin group may cancel those), 9 if benchd could not stop
+it. In a `set -e` script: `benchctl cancel JOB || [ $? -eq 3 ]`.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 
 from benchctl import jobref, render
 from benchctl.client import job_path
-from benchctl.exitcodes import OK, UNKNOWN_JOB, USAGE, CliError, for_state
-from benchd.states import JobState
+from benchctl.exitcodes import UNKNOWN_JOB, USAGE, CliError, for_state
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,4 +52,4 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     else:
         final = client.call("POST", path, body, timeout=timeout)
         print(render.final_line(final, render.use_colour(sys.stdout)))
-    return OK if final.get("status") == JobState.CANCELLED else for_state(final.get("status"))
+    return for_state(final.get("status"))   # cancelled 3, completed 0, failed 1 (see doc)

@@ -1,4 +1,9 @@
-"""List result runs, or show one run's summary tables (RUN = a run id, or `latest`).
+"""List result runs, or show one run's tables (RUN: run id or prefix, latest, job id, date).
+
+RUN is a run id, any unique prefix of one, `latest`, the `results/<id>` form that `history`
+prints (always that exact run), or a job id (or unique job id prefix): that job's run. A date
+(`2026-12-03`) lists that day's runs; a legacy run named by a date is listed with them and
+shown with `results/2026-12-03`. Run ids are tried before job ids.
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first). One run prints, per experiment, its summary table (summary.md: accuracy
@@ -17,12 +22,15 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 from urllib.parse import quote
 
-from benchctl import render
+from benchctl import render, runref
+from benchctl.client import query
 from benchctl.exitcodes import OK, UNKNOWN_JOB, USAGE, CliError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", nargs="?", metavar="RUN", help="run id, or `latest`")
+    p.add_argument("run", nargs="?", metavar="RUN",
+                   help="run id or unique prefix, `latest`, results/<id>, a job id (its run), "
+                        "or a date YYYY-MM-DD (that day's runs)")
     p.add_argument("--staged", action="store_true",
                    help="list unpublished runs that `run --resume` can finish")
     p.add_argument("--discard", action="store_true",
@@ -106,6 +114,30 @@ def _discard(client: Any, run_id: str | None, as_json: bool) -> int:
     return OK
 
 
+def _list_runs(client: Any, as_json: bool, day: str | None) -> int:
+    """Every published run, or (`day`) those of one date, newest first."""
+    path = "/api/results" + query(prefix=day)
+    if as_json:
+        from benchctl import jsonout
+        from pipeline.schema import RunList
+        jsonout.emit(client.call_raw("GET", path), RunList)
+        return OK
+    runs = client.call("GET", path)["runs"]
+    if not runs:
+        if day:
+            raise CliError(f"no run on {day} (`benchctl results` lists them all)", UNKNOWN_JOB)
+        print("no result runs yet")
+        return OK
+    rows = [[r["run_id"], r.get("status", "?"), render.short_time(r.get("created_at")),
+             str(r.get("n") if r.get("n") is not None else "-"),
+             str(r.get("seed") if r.get("seed") is not None else "-"),
+             ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
+             ",".join(r.get("failed_experiments") or []) or "-"] for r in runs]
+    sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
+                                   "LIBS", "FAILED"], rows, None, False) + "\n")
+    return OK
+
+
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
     if args.discard:
@@ -116,35 +148,20 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if args.run:
             raise CliError("--staged lists staged runs; it takes no RUN", USAGE)
         return _list_staged(client, args.json)
-    if not args.run:
-        if args.json:
-            from benchctl import jsonout
-            from pipeline.schema import RunSummary
-            jsonout.emit(client.call_raw("GET", "/api/results"), dict[str, list[RunSummary]])
-            return OK
-        runs = client.call("GET", "/api/results")["runs"]
-        if not runs:
-            print("no result runs yet")
-            return OK
-        rows = [[r["run_id"], r.get("status", "?"), render.short_time(r.get("created_at")),
-                 str(r.get("n") if r.get("n") is not None else "-"),
-                 str(r.get("seed") if r.get("seed") is not None else "-"),
-                 ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
-                 ",".join(r.get("failed_experiments") or []) or "-"] for r in runs]
-        sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
-                                       "LIBS", "FAILED"], rows, None, False) + "\n")
-        return OK
+    if not args.run or runref.day(args.run):
+        return _list_runs(client, args.json, args.run)
     run_id = args.run
     if run_id == "latest":
         runs = client.call("GET", "/api/results")["runs"]
         if not runs:
             raise CliError("no result runs yet", UNKNOWN_JOB)
         run_id = max(runs, key=lambda r: (r.get("created_at") or "", r["run_id"]))["run_id"]
-    path = f"/api/results/{quote(run_id, safe='')}"
+    raw = runref.fetch(client, run_id)
     if args.json:
         from benchctl import jsonout
         from pipeline.schema import RunDetail
-        jsonout.emit(client.call_raw("GET", path), RunDetail)
+        jsonout.emit(raw, RunDetail)
         return OK
-    print(_show_run(client.call("GET", path)))
+    import json
+    print(_show_run(json.loads(raw)))
     return OK

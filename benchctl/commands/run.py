@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN",
                    help="finish this staged run (see `benchctl results --staged`) with its "
                         "stored configuration; no other run option may be given")
+    p.add_argument("--label", metavar="TEXT",
+                   help="a label for the job (at most 64 printable characters), shown by "
+                        "history and status and filtered on by `history --label`")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -60,7 +63,7 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
         if given:
             raise CliError(f"--resume cannot be combined with {', '.join(given)}: a resumed "
                            f"run keeps the configuration it was started with", USAGE)
-        return {"resume": args.resume}
+        return {"resume": args.resume, **({"label": args.label} if args.label is not None else {})}
     body: dict[str, Any] = {}
     if args.experiments:
         names = [n.strip() for v in args.experiments for n in v.split(",")]
@@ -72,6 +75,8 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
         body["no_perf"] = True
     if args.ci:
         body["ci"] = True
+    if args.label is not None:
+        body["label"] = args.label   # benchd checks it (length, printable)
     return body
 
 

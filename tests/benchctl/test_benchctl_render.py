@@ -40,9 +40,9 @@ def test_history_table_colours_states() -> None:
     assert "\x1b" not in plain and "unknown?" in plain
     lines = plain.splitlines()
     assert lines[0].split() == ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N",
-                                "WHO", "RESULTS"]
+                                "LABEL", "WHO", "RESULTS"]
     assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28", "04:00:01", "1m30s",
-                                "gmst_era", "50", "alice", "results/2026-11-28_04-00-01"]
+                                "gmst_era", "50", "-", "alice", "results/2026-11-28_04-00-01"]
     # columns line up: every row has its STATE at the same column
     col = lines[0].index("STATE")
     assert all(line[col - 2:col] == "  " for line in lines[1:])

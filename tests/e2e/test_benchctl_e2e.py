@@ -132,7 +132,7 @@ def test_busy_usage_and_cancel_exit_codes(daemon_factory, gate: Path) -> None:
         assert r.returncode == 0 and job_id in r.stdout and "running" in r.stdout
         assert "1/1 experiments · gmst_era" in r.stdout
         r = bc(d, "cancel", job_id[:5], "--grace", "2")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 3, r.stderr  # cancel exits with the job's outcome
         assert f"job {job_id} cancelled" in r.stdout
         code, _, err = finish(waiter)
         assert code == 3, err  # run --wait reports the cancellation as exit 3
@@ -156,7 +156,7 @@ def test_cancel_json_decodes(daemon_factory, gate: Path) -> None:
     job_id = bc(d, "run").stdout.strip()
     d.wait_job(job_id, ("running",))
     r = bc(d, "cancel", "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 3, r.stderr
     rec = msgspec.json.decode(r.stdout, type=JobRecord)
     assert rec.job_id == job_id and rec.status is JobState.CANCELLED
     assert rec.cancel_requested_by == os.getuid()

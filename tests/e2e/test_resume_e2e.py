@@ -28,7 +28,7 @@ def test_cancel_then_resume_publishes_the_same_run(daemon_factory) -> None:
     wait_until(lambda: (d.job(job).get("progress") or {}).get("experiment") == "kepler_solver",
                60, what="the slow experiment")
     r = bc(d, "cancel", job)
-    assert r.returncode == 0 and "cancelled" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 3 and "cancelled" in r.stdout, r.stdout + r.stderr
 
     r = bc(d, "results", "--staged", "--json")
     assert r.returncode == 0, r.stderr
@@ -99,7 +99,7 @@ def test_cancel_then_discard_deletes_the_staged_run(daemon_factory) -> None:
     run_id = d.job(job)["progress"]["run_id"]
     r = bc(d, "results", "--discard", run_id)     # the active job is working on it
     assert r.returncode == 5 and job in r.stderr, r.stderr
-    assert bc(d, "cancel", job).returncode == 0
+    assert bc(d, "cancel", job).returncode == 3
     assert (d.root / "results" / ".staging" / run_id / "gmst_era").is_dir()
 
     r = bc(d, "results", "--discard", run_id, "--json")

@@ -170,9 +170,9 @@ def test_users_cancel_their_own_not_others_admin_and_root_can(lab: Lab) -> None:
     # bob may not start one either while it runs: 409 naming alice's job
     status, body = lab.http(lab.bob, "POST", JOBS, {})
     assert status == 409 and job in body["error"]["message"]
-    # alice may (benchctl cancel: exit 0 once the job ended cancelled)
+    # alice may (benchctl cancel: exit 3, the job's outcome, once it ended cancelled)
     r = lab.benchctl(lab.alice, "cancel", job)
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
     assert "cancelled" in r.stdout
     final = d.job(job)
     assert final["status"] == "cancelled" and final["cancel_requested_by"] == lab.alice.uid
@@ -252,7 +252,7 @@ def test_benchctl_exec_as_the_user_with_debian_python(lab: Lab) -> None:
     r = bc(lab.bob, "cancel", rec["job_id"])
     assert r.returncode == 6, (r.returncode, r.stderr)
     r = bc(lab.alice, "cancel", rec["job_id"])
-    assert r.returncode == 0 and "cancelled" in r.stdout, (r.returncode, r.stderr)
+    assert r.returncode == 3 and "cancelled" in r.stdout, (r.returncode, r.stderr)
     assert lab.daemon.job(rec["job_id"])["cancel_requested_by"] == lab.alice.uid
 
 

@@ -16,6 +16,8 @@ FAKE_ORCHESTRATOR_SPEC (all keys optional; defaults: a short successful run):
   grandchild_tag: str   put this word in the grandchild's argv (a test finds it by it)
   exit_code: int        exit status at the end
   stderr_line: str      one line printed to stderr just before exiting
+  staging: bool         stage the run in <results-dir>/.staging/<run id>/ as the pipeline
+                        does (moved to <results-dir>/<run id> when published, else left)
 It is the real thing a test needs: a real process with a real pid, group, signals and output.
 """
 from __future__ import annotations
@@ -80,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake orchestrator pid {os.getpid()}: experiments={a.experiments} n={a.n} "
           f"seed={a.seed} perf_rounds={a.perf_rounds}", flush=True)
     emit = spec.get("progress", True)
+    staging_dir = a.results_dir / ".staging" / run_id
+    if spec.get("staging"):
+        staging_dir.mkdir(parents=True, exist_ok=True)
     total = len(experiments)
     if emit:
         progress.emit("start", run_id=run_id, k=1, total=total, experiment=experiments[0])
@@ -101,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     code = int(spec.get("exit_code", 0))
     if emit and code == 0:
         run_dir = a.results_dir / run_id
+        if staging_dir.is_dir():
+            os.rename(staging_dir, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         progress.emit("published", run_id=run_id, k=total, total=total,
                       run_dir=f"results/{run_id}")
