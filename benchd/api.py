@@ -19,10 +19,12 @@ from aiohttp import WSMsgType, web
 
 from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
-from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
+from benchd.errors import BenchdError, Forbidden, InvalidRequest, JobFinal, JobNotFound, RunNotFound
 from benchd.peercred import PeerCred, peer_cred
-from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
-                           JobConfig, JobList, JobRecord, LogMessage)
+from benchd.notifications.targets import redacted
+from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DeliveryInfo,
+                           DeliveryList, DoneMessage, Health, JobConfig, JobList, JobRecord,
+                           LogMessage, NotifyTarget, NotifyTestResult)
 from benchd.states import FINAL, JobState
 from pipeline import loader, staged
 from pipeline.schema import DiscardedRun, ExperimentInfo, RunDetail, RunList, StagedRunList
@@ -143,10 +145,18 @@ WS_MAX_LINE = 1 << 20   # a WebSocket follower never buffers more of an untermin
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
+    """Notification targets are checked here and kept (secrets included) by the notification
+    service before the job's first record is written; the record holds them without secrets."""
     config = await decode_body(request, JobConfig, optional=True) or JobConfig()
     _query(request, ())
+    ctx = _ctx(request)
     caller = _caller(request)
-    record = await _ctx(request).manager.start(config, caller.uid, caller.user)
+    targets = ctx.notifications.check(config.notify)
+    if config.notify is not None:
+        config = msgspec.structs.replace(config, notify=[redacted(t) for t in targets] or None)
+    record = await ctx.manager.start(
+        config, caller.uid, caller.user,
+        before_start=lambda rec: ctx.notifications.register_job(rec.job_id, targets))
     return json_response(record, 201,
                          {"Location": f"/api/benchmark/jobs/{record.job_id}"})
 
@@ -160,6 +170,67 @@ async def list_jobs(request: web.Request) -> web.StreamResponse:
 async def get_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
     return json_response(_ctx(request).manager.get(_job_id(request)))
+
+
+# --- notifications -----------------------------------------------------------------------
+
+DELIVERY_PARAMS = (Param("job", "string", "only this job's deliveries"),
+                   Param("status", "string", "pending, sent or dead"))
+
+
+async def add_job_target(request: web.Request) -> web.StreamResponse:
+    """Another notification target for a job of the caller's own (its later events only)."""
+    ctx = _ctx(request)
+    job_id = _job_id(request)
+    _query(request, ())
+    target = await decode_body(request, NotifyTarget, optional=False)
+    rec = ctx.manager.get(job_id)
+    caller = _caller(request)
+    if rec.status in FINAL:
+        raise JobFinal(f"job {job_id} is already {rec.status.value}: it has no events left to "
+                       f"notify about")
+    added = ctx.notifications.add_target(rec, caller.uid, target)
+    return json_response(redacted(added), 201)
+
+
+async def list_deliveries(request: web.Request) -> web.StreamResponse:
+    """The caller's jobs' deliveries (root and the admin group: everyone's), newest first."""
+    ctx = _ctx(request)
+    q = _query(request, DELIVERY_PARAMS)
+    state = q.get("status")
+    if state is not None and state not in ("pending", "sent", "dead"):
+        raise InvalidRequest(f"status: expected pending, sent or dead, got {state!r}")
+    job_id = q.get("job")
+    if job_id is not None and not JOB_ID_RE.fullmatch(job_id):
+        raise InvalidRequest(f"job: not a job id: {job_id[:40]!r}")
+    caller = _caller(request)
+    admin = await asyncio.to_thread(ctx.manager.is_admin, caller.uid)
+    owners = {} if admin else {r.job_id: r.requester_uid for r in ctx.manager.list_jobs()}
+    items = await asyncio.to_thread(
+        ctx.notifications.list, lambda d: admin or owners.get(d.job_id) == caller.uid, admin,
+        job_id, state)
+    return json_response(DeliveryList(deliveries=items))
+
+
+async def retry_delivery(request: web.Request) -> web.StreamResponse:
+    """Queue a dead-lettered delivery again: the job's owner, root or the admin group."""
+    ctx = _ctx(request)
+    _query(request, ())
+    delivery_id = request.match_info["delivery_id"]
+    _, d = ctx.notifications.find(delivery_id)
+    caller = _caller(request)
+    owner = ctx.manager.get(d.job_id).requester_uid if d.job_id != "-" else None
+    if caller.uid != owner and not await asyncio.to_thread(ctx.manager.is_admin, caller.uid):
+        raise Forbidden(f"delivery {delivery_id} is about another user's job; only they, root "
+                        f"or the admin group may retry it")
+    return json_response(ctx.notifications.retry(delivery_id))
+
+
+async def test_target(request: web.Request) -> web.StreamResponse:
+    """Send one test event to a target now and report what its receiver answered."""
+    _query(request, ())
+    target = await decode_body(request, NotifyTarget, optional=False)
+    return json_response(await _ctx(request).notifications.test(target))
 
 
 async def cancel_job(request: web.Request) -> web.StreamResponse:
@@ -439,6 +510,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs/ws", job_logs_ws,
              "WebSocket: log, cancelling and done messages (benchd.schema WsMessage)",
              {101: "switching protocols", 400: _E400, 404: _E404}, None, query=WS_PARAMS),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/notify", add_job_target,
+             "Add a notification target to one of your jobs (its later events)",
+             {201: "added (shown without its secret)", 400: _E400,
+              403: "another user's job", 404: _E404, 409: "job already final"},
+             NotifyTarget, body=NotifyTarget, body_required=True),
+    Endpoint("GET", "/api/notify/deliveries", list_deliveries,
+             "Notification deliveries of your jobs (all jobs for root/admin), newest first",
+             {200: "ok", 400: _E400}, DeliveryList, query=DELIVERY_PARAMS),
+    Endpoint("POST", "/api/notify/deliveries/{delivery_id}/retry", retry_delivery,
+             "Queue a dead-lettered delivery again",
+             {200: "queued", 400: "not dead", 403: "another user's job",
+              404: "no such delivery"}, DeliveryInfo),
+    Endpoint("POST", "/api/notify/test", test_target,
+             "Send a test event to a target now; returns the receiver's answer",
+             {200: "sent or not (see ok)", 400: _E400}, NotifyTestResult,
+             body=NotifyTarget, body_required=True),
     Endpoint("GET", "/api/results", list_results, "Published result runs, newest first",
              {200: "ok"}, RunList),
     Endpoint("GET", "/api/results/staged", list_staged_runs,

@@ -42,6 +42,15 @@ class NotCancellable(BenchdError):
     code, http_status = "not_cancellable", 409
 
 
+class DeliveryNotFound(BenchdError):
+    code, http_status = "delivery_not_found", 404
+
+
+class JobFinal(BenchdError):
+    """The job has ended: nothing left to add to it (e.g. a notification target)."""
+    code, http_status = "job_final", 409
+
+
 class RunInUse(BenchdError):
     """A staged run to resume is locked by an orchestrator right now."""
     code, http_status = "run_in_use", 409
@@ -69,5 +78,5 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
-                InsufficientStorage)
+                InsufficientStorage, DeliveryNotFound, JobFinal)
 }
