@@ -5,16 +5,16 @@ README table (a test checks the two agree). Stdlib only: imported on every call.
 """
 from __future__ import annotations
 
-from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
-                           InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
-                           RequestTimeout, RunInUse, RunNotFound)
+from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
+                           InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
+                           NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow: the job completed
 JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed)
 USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
-UNKNOWN_JOB = 4     # no such job (or results run), or no job to act on
+UNKNOWN_JOB = 4     # no such job, results run or delivery, or no job to act on
 BUSY = 5            # another job is running, or the run to resume/discard is in use (409)
 FORBIDDEN = 6       # someone else's job or run, and you are neither root nor in the admin group
 JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished while benchd was down)
@@ -31,12 +31,12 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (JOB_FAILED, "the job failed"),
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled (what a successful `cancel` exits with)"),
-    (UNKNOWN_JOB, "unknown job or results run, or no job to act on"),
+    (UNKNOWN_JOB, "unknown job, results run or notification delivery, or no job to act on"),
     (BUSY, ("busy: another job is running (the message names it), or the run to resume or "
             "discard is in use")),
     (FORBIDDEN, "forbidden: another user's job or staged run"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
-    (NOT_CANCELLABLE, "nothing to cancel: the job had already finished"),
+    (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about)"),
     (CANCEL_FAILED, "the daemon could not stop the job"),
     (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
     (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
@@ -54,6 +54,8 @@ _BY_ERROR_CODE: dict[str, int] = {
     Forbidden.code: FORBIDDEN,
     JobNotFound.code: UNKNOWN_JOB,
     RunNotFound.code: UNKNOWN_JOB,
+    DeliveryNotFound.code: UNKNOWN_JOB,
+    JobFinal.code: NOT_CANCELLABLE,
     Busy.code: BUSY,
     RunInUse.code: BUSY,
     NotCancellable.code: NOT_CANCELLABLE,

@@ -21,13 +21,15 @@ from aiohttp import WSMsgType, web
 
 from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
-from benchd.errors import (BenchdError, Busy, CancelFailed, Forbidden, InsufficientStorage,
-                           InvalidRequest, JobNotFound, NotCancellable, PayloadTooLarge,
-                           RequestTimeout, RunInUse, RunNotFound)
+from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
+                           InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
+                           NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
 from benchd.jobquery import JobQuery
 from benchd.peercred import PeerCred, peer_cred
-from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DoneMessage, Health,
-                           JobConfig, JobList, JobRecord, LogMessage)
+from benchd.notifications.targets import redacted
+from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DeliveryInfo,
+                           DeliveryList, DoneMessage, Health, JobConfig, JobList, JobRecord,
+                           LogMessage, NotifyTarget, NotifyTestResult)
 from benchd.states import FINAL, JobState
 from pipeline import loader, staged
 from pipeline.results import STAGING
@@ -178,10 +180,18 @@ WS_MAX_LINE = 1 << 20   # a WebSocket follower never buffers more of an untermin
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
+    """Notification targets are checked here and kept (secrets included) by the notification
+    service before the job's first record is written; the record holds them without secrets."""
     config = await decode_body(request, JobConfig, optional=True) or JobConfig()
     _query(request, ())
+    ctx = _ctx(request)
     caller = _caller(request)
-    record = await _ctx(request).manager.start(config, caller.uid, caller.user)
+    targets = ctx.notifications.check(config.notify)
+    if config.notify is not None:
+        config = msgspec.structs.replace(config, notify=[redacted(t) for t in targets] or None)
+    record = await ctx.manager.start(
+        config, caller.uid, caller.user,
+        before_start=lambda rec: ctx.notifications.register_job(rec.job_id, targets))
     return json_response(record, 201,
                          {"Location": f"/api/benchmark/jobs/{record.job_id}"})
 
@@ -232,6 +242,67 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
     ctx = _ctx(request)
     return json_response(_with_staged_run(ctx.manager.get(_job_id(request)), ctx.results_dir))
+
+
+# --- notifications -----------------------------------------------------------------------
+
+DELIVERY_PARAMS = (Param("job", "string", "only this job's deliveries"),
+                   Param("status", "string", "pending, sent or dead"))
+
+
+async def add_job_target(request: web.Request) -> web.StreamResponse:
+    """Another notification target for a job of the caller's own (its later events only)."""
+    ctx = _ctx(request)
+    job_id = _job_id(request)
+    _query(request, ())
+    target = await decode_body(request, NotifyTarget, optional=False)
+    rec = ctx.manager.get(job_id)
+    caller = _caller(request)
+    if rec.status in FINAL:
+        raise JobFinal(f"job {job_id} is already {rec.status.value}: it has no events left to "
+                       f"notify about")
+    added = ctx.notifications.add_target(rec, caller.uid, target)
+    return json_response(redacted(added), 201)
+
+
+async def list_deliveries(request: web.Request) -> web.StreamResponse:
+    """The caller's jobs' deliveries (root and the admin group: everyone's), newest first."""
+    ctx = _ctx(request)
+    q = _query(request, DELIVERY_PARAMS)
+    state = q.get("status")
+    if state is not None and state not in ("pending", "sent", "dead"):
+        raise InvalidRequest(f"status: expected pending, sent or dead, got {state!r}")
+    job_id = q.get("job")
+    if job_id is not None and not JOB_ID_RE.fullmatch(job_id):
+        raise InvalidRequest(f"job: not a job id: {job_id[:40]!r}")
+    caller = _caller(request)
+    admin = await asyncio.to_thread(ctx.manager.is_admin, caller.uid)
+    owners = {} if admin else {r.job_id: r.requester_uid for r in ctx.manager.list_jobs()}
+    items = await asyncio.to_thread(
+        ctx.notifications.list, lambda d: admin or owners.get(d.job_id) == caller.uid, admin,
+        job_id, state)
+    return json_response(DeliveryList(deliveries=items))
+
+
+async def retry_delivery(request: web.Request) -> web.StreamResponse:
+    """Queue a dead-lettered delivery again: the job's owner, root or the admin group."""
+    ctx = _ctx(request)
+    _query(request, ())
+    delivery_id = request.match_info["delivery_id"]
+    _, d = ctx.notifications.find(delivery_id)
+    caller = _caller(request)
+    owner = ctx.manager.get(d.job_id).requester_uid if d.job_id != "-" else None
+    if caller.uid != owner and not await asyncio.to_thread(ctx.manager.is_admin, caller.uid):
+        raise Forbidden(f"delivery {delivery_id} is about another user's job; only they, root "
+                        f"or the admin group may retry it")
+    return json_response(ctx.notifications.retry(delivery_id))
+
+
+async def test_target(request: web.Request) -> web.StreamResponse:
+    """Send one test event to a target now and report what its receiver answered."""
+    _query(request, ())
+    target = await decode_body(request, NotifyTarget, optional=False)
+    return json_response(await _ctx(request).notifications.test(target))
 
 
 async def cancel_job(request: web.Request) -> web.StreamResponse:
@@ -516,6 +587,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "WebSocket: log, cancelling and done messages (benchd.schema WsMessage)",
              {101: "switching protocols"}, (InvalidRequest, JobNotFound), None,
              query=WS_PARAMS),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/notify", add_job_target,
+             "Add a notification target to one of your jobs (its later events)",
+             {201: "added (shown without its secret)"},
+             (*_BODY, Forbidden, JobNotFound, JobFinal, InsufficientStorage),
+             NotifyTarget, body=NotifyTarget, body_required=True),
+    Endpoint("GET", "/api/notify/deliveries", list_deliveries,
+             "Notification deliveries of your jobs (all jobs for root/admin), newest first",
+             {200: "ok"}, (InvalidRequest,), DeliveryList, query=DELIVERY_PARAMS),
+    Endpoint("POST", "/api/notify/deliveries/{delivery_id}/retry", retry_delivery,
+             "Queue a dead-lettered delivery again",
+             {200: "queued"}, (InvalidRequest, Forbidden, DeliveryNotFound, JobNotFound,
+                               InsufficientStorage), DeliveryInfo),
+    Endpoint("POST", "/api/notify/test", test_target,
+             "Send a test event to a target now; returns the receiver's answer",
+             {200: "sent or not (see ok)"}, _BODY, NotifyTestResult,
+             body=NotifyTarget, body_required=True),
     Endpoint("GET", "/api/results", list_results,
              "Published result runs, newest first, one page (`next`: cursor of the next)",
              {200: "ok"}, (InvalidRequest,), RunList, query=RESULTS_PARAMS),

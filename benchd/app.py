@@ -28,6 +28,7 @@ from benchd.schema import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
+    from benchd.notifications.service import Notifications
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Context:
     socket_path: str
     version: str
     grace: float                      # daemon default seconds between SIGTERM and SIGKILL
+    notifications: Notifications      # webhooks and e-mail about jobs (benchd.notifications)
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S   # seconds a request body may take
     started_monotonic: float = field(default_factory=time.monotonic)
     experiments_cache: bytes | None = None

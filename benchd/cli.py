@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from benchd.defaults import (DEFAULT_CLIENT_TIMEOUT_S, DEFAULT_GRACE_S, ROOT_ENV, SOCKET_ENV,
-                             local_socket)
+from benchd.defaults import (DEFAULT_CLIENT_TIMEOUT_S, DEFAULT_GRACE_S, NOTIFY_CONFIG,
+                             ROOT_ENV, SOCKET_ENV, local_socket)
 
 log = logging.getLogger("benchd")
 
@@ -96,6 +96,12 @@ def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
     return argv
 
 
+def _hosts(value: str | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -125,13 +131,25 @@ def _argv_json(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--orchestrator", default=None, callback=_argv_json, hidden=True,
               envvar="BENCHD_ORCHESTRATOR",
               help="JSON argv prefix replacing `python -m pipeline` (tests).")
+@click.option("--notify-config", type=click.Path(dir_okay=False, path_type=Path),
+              default=str(NOTIFY_CONFIG), show_default=True, envvar="BENCHD_NOTIFY_CONFIG",
+              help="Notification settings (TOML): the SMTP server for mailto: targets and "
+                   "server-wide targets. A missing default file means none.")
+@click.option("--notify-allow-hosts", default=None, envvar="BENCHD_NOTIFY_ALLOW_HOSTS",
+              help="Comma-separated host names webhooks may be sent to [default: any].")
+@click.option("--notify-retry-base", type=click.FloatRange(min=0.01, max=3600.0), default=5.0,
+              show_default=True, envvar="BENCHD_NOTIFY_RETRY_BASE", hidden=True,
+              help="Seconds before the first retry of a failed delivery (doubles each time).")
+@click.option("--notify-give-up", type=click.FloatRange(min=0.1), default=24 * 3600.0,
+              show_default=True, envvar="BENCHD_NOTIFY_GIVE_UP", hidden=True,
+              help="Seconds after an event when its failed delivery is dead-lettered.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
 def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
          client_timeout: float, admin_group: str | None, on_stop: str,
-         orchestrator: list[str] | None,
-         log_level: str) -> None:
+         orchestrator: list[str] | None, notify_config: Path, notify_allow_hosts: str | None,
+         notify_retry_base: float, notify_give_up: float, log_level: str) -> None:
     """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
 
@@ -144,7 +162,10 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
     cfg = ServerConfig(root=root, socket_path=(socket_path or local_socket(root)).absolute(),
                        socket_mode=socket_mode, grace=grace, admin_group=admin_group,
                        on_stop=on_stop, orchestrator=orchestrator,
-                       access_log=log_level == "debug", client_timeout=client_timeout)
+                       access_log=log_level == "debug", client_timeout=client_timeout,
+                       notify_config=notify_config,
+                       notify_allow_hosts=_hosts(notify_allow_hosts),
+                       notify_retry_base=notify_retry_base, notify_give_up=notify_give_up)
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

@@ -49,6 +49,17 @@ class NotCancellable(BenchdError):
     summary = "the job is already final"
 
 
+class DeliveryNotFound(BenchdError):
+    code, http_status = "delivery_not_found", 404
+    summary = "unknown notification delivery"
+
+
+class JobFinal(BenchdError):
+    """The job has ended: nothing left to add to it (e.g. a notification target)."""
+    code, http_status = "job_final", 409
+    summary = "the job has ended: no events left to notify about"
+
+
 class RunInUse(BenchdError):
     """A staged run to resume is locked by an orchestrator right now."""
     code, http_status = "run_in_use", 409
@@ -81,5 +92,5 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
-                InsufficientStorage)
+                InsufficientStorage, DeliveryNotFound, JobFinal)
 }

@@ -110,7 +110,8 @@ class JobManager:
 
     def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
-                 on_change: Callable[[JobRecord], None] | None = None) -> None:
+                 on_change: Callable[[JobRecord], None] | None = None,
+                 on_transition: Callable[[JobRecord], None] | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
@@ -119,6 +120,7 @@ class JobManager:
         self.on_change = on_change
         self.store = Store(self.root)                  # creates the root if need be
         self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
+        self.on_transition = on_transition  # before a new state is written (notifications)
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
         self._index: dict[str, int] = {}         # job id -> position in _order (paging)
@@ -154,9 +156,12 @@ class JobManager:
         return self._jobs[self._live.job_id] if self._live else None
 
     # start -------------------------------------------------------------------------------
-    async def start(self, config: JobConfig, uid: int, user: str) -> JobRecord:
+    async def start(self, config: JobConfig, uid: int, user: str, *,
+                    before_start: Callable[[JobRecord], None] | None = None) -> JobRecord:
         """Validate, then run the orchestrator under a new supervisor. Returns the record once
-        the orchestrator runs (or the FAILED record if it could not be started)."""
+        the orchestrator runs (or the FAILED record if it could not be started).
+        `before_start(record)` runs once the job has its id, before anything is written; if it
+        raises, nothing is started or kept."""
         check_label(config.label)
         if config.resume is not None:
             tail = resume_argv(config, self.root / "results")
@@ -176,6 +181,8 @@ class JobManager:
             rec = JobRecord(job_id=job_id, status=JobState.STARTING, config=config,
                             requester_uid=uid, requester_name=user, created_at=utc_now(),
                             job_token=secrets.token_hex(16), root_id=self.root_id)
+            if before_start is not None:
+                before_start(rec)
             live = _Live(job_id, self.store.paths(job_id),
                          procs.JobMarks(job_id, rec.job_token, self.root_id))
             self._live = live
@@ -542,6 +549,11 @@ class JobManager:
             raise RuntimeError(f"job {rec.job_id}: {rec.status} -> {status} is not allowed")
         new = msgspec.structs.replace(rec, **fields)
         self._jobs[rec.job_id] = new
+        if self.on_transition is not None and new.status != rec.status:
+            try:  # before the write: a crash between the two derives the event again
+                self.on_transition(new)
+            except Exception:
+                log.exception("on_transition callback failed")
         self._persist(new)
         if new.status != rec.status:
             audit.transition(new)

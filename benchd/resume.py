@@ -11,7 +11,9 @@ from benchd.errors import InvalidRequest, RunInUse, RunNotFound
 from benchd.schema import JobConfig
 from pipeline.staged import find_staged
 
-_CONFIG_FIELDS = tuple(f for f in JobConfig.__struct_fields__ if f not in ("resume", "label"))
+# what a resumed run takes from its stored config; the rest (label, notify) is about the job
+_CONFIG_FIELDS = tuple(f for f in JobConfig.__struct_fields__
+                       if f not in ("resume", "label", "notify"))
 
 
 def resume_argv(config: JobConfig, results_dir: Path) -> list[str]:

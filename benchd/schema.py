@@ -32,6 +32,15 @@ def check_label(label: str | None) -> None:
                              f"characters or newlines), got {shown!r}")
 
 
+class NotifyTarget(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Where to tell about a job's events (benchd.notifications.targets checks the values).
+    `secret` (webhooks: Standard Webhooks `whsec_...`) is write-only: benchd keeps it in a
+    0600 file and never returns or logs it; records carry the target without it."""
+    url: str                              # https://..., http://..., mailto:user@host
+    on: list[str] | None = None           # event names or aliases; None = the final states
+    secret: str | None = None
+
+
 class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Body of POST /api/benchmark/jobs; every field optional (pipeline defaults apply).
     Value checks (names, ranges) live in pipeline.catalog.validate_config."""
@@ -43,6 +52,8 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     ci: bool = False
     resume: str | None = None   # a staged run id: finish it with its stored config (alone)
     label: str | None = None    # free text for people and filters (check_label), e.g. nightly
+    notify: list[NotifyTarget] | None = None  # per-job notification targets (secrets redacted
+                                              # in the record: see NotifyTarget)
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -120,6 +131,56 @@ class Health(msgspec.Struct):
     root: str
     socket: str
     active_job: JobRecord | None = None
+
+
+class Delivery(msgspec.Struct, omit_defaults=True):
+    """logs/notify/{pending,sent,dead}/<id>.json (0600: it holds the target's secret): one
+    event for one target, written before the first attempt. `id` is derived from (job, event,
+    target), so the same event is queued once however often it is derived (crash, restart)
+    and a receiver sees the same `webhook-id` on every retry."""
+    id: str
+    type: str                             # event type, e.g. "job.completed"
+    job_id: str
+    target: NotifyTarget
+    source: str                           # "job" (the job's own target) or "server"
+    body: str                             # the JSON body, byte for byte on every attempt
+    created_at: float                     # UNIX time (wall clock: survives restarts)
+    next_attempt_at: float
+    attempts: int = 0
+    last_error: str | None = None
+    delivered_at: float | None = None
+    subject: str | None = None            # e-mail subject
+    text: str | None = None               # e-mail body (plain text)
+    schema_version: int = SCHEMA_VERSION
+
+
+class DeliveryInfo(msgspec.Struct, omit_defaults=True):
+    """A Delivery as the API shows it: no secret, and a server-wide target's address only to
+    root and the admin group."""
+    id: str
+    type: str
+    job_id: str
+    target: str
+    source: str
+    status: str                           # pending, sent, dead
+    attempts: int
+    created_at: str
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+    last_error: str | None = None
+
+
+class DeliveryList(msgspec.Struct):
+    deliveries: list[DeliveryInfo]
+
+
+class NotifyTestResult(msgspec.Struct, omit_defaults=True):
+    """POST /api/notify/test: what the receiver answered to one test event."""
+    ok: bool
+    target: str
+    status: int | None = None             # HTTP status (webhooks) or SMTP reply code
+    answer: str | None = None             # the start of the receiver's answer
+    error: str | None = None              # why nothing was delivered
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):

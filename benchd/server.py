@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,6 +27,9 @@ from benchd.app import Context, make_app
 from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
+
+if TYPE_CHECKING:
+    from benchd.notifications.config import NotifyConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,10 @@ class ServerConfig:
     orchestrator: list[str] | None = None
     access_log: bool = False
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S
+    notify_config: Path | None = None       # notification settings (TOML); None = none
+    notify_allow_hosts: frozenset[str] | None = None
+    notify_retry_base: float = 5.0           # seconds before the first retry
+    notify_give_up: float = 24 * 3600.0      # dead-letter a delivery this long after its event
 
 
 def _make_private_dir(path: Path) -> None:
@@ -186,6 +194,7 @@ async def serve(cfg: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     admin_gid = _admin_gid(cfg.admin_group)  # option errors before anything is created
+    notify_cfg = _notify_config(cfg)
     lock_fd = lock_root(cfg.root)
     try:
         notifier = Notifier()
@@ -196,7 +205,7 @@ async def serve(cfg: ServerConfig) -> None:
         socket_name = sock.getsockname() or str(cfg.socket_path)
         socket_ino = os.stat(socket_name).st_ino if own_socket else None
         try:
-            await _run(cfg, sock, socket_name, own_socket, admin_gid, notifier, stop)
+            await _run(cfg, sock, socket_name, own_socket, admin_gid, notify_cfg, notifier, stop)
         finally:
             await notifier.stop_watchdog()
             if own_socket:
@@ -220,21 +229,36 @@ async def _remove_discarded(results_dir: Path) -> None:
             log.info("removed %d discarded run(s) a crash left in %s/.staging", n, results_dir)
 
 
+def _notify_config(cfg: ServerConfig) -> NotifyConfig:
+    from benchd.notifications.config import NotifyConfigError, load
+    try:
+        return load(cfg.notify_config, cfg.notify_allow_hosts)
+    except NotifyConfigError as e:
+        raise StartupError(str(e)) from None
+
+
 async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_socket: bool,
-               admin_gid: int | None, notifier: Notifier, stop: asyncio.Event) -> None:
+               admin_gid: int | None, notify_cfg: NotifyConfig, notifier: Notifier,
+               stop: asyncio.Event) -> None:
     """Reconcile, serve until `stop`, then stop serving and close the job layer."""
     from benchd.jobs import CANCEL_MARGIN_S, JobManager  # the job layer (it spawns things)
+    from benchd.notifications.service import Notifications
 
+    notifications = Notifications(cfg.root, notify_cfg, retry_base_s=cfg.notify_retry_base,
+                                  give_up_s=cfg.notify_give_up)
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
-                         admin_gid=admin_gid, on_change=on_change_status(notifier))
+                         admin_gid=admin_gid, on_change=on_change_status(notifier),
+                         on_transition=notifications.on_transition)
     runner: JsonErrorAppRunner | None = None
     closed = False
     try:
         notifier.status("reconciling jobs")
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
+        await notifications.start()
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
-                      version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout)
+                      version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout,
+                      notifications=notifications)
         runner = JsonErrorAppRunner(make_app(ctx), handle_signals=False,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                keepalive_timeout=cfg.client_timeout,
@@ -272,6 +296,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
             await manager.close(cancel_running=False)
         if runner is not None:
             await runner.cleanup()
+        await notifications.stop()
 
 
 def _unlink_if_ours(path: Path, ino: int | None) -> None:

@@ -9,10 +9,16 @@ no control characters. --wait shows nothing until the end. Both exit with the jo
 following; the job keeps running. Unset options take the pipeline's defaults.
 --resume RUN finishes a cancelled or interrupted run (`benchctl results --staged` lists them)
 with the configuration it was started with; only its missing experiments run.
+--notify TARGET (repeatable: https://..., http://..., mailto:user@host) tells TARGET about
+the job's events (--notify-on: begin, end, fail, all, or event names; default: the end);
+the [[notify]] targets of ~/.config/benchctl/config.toml are added to every run unless
+--no-notify-defaults. A webhook is signed with its secret from that file or
+$BENCHCTL_WEBHOOK_SECRET.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
@@ -43,6 +49,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", metavar="TEXT",
                    help="a label for the job (at most 64 printable characters), shown by "
                         "history and status and filtered on by `history --label`")
+    p.add_argument("--notify", action="append", metavar="TARGET",
+                   help="tell this webhook (https://...) or address (mailto:...) about the "
+                        "job; repeatable")
+    p.add_argument("--notify-on", metavar="EVENTS",
+                   help="which events for --notify targets: begin,end,fail,all or names "
+                        "such as completed,failed (default: end)")
+    p.add_argument("--no-notify-defaults", action="store_true",
+                   help="leave out the [[notify]] targets of ~/.config/benchctl/config.toml")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -56,6 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> dict[str, Any]:
     """The JobConfig body: only what was given (the daemon validates values)."""
+    notify = notify_targets(args)
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("experiments", "n", "seed", "perf_rounds",
                                                        "no_perf", "ci")
@@ -63,8 +78,10 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
         if given:
             raise CliError(f"--resume cannot be combined with {', '.join(given)}: a resumed "
                            f"run keeps the configuration it was started with", USAGE)
-        return {"resume": args.resume, **({"label": args.label} if args.label is not None else {})}
-    body: dict[str, Any] = {}
+        extra = {**({"label": args.label} if args.label is not None else {}),
+                 **({"notify": notify} if notify else {})}
+        return {"resume": args.resume, **extra}
+    body: dict[str, Any] = {"notify": notify} if notify else {}
     if args.experiments:
         names = [n.strip() for v in args.experiments for n in v.split(",")]
         body["experiments"] = names
@@ -78,6 +95,24 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.label is not None:
         body["label"] = args.label   # benchd checks it (length, printable)
     return body
+
+
+def notify_targets(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """--notify targets plus the user's defaults (the config file is read only if needed)."""
+    if args.notify_on and not args.notify:
+        raise CliError("--notify-on applies to --notify targets; give at least one", USAGE)
+    if not args.notify and args.no_notify_defaults:
+        return []
+    from benchctl import userconfig
+    if not args.notify and not os.path.exists(userconfig.path()):
+        return []
+    config = userconfig.load()
+    on = [w.strip() for w in args.notify_on.split(",")] if args.notify_on else None
+    explicit = [userconfig.target_for(url, on, config) for url in args.notify or ()]
+    urls = {t["url"] for t in explicit}
+    defaults = [] if args.no_notify_defaults else [
+        t for t in userconfig.default_targets(config) if t["url"] not in urls]
+    return defaults + explicit
 
 
 def _started_outcome(job: dict[str, Any]) -> int:

@@ -191,6 +191,29 @@ def test_users_cancel_their_own_not_others_admin_and_root_can(lab: Lab) -> None:
     assert status == 409 and body["error"]["code"] == "not_cancellable"
 
 
+def test_users_give_notification_targets_only_to_their_own_jobs(lab: Lab) -> None:
+    """bob cannot attach a target to alice's job (403), nor see her deliveries; alice can."""
+    from tests.support.receivers import new_secret
+    d = lab.daemon
+    status, rec = lab.http(lab.alice, "POST", JOBS, {})
+    assert status == 201
+    job = rec["job_id"]
+    target = {"url": "http://127.0.0.1:9/hook", "secret": new_secret(), "on": ["end"]}
+    status, body = lab.http(lab.bob, "POST", f"{JOBS}/{job}/notify", target)
+    assert status == 403 and body["error"]["code"] == "forbidden", body
+    assert lab.alice.name in body["error"]["message"]
+    status, body = lab.http(lab.alice, "POST", f"{JOBS}/{job}/notify", target)
+    assert status == 201 and body == {"url": target["url"], "on": ["end"]}, body
+    assert target["secret"] not in d.stderr_text()
+    d.post_json(f"{JOBS}/{job}/cancel")       # root ends it: the event goes to alice's target
+    status, body = lab.http(lab.bob, "GET", f"/api/notify/deliveries?job={job}")
+    assert status == 200 and body["deliveries"] == []
+    status, body = lab.http(lab.alice, "GET", f"/api/notify/deliveries?job={job}")
+    assert status == 200 and [x["type"] for x in body["deliveries"]] == ["job.cancelled"]
+    status, body = lab.http(lab.alice, "POST", f"{JOBS}/{job}/notify", target)
+    assert status == 409 and body["error"]["code"] == "job_final", body
+
+
 def test_two_users_racing_to_start_exactly_one_wins(lab: Lab) -> None:
     """Eight starts at once from two users: one 201, seven 409s naming the winner's job."""
     code = """

@@ -243,6 +243,16 @@ def test_units_verify_clean_and_security_score(booted: Container) -> None:
     live = ct.run("systemd-analyze", "security", "--no-pager", UNIT, check=False)
     m = re.search(r"Overall exposure level for benchd\.service: (\d+\.\d+)", live.stdout)
     assert m and float(m.group(1)) <= 2.5, live.stdout
+    closed = float(m.group(1))
+    # the notifications drop-in opens the network (webhooks, SMTP) and stays within 2.5
+    ct.run("cp", str(REPO / "systemd" / "benchd-notify.conf"),
+           f"{d}/benchd.service.d/20-notify.conf")
+    ct.systemctl("daemon-reload")
+    out = ct.run("systemd-analyze", "verify", f"{d}/benchd.service", check=False)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == "", (out.stdout, out.stderr)
+    net = ct.run("systemd-analyze", "security", "--no-pager", UNIT, check=False)
+    m = re.search(r"Overall exposure level for benchd\.service: (\d+\.\d+)", net.stdout)
+    assert m and closed < float(m.group(1)) <= 2.5, (closed, net.stdout)  # it did apply
 
 
 def test_real_pipeline_runs_inside_the_sandbox(booted: Container) -> None:
