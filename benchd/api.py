@@ -594,7 +594,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              NotifyTarget, body=NotifyTarget, body_required=True),
     Endpoint("GET", "/api/notify/deliveries", list_deliveries,
              "Notification deliveries of your jobs (all jobs for root/admin), newest first",
-             {200: "ok"}, (InvalidRequest,), DeliveryList, query=DELIVERY_PARAMS),
+             {200: "ok"}, (InvalidRequest, Forbidden), DeliveryList, query=DELIVERY_PARAMS),
     Endpoint("POST", "/api/notify/deliveries/{delivery_id}/retry", retry_delivery,
              "Queue a dead-lettered delivery again",
              {200: "queued"}, (InvalidRequest, Forbidden, DeliveryNotFound, JobNotFound,
