@@ -10,7 +10,8 @@ Each scenario runs a real benchd (tests/support/daemon.py) on a fresh temporary 
   stalled   200 connections that send half a request and stall: health latency meanwhile
   damage    restart with damaged job records among 1,000 good ones: time to ready, moved aside
   disk      logs/ or results/ on a small tmpfs filled by a job (root only): outcome, reason,
-            whether benchd is left busy
+            whether benchd is left busy; logs/ out of inodes while a job ends: its outcome
+            after benchd is killed (SIGKILL) and restarted
 Prints one table (scenario, figure, value, target/expectation). Exit 0 even when a figure
 misses its target: this reports, the tests in tests/hostile assert.
 """
@@ -206,9 +207,10 @@ def damage(base: Path) -> list[Row]:
             ("damage", "records listed / moved aside", f"{listed} / {moved}", "1000 / 6")]
 
 
-def _mount(path: Path, size: str) -> None:
+def _mount(path: Path, size: str, nr_inodes: int | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    opts = f"size={size}" + (f",nr_inodes={nr_inodes}" if nr_inodes else "")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], check=True)
 
 
 def _umount(path: Path) -> None:
@@ -245,6 +247,41 @@ def disk(base: Path) -> list[Row]:
     return rows
 
 
+def inodes(base: Path) -> list[Row]:
+    """A job completes while logs/ has no free inode (its final record cannot be written);
+    benchd is killed and restarted, still out of inodes, then after they are freed."""
+    d = Daemon(base / "disk-inodes")
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate))
+    logs = d.root / "logs"
+    _mount(logs, "8m", nr_inodes=64)
+    try:
+        d.start()
+        job = d.start_job()["job_id"]
+        filler = logs / "filler"
+        filler.mkdir()
+        try:
+            for i in range(1000):
+                (filler / str(i)).touch()
+        except OSError:
+            pass
+        gate.touch()
+        live = d.wait_job(job)["status"]
+        d.kill9()
+        d.start()
+        full = d.job(job)
+        d.kill9()
+        shutil.rmtree(filler)
+        d.start()
+        freed = d.job(job)
+    finally:
+        d.close()
+        _umount(logs)
+    return [("disk", "logs/ out of inodes during a job: outcome after kill -9 + restart",
+             f"{live} / {full['status']} (exit {full['exit_code']}) / {freed['status']}",
+             "completed (live / still full / freed)")]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=30.0, help="length of the load scenario")
@@ -255,7 +292,7 @@ def main() -> int:
     try:
         for name, fn in (("load", lambda: load(base, a.seconds)), ("fuzz", lambda: fuzz(base)),
                          ("stalled", lambda: stalled(base)), ("damage", lambda: damage(base)),
-                         ("disk", lambda: disk(base))):
+                         ("disk", lambda: disk(base) + inodes(base))):
             if name == "disk" and (a.skip_disk or os.geteuid() != 0):
                 rows.append(("disk", "skipped", "needs root (tmpfs mounts)", ""))
                 continue

@@ -10,6 +10,7 @@ describes the states, the files on disk and the process model.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -49,6 +50,7 @@ RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody 
 PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
 READ_CHUNK = 1 << 20
 MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
+MIN_FREE_INODES = 16         # ... or with fewer free inodes (log, record, side files, temps)
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
 
 
@@ -183,6 +185,7 @@ class JobManager:
                             job_token=secrets.token_hex(16), root_id=self.root_id)
             if before_start is not None:
                 before_start(rec)
+            self._save_first(rec)  # before anything exists: a refusal leaves no phantom job
             live = _Live(job_id, self.store.paths(job_id),
                          procs.JobMarks(job_id, rec.job_token, self.root_id))
             self._live = live
@@ -198,7 +201,7 @@ class JobManager:
 
     async def _launch(self, live: _Live, rec: JobRecord, argv: list[str]) -> None:
         try:
-            self._persist(rec)
+            self._announce(rec)
             await self._spawn(live, argv)
         except Exception as e:
             log.exception("job %s failed to start", live.job_id)
@@ -214,13 +217,31 @@ class JobManager:
 
     def _check_space(self) -> None:
         try:
-            free = shutil.disk_usage(self.store.logs_dir).free
+            st = os.statvfs(self.store.logs_dir)
         except OSError:
             return
+        free = st.f_bavail * st.f_frsize
         if free < MIN_FREE_BYTES:
             raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is full "
                                       f"({free} bytes free, need {MIN_FREE_BYTES}); no space "
                                       f"left for its log and records")
+        # f_files == 0: a filesystem without an inode limit (btrfs, ...)
+        if st.f_files and st.f_favail < MIN_FREE_INODES:
+            raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is out of "
+                                      f"inodes ({st.f_favail} free, need {MIN_FREE_INODES}); "
+                                      f"no space left for its log and records")
+
+    def _save_first(self, rec: JobRecord) -> None:
+        """Write a new job's first record, or refuse the job: one whose record cannot be
+        written would run with no trace on disk. ENOSPC/EDQUOT -> InsufficientStorage."""
+        try:
+            self.store.save(rec)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InsufficientStorage(
+                    f"cannot start a job: {self.store.logs_dir} is full (no space left on "
+                    f"device: {e.strerror}); its record could not be written") from None
+            raise
 
     def _check_idle(self) -> None:
         if self._live is not None:
@@ -428,8 +449,7 @@ class JobManager:
                     fields.update(cancel_requested_by=order.requester_uid,
                                   cancel_grace=order.grace)
         self._dirty.discard(job_id)
-        new = self._update(rec, **fields)
-        self.store.remove_aux(job_id)
+        new = self._update(rec, **fields)  # its side files go once this is on disk (_save)
         if live is not None:
             if self._live is live:
                 self._live = None
@@ -566,6 +586,10 @@ class JobManager:
         for job_id in list(self._unsaved):  # earlier failures first
             self._save(self._jobs[job_id])
         self._save(rec)
+        self._announce(rec)
+
+    def _announce(self, rec: JobRecord) -> None:
+        """Tell watchers and the on_change hook about a record now current in memory."""
         self._notify(rec)
         if self.on_change is not None:
             try:
@@ -574,6 +598,9 @@ class JobManager:
                 log.exception("on_change callback failed")
 
     def _save(self, rec: JobRecord) -> None:
+        """The one place records are written after start. A final record's supervisor files
+        (exit record, cancel order, lock, pid, reserve) are removed only here, once it is
+        durable: until then they are the outcome's only copy on disk, which a restart reads."""
         try:
             self.store.save(rec)
         except OSError as e:
@@ -584,6 +611,8 @@ class JobManager:
             self._unsaved.add(rec.job_id)
         else:
             self._unsaved.discard(rec.job_id)
+            if rec.status in FINAL:
+                self.store.remove_aux(rec.job_id)
 
     def _notify(self, rec: JobRecord) -> None:
         ev = self._changed.pop(rec.job_id, None)
@@ -598,7 +627,9 @@ class JobManager:
         records, lines, orphans = self.store.load_with_orphans()
         rebuilt = [r for r in map(self._rebuild_record, orphans) if r is not None]
         for rec in rebuilt:
-            self.store.save(rec)
+            # a full disk: kept in memory (_unsaved), written -- its damaged file moved aside
+            # first -- at the next change or at close, like any record the disk refused
+            self._save(rec)
             lines.append(f"job {rec.job_id}: record missing or damaged; rebuilt from its "
                          f"supervisor's files")
         if rebuilt:

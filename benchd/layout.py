@@ -8,6 +8,7 @@ Under <root>/logs:
   jobs/<id>.pid     SupervisorInfo (supervisor, once the orchestrator runs)
   jobs/<id>.cancel  CancelOrder (benchd, before it signals the supervisor)
   jobs/<id>.exit    ExitRecord (supervisor, when the job is over; benchd may be down)
+  jobs/<id>.reserve space the supervisor sets aside for the records of a job that fills logs/
   jobs/corrupt/     malformed records moved aside on load
 Only `<12 hex>.json` files are records.
 """
@@ -39,6 +40,8 @@ class JobPaths:
         self.info = jobs / f"{job_id}.pid"
         self.cancel = jobs / f"{job_id}.cancel"
         self.exit = jobs / f"{job_id}.exit"
+        self.reserve = jobs / f"{job_id}.reserve"
 
     def aux(self) -> tuple[Path, ...]:
-        return (self.lock, self.info, self.cancel, self.exit)
+        """The supervisor's side files: removed only once a final record is durable."""
+        return (self.lock, self.info, self.cancel, self.exit, self.reserve)

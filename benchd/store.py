@@ -43,13 +43,25 @@ class Store:
         self.jobs_dir = self.logs_dir / "jobs"
         self.corrupt_dir = self.jobs_dir / "corrupt"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # damaged records the disk (full) would not let us move aside: job id -> why; moved
+        # before anything is saved in their place, so a rebuilt record never overwrites one
+        self._aside_pending: dict[str, str] = {}
 
     def paths(self, job_id: str) -> JobPaths:
         return JobPaths(self.root, job_id)
 
     # records -------------------------------------------------------------------------
     def save(self, rec: JobRecord) -> None:
-        write_bytes_atomic(self.paths(rec.job_id).record, msgspec.json.encode(rec))
+        """Write the record atomically and durably. OSError (e.g. ENOSPC): nothing changed."""
+        path = self.paths(rec.job_id).record
+        why = self._aside_pending.get(rec.job_id)
+        if why is not None:  # the damaged file first: it must not be replaced unseen
+            try:
+                self._move_aside(path, why)
+            except FileNotFoundError:
+                pass  # someone removed it meanwhile: nothing left to keep
+            del self._aside_pending[rec.job_id]
+        write_bytes_atomic(path, msgspec.json.encode(rec))
 
     def load_all(self) -> tuple[list[JobRecord], list[str]]:
         """Every record on disk, oldest first, plus one warning per file moved aside (malformed,
@@ -80,7 +92,13 @@ class Store:
                 if rec.job_id != stem:
                     raise ValueError(f"record names job {rec.job_id!r}")
             except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
-                warnings.append(self._move_aside(Path(path), str(e)))
+                try:
+                    warnings.append(self._move_aside(Path(path), str(e)))
+                except OSError as err:  # a full disk: keep serving, move it when there is room
+                    self._aside_pending[stem] = str(e)
+                    warnings.append(f"malformed job record {name} ({e}) left in place: cannot "
+                                    f"move it to {self.corrupt_dir} ({err.strerror or err}); "
+                                    f"moved before its job's record is next written")
                 continue
             records.append(rec)
         records.sort(key=lambda r: (r.created_at, r.job_id))
@@ -92,6 +110,7 @@ class Store:
         return records, warnings, sorted({stem for stem, _ in aux} - known)
 
     def _move_aside(self, path: Path, why: str) -> str:
+        """Move a damaged record into corrupt/. OSError (ENOSPC, ...): it stays in place."""
         self.corrupt_dir.mkdir(exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         dest = self.corrupt_dir / f"{path.name}.{stamp}"
@@ -121,7 +140,8 @@ class Store:
                            durable=False)
 
     def remove_aux(self, job_id: str) -> None:
-        """Drop a finalized job's supervisor files (its record now holds the outcome)."""
+        """Drop a finalized job's supervisor files. Call only once its final record is durable
+        on disk: until then the exit record (and cancel order) are the outcome's only copy."""
         for p in self.paths(job_id).aux():
             _unlink(p)
 

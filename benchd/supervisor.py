@@ -197,7 +197,7 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         signal.signal(sig, lambda *_: None)
 
     log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    reserve = paths.lock.with_suffix(".reserve")
+    reserve = paths.reserve
     _reserve(reserve)
     job = _Job(job_id, default_grace, log_fd)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{procs.JOB_ENV: job_id})

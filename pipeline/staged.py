@@ -21,6 +21,9 @@ from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
 log = logging.getLogger(__name__)
 
 DISCARDED_PREFIX = ".discarded-"  # a discarded run on its way out (hidden: never listed)
+ABANDONED_REASON = ("its orchestrator is gone without recording why (killed, or its benchd "
+                    "job ended unknown or failed): the manifest still said running, but no "
+                    "process holds the run's lock")
 
 
 class NotStaged(LookupError):
@@ -35,8 +38,11 @@ class StagedRunInUse(RuntimeError):
     """An orchestrator holds the run's lock: it is running, resuming or publishing it."""
 
 
-def summarize(run_path: Path) -> schema.StagedRunSummary | None:
-    """The staged run at run_path, or None (with a warning) if its manifest is unreadable."""
+def summarize(run_path: Path, *, locked_here: bool = False) -> schema.StagedRunSummary | None:
+    """The staged run at run_path, or None (with a warning) if its manifest is unreadable.
+    A manifest that says running while no orchestrator holds the run's lock (`locked_here`:
+    only the caller does) is reported interrupted: its orchestrator died (SIGKILL, a lost
+    machine) before it could say so, and every reader must see that, not a live run."""
     try:
         m = msgspec.json.decode((run_path / MANIFEST).read_bytes(), type=schema.Manifest)
     except FileNotFoundError:
@@ -44,10 +50,13 @@ def summarize(run_path: Path) -> schema.StagedRunSummary | None:
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         log.warning("skipping staged run %s: unreadable manifest: %s", run_path, e)
         return None
-    in_use = lock_is_held(run_path / LOCK)
+    in_use = not locked_here and lock_is_held(run_path / LOCK)
+    status, reason = m.status, m.reason
+    if status == schema.RUN_RUNNING and not in_use:
+        status, reason = schema.RUN_INTERRUPTED, ABANDONED_REASON
     return schema.StagedRunSummary(
-        run_id=run_path.name, status=m.status, created_at=m.created_at, updated_at=m.updated_at,
-        reason=m.reason, experiments=list(m.config.experiments),
+        run_id=run_path.name, status=status, created_at=m.created_at, updated_at=m.updated_at,
+        reason=reason, experiments=list(m.config.experiments),
         done=[e for e in m.config.experiments if e in m.experiments], n=m.config.n,
         seed=m.config.seed, in_use=in_use,
         resumable=not in_use and m.status != schema.RUN_COMPLETE)
@@ -110,9 +119,9 @@ def discard_staged(results_dir: Path, run_id: str) -> schema.StagedRunSummary | 
         raise NotStaged(f"no staged run {run_id} (discarded or published a moment ago)") \
             from None
     try:
-        summary = summarize(path)   # seen as in use: it is, by us, for this instant
+        summary = summarize(path, locked_here=True)
         if summary is not None:
-            summary = msgspec.structs.replace(summary, in_use=False, resumable=False)
+            summary = msgspec.structs.replace(summary, resumable=False)
         trash = staging / f"{DISCARDED_PREFIX}{run_id}-{os.getpid()}-{os.urandom(4).hex()}"
         os.rename(path, trash)
         fsync_dir(staging)

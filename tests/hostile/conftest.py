@@ -22,16 +22,18 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[[Path, str], Path]]:
-    """mount(path, size) -> path: a tmpfs of `size` (e.g. "2m") mounted on `path` (created);
-    unmounted (lazily if still busy) in teardown."""
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """mount(path, size, nr_inodes=None) -> path: a tmpfs of `size` (e.g. "2m"), and at most
+    `nr_inodes` inodes if given, mounted on `path` (created); unmounted (lazily if still
+    busy) in teardown."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     mounted: list[Path] = []
 
-    def mount(path: Path, size: str) -> Path:
+    def mount(path: Path, size: str, nr_inodes: int | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
-        r = _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)])
+        opts = f"size={size},mode=0755" + (f",nr_inodes={nr_inodes}" if nr_inodes else "")
+        r = _run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)])
         if r.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
         mounted.append(path)

@@ -37,13 +37,14 @@ def test_running_then_interrupted_then_resumed(tmp_path: Path) -> None:
     assert staged.find_staged(tmp_path, run.run_id) is None
 
 
-def test_a_killed_orchestrator_leaves_a_resumable_running_run(tmp_path: Path) -> None:
+def test_a_killed_orchestrator_leaves_a_resumable_interrupted_run(tmp_path: Path) -> None:
     with pr.Pipeline(ARGS, tmp_path, pr.toy_env(TOY_SLOW_SECONDS="120")) as p:
         p.wait_progress(lambda e: e.get("adapter") == "toy_slow")
         os.killpg(p.pgid, signal.SIGKILL)               # no chance to mark anything
         p.wait(30)
     [run] = staged.list_staged(tmp_path)
-    assert (run.status, run.in_use, run.resumable) == (schema.RUN_RUNNING, False, True)
+    assert (run.status, run.in_use, run.resumable) == (schema.RUN_INTERRUPTED, False, True)
+    assert run.reason == staged.ABANDONED_REASON     # the manifest says running: nobody is
 
 
 def test_unreadable_and_foreign_entries_are_skipped(tmp_path: Path) -> None:
