@@ -14,24 +14,18 @@ from benchd.layout import JobPaths, utc_from_timestamp, utc_now
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobRecord, SupervisorInfo
 from benchd.states import FINAL
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.smallfile import MiB, UnreadableFile, describe_mode, read_small_file
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JobPaths", "Store", "utc_from_timestamp", "utc_now"]
 _T = TypeVar("_T")
 
-
-def _read_struct(path: Path, typ: type[_T]) -> _T | None:
-    """Decode `path` as `typ`; None when missing; malformed -> None with a warning."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    try:
-        return msgspec.json.decode(data, type=typ)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        log.warning("ignoring malformed %s: %s", path, e)
-        return None
+# Every file under logs/jobs/ is read through read_small_file with this cap. Records are a
+# few KB; at worst ~150 KB (six progress strings of at most benchd.jobs.PROGRESS_FIELD_MAX
+# characters, 6 bytes each when JSON-escaped, plus a config from a body of at most 64 KiB).
+# 1 MiB leaves a wide margin over that, yet reading one is instant. Larger means damaged.
+STATE_MAX_BYTES = 1 * MiB
 
 
 class Store:
@@ -66,21 +60,28 @@ class Store:
         aux: list[tuple[str, str]] = []
         decoder = msgspec.json.Decoder(JobRecord)
         with os.scandir(self.jobs_dir) as it:
-            entries = [(e.name, e.path) for e in it if e.is_file(follow_symlinks=False)]
-        for name, path in entries:
+            entries = [(e.name, e.path, e.is_file(follow_symlinks=False)) for e in it]
+        for name, path, regular in entries:
             stem, dot, suffix = name.partition(".")
             if not JOB_ID_RE.fullmatch(stem) or not dot:
+                continue
+            if not regular:  # a directory, symlink, FIFO... where a job file belongs
+                why = _what_is(path)
+                if why is not None:
+                    warnings.append(self._move_aside(Path(path), why))
                 continue
             if suffix != "json":
                 aux.append((stem, path))
                 continue
             try:
-                with open(path, "rb") as f:
-                    rec = decoder.decode(f.read())
+                rec = decoder.decode(read_small_file(path, STATE_MAX_BYTES))
                 if rec.job_id != stem:
                     raise ValueError(f"record names job {rec.job_id!r}")
-            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
-                warnings.append(self._move_aside(Path(path), str(e)))
+            except FileNotFoundError:
+                continue
+            except (UnreadableFile, msgspec.DecodeError, msgspec.ValidationError,
+                    ValueError) as e:
+                warnings.append(self._move_aside(Path(path), getattr(e, "why", None) or str(e)))
                 continue
             records.append(rec)
         records.sort(key=lambda r: (r.created_at, r.job_id))
@@ -88,30 +89,62 @@ class Store:
         known = {r.job_id for r in records}
         for stem, path in aux:
             if stem in final:  # a finalized job's leftovers (benchd stopped before cleanup)
-                _unlink(Path(path))
+                self._unlink(Path(path))
         return records, warnings, sorted({stem for stem, _ in aux} - known)
 
     def _move_aside(self, path: Path, why: str) -> str:
+        """Keep a damaged job file for a person to look at, out of benchd's way; the warning
+        (also logged) names it and why. Someone else moving it first is not an error."""
         self.corrupt_dir.mkdir(exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         dest = self.corrupt_dir / f"{path.name}.{stamp}"
-        os.replace(path, dest)
-        msg = f"malformed job record {path.name} moved to {dest} ({why})"
+        what = "malformed job record" if path.suffix == ".json" else "damaged job file"
+        try:
+            os.replace(path, dest)
+        except FileNotFoundError:
+            msg = f"{what} {path.name} ({why}) vanished before it could be moved aside"
+        else:
+            msg = f"{what} {path.name} moved to {dest} ({why})"
         log.warning("%s", msg)
         return msg
 
+    def _read_struct(self, path: Path, typ: type[_T]) -> _T | None:
+        """Decode `path` as `typ`; None when missing; malformed -> None with a warning; not a
+        regular file of at most STATE_MAX_BYTES -> moved aside, None."""
+        try:
+            data = read_small_file(path, STATE_MAX_BYTES)
+        except FileNotFoundError:
+            return None
+        except UnreadableFile as e:
+            self._move_aside(path, e.why)
+            return None
+        try:
+            return msgspec.json.decode(data, type=typ)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.warning("ignoring malformed %s: %s", path, e)
+            return None
+
+    def _unlink(self, path: Path) -> None:
+        """Remove a job file; one that cannot be unlinked (a directory) is moved aside."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:
+            self._move_aside(path, "a directory")
+
     # supervisor side files -----------------------------------------------------------
     def read_exit(self, job_id: str) -> ExitRecord | None:
-        return _read_struct(self.paths(job_id).exit, ExitRecord)
+        return self._read_struct(self.paths(job_id).exit, ExitRecord)
 
     def write_exit(self, rec: ExitRecord) -> None:
         write_bytes_atomic(self.paths(rec.job_id).exit, msgspec.json.encode(rec))
 
     def read_info(self, job_id: str) -> SupervisorInfo | None:
-        return _read_struct(self.paths(job_id).info, SupervisorInfo)
+        return self._read_struct(self.paths(job_id).info, SupervisorInfo)
 
     def read_cancel(self, job_id: str) -> CancelOrder | None:
-        return _read_struct(self.paths(job_id).cancel, CancelOrder)
+        return self._read_struct(self.paths(job_id).cancel, CancelOrder)
 
     def write_cancel(self, job_id: str, order: CancelOrder) -> None:
         """Atomic (the supervisor never reads a torn order) but not fsynced: the order only
@@ -123,12 +156,12 @@ class Store:
     def remove_aux(self, job_id: str) -> None:
         """Drop a finalized job's supervisor files (its record now holds the outcome)."""
         for p in self.paths(job_id).aux():
-            _unlink(p)
+            self._unlink(p)
 
 
-def _unlink(path: Path) -> None:
+def _what_is(path: str) -> str | None:
+    """What a non-regular directory entry is ("a directory", ...); None once it is gone."""
     try:
-        path.unlink()
+        return describe_mode(os.lstat(path).st_mode)
     except FileNotFoundError:
-        pass
-
+        return None
