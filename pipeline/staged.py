@@ -16,7 +16,7 @@ import msgspec
 from pipeline import schema
 from pipeline.lockprobe import lock_is_held
 from pipeline.atomicio import fsync_dir
-from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
+from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class StagedRunInUse(RuntimeError):
 def summarize(run_path: Path) -> schema.StagedRunSummary | None:
     """The staged run at run_path, or None (with a warning) if its manifest is unreadable."""
     try:
-        m = msgspec.json.decode((run_path / MANIFEST).read_bytes(), type=schema.Manifest)
+        m = read_manifest(run_path / MANIFEST)
     except FileNotFoundError:
         return None     # claimed a moment ago, or released: nothing written yet
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
