@@ -1,5 +1,7 @@
 """Job files on disk: atomic writes of records and supervisor side files, and loading the
-history (malformed records moved aside). The layout is in benchd.layout."""
+history (damaged files moved aside). Every job file is read through
+pipeline.smallfile.read_small_file (bounded, no symlinks, no FIFOs). The layout is in
+benchd.layout."""
 from __future__ import annotations
 
 import datetime as dt
@@ -46,8 +48,10 @@ class Store:
         write_bytes_atomic(self.paths(rec.job_id).record, msgspec.json.encode(rec))
 
     def load_all(self) -> tuple[list[JobRecord], list[str]]:
-        """Every record on disk, oldest first, plus one warning per file moved aside (malformed,
-        empty, truncated, or naming another job) and per stale auxiliary file removed."""
+        """Every record on disk, oldest first, plus one warning per file moved aside: a record
+        malformed, empty, truncated or naming another job, and any job file (record or side
+        file) that is not a regular file of at most STATE_MAX_BYTES (a directory, a symlink,
+        a FIFO, a huge file)."""
         records, warnings, _ = self.load_with_orphans()
         return records, warnings
 
@@ -79,9 +83,11 @@ class Store:
                     raise ValueError(f"record names job {rec.job_id!r}")
             except FileNotFoundError:
                 continue
-            except (UnreadableFile, msgspec.DecodeError, msgspec.ValidationError,
-                    ValueError) as e:
-                warnings.append(self._move_aside(Path(path), getattr(e, "why", None) or str(e)))
+            except UnreadableFile as e:
+                warnings.append(self._move_aside(Path(path), e.why))
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+                warnings.append(self._move_aside(Path(path), str(e)))
                 continue
             records.append(rec)
         records.sort(key=lambda r: (r.created_at, r.job_id))
