@@ -45,7 +45,7 @@ class Store:
 
     # records -------------------------------------------------------------------------
     def save(self, rec: JobRecord) -> None:
-        write_bytes_atomic(self.paths(rec.job_id).record, msgspec.json.encode(rec))
+        self._write(self.paths(rec.job_id).record, msgspec.json.encode(rec))
 
     def load_all(self) -> tuple[list[JobRecord], list[str]]:
         """Every record on disk, oldest first, plus one warning per file moved aside: a record
@@ -130,6 +130,15 @@ class Store:
             log.warning("ignoring malformed %s: %s", path, e)
             return None
 
+    def _write(self, path: Path, data: bytes, *, durable: bool = True) -> None:
+        """write_bytes_atomic; a directory in the way (the rename cannot replace it, and
+        nothing of ours is one) is moved aside first, so the job's outcome is not lost."""
+        try:
+            write_bytes_atomic(path, data, durable=durable)
+        except IsADirectoryError:
+            self._move_aside(path, "a directory")
+            write_bytes_atomic(path, data, durable=durable)
+
     def _unlink(self, path: Path) -> None:
         """Remove a job file; one that cannot be unlinked (a directory) is moved aside."""
         try:
@@ -144,7 +153,7 @@ class Store:
         return self._read_struct(self.paths(job_id).exit, ExitRecord)
 
     def write_exit(self, rec: ExitRecord) -> None:
-        write_bytes_atomic(self.paths(rec.job_id).exit, msgspec.json.encode(rec))
+        self._write(self.paths(rec.job_id).exit, msgspec.json.encode(rec))
 
     def read_info(self, job_id: str) -> SupervisorInfo | None:
         return self._read_struct(self.paths(job_id).info, SupervisorInfo)
@@ -156,8 +165,7 @@ class Store:
         """Atomic (the supervisor never reads a torn order) but not fsynced: the order only
         matters while the job's processes live, and none of them outlive a machine crash.
         Skipping the two fsyncs keeps them off the cancel latency path."""
-        write_bytes_atomic(self.paths(job_id).cancel, msgspec.json.encode(order),
-                           durable=False)
+        self._write(self.paths(job_id).cancel, msgspec.json.encode(order), durable=False)
 
     def remove_aux(self, job_id: str) -> None:
         """Drop a finalized job's supervisor files (its record now holds the outcome)."""

@@ -245,6 +245,26 @@ def test_the_supervisor_ignores_a_cancel_order_that_is_a_fifo(daemon_factory) ->
     assert d.wait_job(job_id)["status"] == "cancelled"
 
 
+def test_an_exit_record_path_made_a_directory_during_the_job_does_not_lose_its_outcome(
+        daemon_factory) -> None:
+    """While a job runs, a directory appears where its supervisor will write the exit record
+    (a rename cannot replace it): the supervisor moves it aside and writes the record, and
+    the job ends with its true exit status rather than `unknown`."""
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate), lines=1, exit_code=3)
+    job_id = d.start_job()["job_id"]
+    d.wait_job(job_id, ("running",))
+    exit_path = d.root / "logs" / "jobs" / f"{job_id}.exit"
+    exit_path.mkdir()
+    gate.touch()
+    rec = d.wait_job(job_id)
+    assert rec["status"] == "failed" and rec["exit_code"] == 3, rec
+    assert not os.path.lexists(exit_path)
+    assert [p.is_dir() for p in (exit_path.parent / "corrupt").iterdir()
+            if p.name.startswith(f"{job_id}.exit.")] == [True]
+
+
 class Follower:
     """A raw HTTP follower whose progress the test can see (to delete the log only after it
     has read some of it)."""
