@@ -8,7 +8,8 @@ Each scenario runs a real benchd (tests/support/daemon.py) on a fresh temporary 
             for --seconds; client-side latency, errors, followers byte-exact, daemon RSS
   fuzz      random malformed bodies, ids, paths and queries (fixed seed): answers by class
   stalled   200 connections that send half a request and stall: health latency meanwhile
-  damage    restart with damaged job records among 1,000 good ones: time to ready, moved aside
+  damage    restart with damaged job records among 1,000 good ones: time to ready, moved aside;
+            the same with a 1 TiB and a 3 GiB sparse record, a FIFO and a /dev/zero link
   disk      logs/ or results/ on a small tmpfs filled by a job (root only): outcome, reason,
             whether benchd is left busy; logs/ out of inodes while a job ends: its outcome
             after benchd is killed (SIGKILL) and restarted
@@ -180,31 +181,54 @@ def _connect(s: socket.socket, path: Path, timeout: float = 10.0) -> None:
             time.sleep(0.001)
 
 
-def damage(base: Path) -> list[Row]:
-    d = Daemon(base / "damage")
-    store = Store(d.root)
-    for i in range(1000):
+def _good_records(store: Store, n: int) -> None:
+    for i in range(n):
         store.save(JobRecord(job_id=f"{i:012x}", status=JobState.COMPLETED, config=JobConfig(),
                              requester_uid=0, requester_name="root",
                              created_at=f"2026-01-01T00:00:{i % 60:02d}.000+00:00",
                              finished_at="2026-01-01T01:00:00.000+00:00", exit_code=0))
+
+
+def _restart_figures(d: Daemon) -> tuple[float, int, int]:
+    """Time from start to ready, records listed, files moved aside."""
+    try:
+        t0 = time.monotonic()
+        d.start()
+        ready = time.monotonic() - t0
+        listed = len(d.get(JOBS).json()["jobs"])
+        moved = len(list((d.root / "logs" / "jobs" / "corrupt").iterdir()))
+    finally:
+        d.close()
+    return ready, listed, moved
+
+
+def damage(base: Path) -> list[Row]:
+    d = Daemon(base / "damage")
+    _good_records(Store(d.root), 1000)
     jobs = d.root / "logs" / "jobs"
     bad = {"truncated": b'{"job_id": "aaaaaaaaaa01", "sta', "empty": b"",
            "garbage": os.urandom(200), "zeros": b"\0" * 4096, "wrong type": b"[]",
            "not a record": b'{"x": 1}'}
     for i, data in enumerate(bad.values()):
         (jobs / f"aaaaaaaaaa{i:02x}.json").write_bytes(data)
-    try:
-        t0 = time.monotonic()
-        d.start()
-        ready = time.monotonic() - t0
-        listed = len(d.get(JOBS).json()["jobs"])
-        moved = len(list((jobs / "corrupt").iterdir()))
-    finally:
-        d.close()
+    ready, listed, moved = _restart_figures(d)
+    # records that are not small regular files (sparse: no disk used)
+    h = Daemon(base / "damage-huge")
+    _good_records(Store(h.root), 1000)
+    hjobs = h.root / "logs" / "jobs"
+    for name, size in (("bbbbbbbbbb01.json", 1 << 40), ("bbbbbbbbbb02.json", 3 << 30)):
+        with open(hjobs / name, "wb") as f:
+            f.truncate(size)
+    os.mkfifo(hjobs / "bbbbbbbbbb03.json")
+    (hjobs / "bbbbbbbbbb04.json").symlink_to("/dev/zero")
+    h_ready, h_listed, h_moved = _restart_figures(h)
     return [("damage", "restart to ready (1,000 records + 6 damaged)", f"{ready * 1e3:.0f} ms",
              "starts, serves"),
-            ("damage", "records listed / moved aside", f"{listed} / {moved}", "1000 / 6")]
+            ("damage", "records listed / moved aside", f"{listed} / {moved}", "1000 / 6"),
+            ("damage", "restart to ready (1,000 + 1 TiB, 3 GiB sparse, FIFO, /dev/zero link)",
+             f"{h_ready * 1e3:.0f} ms", "starts, serves"),
+            ("damage", "records listed / moved aside (huge, FIFO, link)",
+             f"{h_listed} / {h_moved}", "1000 / 4")]
 
 
 def _mount(path: Path, size: str, nr_inodes: int | None = None) -> None:

@@ -49,6 +49,8 @@ GRACE_MAX_S = 3600.0
 RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
 PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
 READ_CHUNK = 1 << 20
+PROGRESS_FIELD_MAX = 4096    # characters; a longer progress string is ignored, so that a
+                             # record stays far below benchd.store.STATE_MAX_BYTES
 MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
 MIN_FREE_INODES = 16         # ... or with fewer free inodes (log, record, side files, temps)
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
@@ -369,7 +371,7 @@ class JobManager:
                                 seed=_opt_int(o.get("seed"), prog.seed))
             except (TypeError, ValueError):
                 continue
-            if o.get("phase") == "published" and isinstance(o.get("run_dir"), str):
+            if o.get("phase") == "published" and _opt_str(o.get("run_dir")) is not None:
                 run_dir = o["run_dir"]
         if prog == rec.progress and run_dir == rec.run_dir:
             return
@@ -881,4 +883,4 @@ def _opt_int(value: object, default: int | None) -> int | None:
 
 
 def _opt_str(v: object) -> str | None:
-    return v if isinstance(v, str) else None
+    return v if isinstance(v, str) and len(v) <= PROGRESS_FIELD_MAX else None

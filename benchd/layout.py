@@ -9,7 +9,7 @@ Under <root>/logs:
   jobs/<id>.cancel  CancelOrder (benchd, before it signals the supervisor)
   jobs/<id>.exit    ExitRecord (supervisor, when the job is over; benchd may be down)
   jobs/<id>.reserve space the supervisor sets aside for the records of a job that fills logs/
-  jobs/corrupt/     malformed records moved aside on load
+  jobs/corrupt/     damaged job files moved aside (malformed, or not a small regular file)
 Only `<12 hex>.json` files are records.
 """
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Reads both layouts (README "Results layout"): `YYYY-MM-DD_HH-MM-SS[_NN]/` runs with a
 manifest, and older `YYYY-MM-DD/<experiment>/<library>.json` runs (schema.LegacyRecord).
-Staging (`.staging/`) and unpublished runs are never listed. A malformed file is skipped with a
+Staging (`.staging/`) and unpublished runs are never listed. A malformed file (or one that is
+not a regular file of at most results.MAX_FILE_BYTES: pipeline.smallfile) is skipped with a
 logged warning (and, for load_run, listed in RunDetail.warnings): one bad file must not hide
 every other run. Cheap to import: msgspec and stdlib only.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 import msgspec
 
 from pipeline import schema
-from pipeline.results import LEGACY_RUN_ID_RE, MANIFEST, RUN_ID_RE, SUMMARY
+from pipeline.results import LEGACY_RUN_ID_RE, MANIFEST, MAX_FILE_BYTES, RUN_ID_RE, SUMMARY
+from pipeline.smallfile import read_small_file
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ def is_run_id(name: str) -> bool:
 
 def _decode(path: Path, typ: type, warnings: list[str] | None = None):  # type: ignore[no-untyped-def]
     try:
-        return msgspec.json.decode(path.read_bytes(), type=typ)
+        return msgspec.json.decode(read_small_file(path, MAX_FILE_BYTES), type=typ)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         msg = f"skipping malformed {path}: {e}"
         log.warning(msg)
@@ -259,6 +261,8 @@ def latest_run_id(results_dir: Path) -> str:
 
 def _text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
+        return read_small_file(path, MAX_FILE_BYTES).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        if not isinstance(e, FileNotFoundError):
+            log.warning("skipping %s: %s", path, e)
         return None

@@ -27,6 +27,7 @@ import msgspec
 
 from pipeline import schema
 from pipeline.atomicio import fsync_dir, write_bytes_atomic
+from pipeline.smallfile import MiB, read_small_file
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ WORK = ".work"          # worker scratch (outputs.npy), inside the staging run; 
 LOCK = ".lock"          # flock held by the orchestrator working on a staged run
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
+# Results files (manifest, <library>.json, summary.md) are read back with at most this many
+# bytes each, never through a symlink, regular files only (pipeline.smallfile): ours are a
+# few KB (WORST_CASES worst cases per library), so 16 MiB is a margin of thousands, and a
+# huge or FIFO file dropped into results/ cannot exhaust memory or hang the reader (benchd).
+MAX_FILE_BYTES = 16 * MiB
 PARTIAL_SUFFIX = ".partial"
 RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:_\d{2})?$")
 LEGACY_RUN_ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -230,7 +236,7 @@ def claim_run(results_dir: Path, now: datetime | None = None) -> StagedRun:
 
 
 def read_manifest(path: Path) -> schema.Manifest:
-    return msgspec.json.decode(path.read_bytes(), type=schema.Manifest)
+    return msgspec.json.decode(read_small_file(path, MAX_FILE_BYTES), type=schema.Manifest)
 
 
 def open_for_resume(results_dir: Path, run_id: str) -> tuple[StagedRun, schema.Manifest]:

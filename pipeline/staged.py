@@ -16,7 +16,7 @@ import msgspec
 from pipeline import schema
 from pipeline.lockprobe import lock_is_held
 from pipeline.atomicio import fsync_dir
-from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
+from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def summarize(run_path: Path, *, locked_here: bool = False) -> schema.StagedRunS
     only the caller does) is reported interrupted: its orchestrator died (SIGKILL, a lost
     machine) before it could say so, and every reader must see that, not a live run."""
     try:
-        m = msgspec.json.decode((run_path / MANIFEST).read_bytes(), type=schema.Manifest)
+        m = read_manifest(run_path / MANIFEST)
     except FileNotFoundError:
         return None     # claimed a moment ago, or released: nothing written yet
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:

@@ -7,11 +7,13 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from tests.hostile.rawhttp import call
 from tests.support.daemon import Daemon
 
 RUN = "2026-01-0{}_00-00-00"
+LEGACY = Path(__file__).resolve().parents[1] / "pipeline" / "fixtures" / "legacy_results"
 
 
 def test_damaged_runs_are_skipped_or_refused_never_a_500(daemon_factory) -> None:
@@ -61,3 +63,34 @@ def test_damaged_runs_are_skipped_or_refused_never_a_500(daemon_factory) -> None
     assert call(d.socket_path, "GET", f"/api/results/{good.name}").status == 200
     assert call(d.socket_path, "GET", f"/api/results/{RUN.format(6)}").status == 404
     assert "unexpected error" not in d.stderr_text()  # no 500 was logged
+
+
+def test_huge_fifo_and_linked_results_files_are_skipped_not_read(daemon_factory) -> None:
+    """Results files that are a 1 TiB sparse file, a symlink to /dev/zero, or a FIFO (a
+    manifest, a summary): /api/results neither exhausts benchd's memory nor hangs on them;
+    the run around them is served with a warning naming each, the others as before."""
+    d: Daemon = daemon_factory()
+    results = d.root / "results"
+    shutil.copytree(LEGACY, results, dirs_exist_ok=True)
+    exp = results / "2025-05-20" / "solar_position"
+    (exp / "summary.md").unlink()
+    os.mkfifo(exp / "summary.md")
+    with open(exp / "huge.json", "wb") as f:
+        f.truncate(1 << 40)                                      # sparse: no disk used
+    (exp / "zero.json").symlink_to("/dev/zero")
+    (results / RUN.format(1)).mkdir()
+    os.mkfifo(results / RUN.format(1) / "manifest.json")        # a run whose manifest is a FIFO
+
+    r = call(d.socket_path, "GET", "/api/results", timeout=30)
+    assert r.status == 200, r.body[:500]
+    listed = [x["run_id"] for x in r.json()["runs"]]
+    assert "2025-05-20" in listed and "2025-06-01" in listed and RUN.format(1) not in listed
+    r = call(d.socket_path, "GET", "/api/results/2025-05-20", timeout=30)
+    assert r.status == 200, r.body[:500]
+    run = r.json()
+    solar = run["experiments"]["solar_position"]
+    assert sorted(solar["libraries"]) == ["de421", "erfa"] and solar["summary_md"] is None
+    warnings = "\n".join(run["warnings"])
+    assert "huge.json: larger than 16 MiB" in warnings and "zero.json is a symlink" in warnings
+    assert call(d.socket_path, "GET", f"/api/results/{RUN.format(1)}", timeout=30).status == 404
+    assert "unexpected error" not in d.stderr_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from benchd.schema import JobConfig, JobRecord
+from benchd.schema import ExitRecord, JobConfig, JobRecord
 from benchd.states import JobState
 from benchd.store import Store
 from tests.hostile.rawhttp import call
@@ -60,19 +61,23 @@ def test_damaged_records_at_startup_are_moved_aside_and_the_rest_served(daemon_f
     listed = [j["job_id"] for j in d.get(JOBS).json()["jobs"]]
     assert sorted(listed) == sorted(r.job_id for r in good)
     corrupt = jobs_dir / "corrupt"
-    moved = {p.name.split(".json")[0] + ".json": p.read_bytes() for p in corrupt.iterdir()}
+    moved = {p.name.split(".json")[0] + ".json": p.read_bytes() for p in corrupt.iterdir()
+             if not p.is_dir()}
     assert moved == damaged  # every damaged file kept byte for byte, for a person to look at
     for name in damaged:
         assert name in d.stderr_text(), name  # ...and each one named in the daemon's log
         assert not (jobs_dir / name).exists()
-    assert (jobs_dir / "notes.txt").exists() and (jobs_dir / "0000000000f2.json").is_dir()
+    # a directory where a record belongs is damage too: moved aside whole, and said so
+    assert [p.name for p in corrupt.iterdir() if p.is_dir()][0].startswith("0000000000f2.json.")
+    assert "0000000000f2.json moved to" in d.stderr_text() and "(a directory)" in d.stderr_text()
+    assert (jobs_dir / "notes.txt").exists() and not (jobs_dir / "0000000000f2.json").exists()
     # the damaged ids are unknown to the API, and the daemon works normally
     assert call(d.socket_path, "GET", f"{JOBS}/0000000000aa").status == 404
     job = d.start_job()
     assert d.wait_job(job["job_id"])["status"] == "completed"
     # a second restart finds nothing more to move aside
     d.restart(kill=False)
-    assert len(list(corrupt.iterdir())) == len(damaged)
+    assert len(list(corrupt.iterdir())) == len(damaged) + 1
     assert len(d.get(JOBS).json()["jobs"]) == len(good) + 1
 
 
@@ -129,6 +134,135 @@ def test_garbage_supervisor_files_do_not_break_reconcile(daemon_factory) -> None
     assert rec["status"] == "unknown" and rec["reason"]
     assert d.get("/api/health").status == 200
     assert d.wait_job(d.start_job()["job_id"])["status"] == "completed"
+
+
+ONE_TIB, THREE_GIB = 1 << 40, 3 << 30
+DEAD_PID = 2**22 + 7   # above pid_max: no process has it
+
+
+def _plant(path: Path, kind: str, content: bytes = b"") -> str:
+    """Put a hostile file of `kind` where a job file belongs; returns how benchd should
+    describe it. The big ones are sparse (os.truncate): no disk is used."""
+    if kind in ("1tib", "3gib"):
+        path.write_bytes(content)
+        os.truncate(path, ONE_TIB if kind == "1tib" else THREE_GIB)
+        return "larger than 1 MiB"
+    if kind == "fifo":
+        os.mkfifo(path)
+        return "a FIFO"
+    if kind == "dir":
+        path.mkdir()
+        return "a directory"
+    assert kind == "devzero"
+    path.symlink_to("/dev/zero")
+    return "a symlink"
+
+
+def _moved_aside(d: Daemon, name: str, why: str) -> bool:
+    """`name` is gone from logs/jobs, kept under corrupt/, and named in benchd's log with why."""
+    jobs_dir = d.root / "logs" / "jobs"
+    kept = [p for p in (jobs_dir / "corrupt").iterdir() if p.name.startswith(name + ".")]
+    return (not os.path.lexists(jobs_dir / name) and len(kept) == 1
+            and f"{name} moved to {kept[0]} ({why})" in d.stderr_text())
+
+
+@pytest.mark.parametrize("kind", ["1tib", "3gib", "fifo", "devzero", "dir"])
+def test_a_record_that_is_not_a_small_regular_file_is_moved_aside_and_the_rest_served(
+        daemon_factory, kind: str) -> None:
+    """A 1 TiB or 3 GiB (sparse) record, a FIFO, a symlink to /dev/zero or a directory where
+    a record belongs: benchd neither reads it all into memory, nor blocks on it, nor follows
+    the link. It starts, moves the file aside saying why, and serves the other records."""
+    d = daemon_factory(start=False)
+    store = Store(d.root)
+    good = [_record(f"{i:012x}") for i in range(1, 3)]
+    for rec in good:
+        store.save(rec)
+    name = "0000000000a1.json"
+    why = _plant(d.root / "logs" / "jobs" / name, kind,
+                 msgspec.json.encode(_record("0000000000a1")))
+    d.start()
+    assert sorted(j["job_id"] for j in d.get(JOBS).json()["jobs"]) == [r.job_id for r in good]
+    assert _moved_aside(d, name, why), d.stderr_text()[-2000:]
+    assert d.wait_job(d.start_job()["job_id"])["status"] == "completed"
+
+
+@pytest.mark.parametrize("suffix,kind", [(".exit", "dir"), (".exit", "devzero"),
+                                         (".pid", "fifo"), (".lock", "fifo")])
+def test_a_side_file_that_is_not_a_small_regular_file_does_not_break_reconcile(
+        daemon_factory, suffix: str, kind: str) -> None:
+    """benchd died with a job active; one of the job's supervisor files is now a directory,
+    a symlink to /dev/zero or a FIFO. Start-up moves it aside (saying why) and settles the
+    job from what is left, like any job whose supervisor vanished."""
+    d = daemon_factory(start=False)
+    job_id = "00000000000d"
+    if suffix == ".lock":   # probed when no supervisor pid is known: a job that was starting
+        Store(d.root).save(_record(job_id, JobState.STARTING))
+    else:
+        Store(d.root).save(_record(job_id, JobState.RUNNING, supervisor_pid=DEAD_PID,
+                                   supervisor_start_ticks=1))
+    why = _plant(d.root / "logs" / "jobs" / f"{job_id}{suffix}", kind)
+    d.start()
+    rec = d.job(job_id)
+    assert rec["status"] in ("unknown", "failed") and rec["reason"], rec
+    assert _moved_aside(d, f"{job_id}{suffix}", why), d.stderr_text()[-2000:]
+    assert d.wait_job(d.start_job()["job_id"])["status"] == "completed"
+
+
+def test_a_job_known_only_by_its_exit_record_survives_a_pid_file_linked_to_dev_zero(
+        daemon_factory) -> None:
+    """The record is gone, the supervisor left its exit record (exit 4), and its pid file is
+    a symlink to /dev/zero: the job is rebuilt from the exit record with its true outcome."""
+    d = daemon_factory(start=False)
+    job_id = "00000000000e"
+    store = Store(d.root)
+    store.write_exit(ExitRecord(job_id=job_id, exit_code=4, signal=None, cancelled=False,
+                                finished_at="2026-01-01T00:01:00.000+00:00", reason="exit 4"))
+    why = _plant(store.paths(job_id).info, "devzero")
+    d.start()
+    rec = d.job(job_id)
+    assert rec["status"] == "failed" and rec["exit_code"] == 4, rec
+    assert _moved_aside(d, f"{job_id}.pid", why), d.stderr_text()[-2000:]
+
+
+def test_the_supervisor_ignores_a_cancel_order_that_is_a_fifo(daemon_factory) -> None:
+    """Someone puts a FIFO where the cancel order goes and signals the supervisor: it does
+    not block opening it (the job would then never be cancelled or reaped); it says so in
+    the job log, moves it aside, and a real cancel afterwards works."""
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate), lines=1)
+    job_id = d.start_job()["job_id"]
+    rec = d.wait_job(job_id, ("running",))
+    cancel = d.root / "logs" / "jobs" / f"{job_id}.cancel"
+    os.mkfifo(cancel)
+    os.kill(rec["supervisor_pid"], signal.SIGUSR1)
+    wait_until(lambda: "without a readable cancel order" in d.log_file(job_id).read_text(),
+               30, what="the supervisor's note about the unreadable cancel order")
+    assert not os.path.lexists(cancel)
+    assert any(p.name.startswith(f"{job_id}.cancel.")
+               for p in (cancel.parent / "corrupt").iterdir())
+    assert d.post_json(f"{JOBS}/{job_id}/cancel", {"grace": 1}).status < 300
+    assert d.wait_job(job_id)["status"] == "cancelled"
+
+
+def test_an_exit_record_path_made_a_directory_during_the_job_does_not_lose_its_outcome(
+        daemon_factory) -> None:
+    """While a job runs, a directory appears where its supervisor will write the exit record
+    (a rename cannot replace it): the supervisor moves it aside and writes the record, and
+    the job ends with its true exit status rather than `unknown`."""
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate), lines=1, exit_code=3)
+    job_id = d.start_job()["job_id"]
+    d.wait_job(job_id, ("running",))
+    exit_path = d.root / "logs" / "jobs" / f"{job_id}.exit"
+    exit_path.mkdir()
+    gate.touch()
+    rec = d.wait_job(job_id)
+    assert rec["status"] == "failed" and rec["exit_code"] == 3, rec
+    assert not os.path.lexists(exit_path)
+    assert [p.is_dir() for p in (exit_path.parent / "corrupt").iterdir()
+            if p.name.startswith(f"{job_id}.exit.")] == [True]
 
 
 class Follower:
