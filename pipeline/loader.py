@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from pipeline import schema
+from pipeline import archive, pins, schema
 from pipeline.results import LEGACY_RUN_ID_RE, MANIFEST, RUN_ID_RE, SUMMARY
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,38 @@ def _published_manifest(run_dir: Path, warnings: list[str] | None) -> schema.Man
 
 
 def list_runs(results_dir: Path) -> list[schema.RunSummary]:
-    """Every published run under results_dir, newest first (name order = start order)."""
+    """Every published run under results_dir, newest first (name order = start order),
+    archived ones included (`archived`), each with its pin if it has one."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         return []
+    runs = _listed_dirs(results_dir)
+    present = {r.run_id for r in runs}
+    for run_id in archive.archived_ids(results_dir):
+        detail = archive.read_detail(results_dir, run_id) if run_id not in present else None
+        if detail is not None:
+            runs.append(_summary_of_detail(detail))
+    runs.sort(key=lambda r: r.run_id, reverse=True)
+    pinned = pins.read_pins(results_dir)
+    if pinned:
+        runs = [msgspec.structs.replace(r, pinned=True, pin_note=pinned[r.run_id].note)
+                if r.run_id in pinned else r for r in runs]
+    return runs
+
+
+def _summary_of_detail(detail: schema.RunDetail) -> schema.RunSummary:
+    m = detail.manifest
+    libs = sum(len(e.libraries) for e in detail.experiments.values())
+    return schema.RunSummary(
+        run_id=detail.run_id, layout=detail.layout,
+        created_at=m.created_at if m else detail.run_id,
+        status=m.status if m else schema.RUN_COMPLETE, experiments=list(detail.experiments),
+        libraries=libs, n=m.config.n if m else None, seed=m.config.seed if m else None,
+        failed_experiments=[e for e, v in (m.experiments.items() if m else ())
+                            if v.status != schema.EXP_DONE], archived=True)
+
+
+def _listed_dirs(results_dir: Path) -> list[schema.RunSummary]:
     runs: list[schema.RunSummary] = []
     for d in sorted(results_dir.iterdir(), key=lambda p: p.name, reverse=True):
         if d.is_symlink() or not d.is_dir() or not is_run_id(d.name):
@@ -156,6 +184,10 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
         raise InvalidRunIdError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] "
                                 f"or YYYY-MM-DD)")
     d = Path(results_dir) / run_id
+    if not d.is_symlink() and not d.exists():
+        detail = archive.read_detail(results_dir, run_id)
+        if detail is not None:
+            return detail
     if d.is_symlink() or not d.is_dir():   # a run is a directory we wrote, never a link out
         raise RunNotFoundError(f"no run {run_id!r} in {results_dir}")
     warnings: list[str] = []
