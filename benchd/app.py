@@ -26,6 +26,7 @@ from benchd.schema import ErrorBody, ErrorDetail
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
+    from benchd.retention.service import Retention
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Context:
     socket_path: str
     version: str
     grace: float                      # daemon default seconds between SIGTERM and SIGKILL
+    retention: Retention              # pins, pruning, archives (benchd.retention)
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S   # seconds a request body may take
     started_monotonic: float = field(default_factory=time.monotonic)
     experiments_cache: bytes | None = None

@@ -8,6 +8,7 @@ SOCKET_ENV = "BENCHD_SOCKET"
 ROOT_ENV = "BENCHD_ROOT"
 SYSTEM_SOCKET = Path("/run/benchd/benchd.sock")  # where benchd.socket puts it
 DEFAULT_GRACE_S = 10.0
+MIN_FREE_BYTES = 1 << 20     # no job starts with less free on logs/ or results/ (507)
 # a connection idle this long (no request yet, or between requests, or a request head
 # still unfinished) is closed; a request body must arrive within it (else 408)
 DEFAULT_CLIENT_TIMEOUT_S = 60.0

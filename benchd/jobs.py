@@ -20,14 +20,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from benchd import logtail, procs
-from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S
+from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
@@ -47,7 +48,6 @@ GRACE_MAX_S = 3600.0
 RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
 PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory is always current)
 READ_CHUNK = 1 << 20
-MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
 
 
@@ -108,13 +108,15 @@ class JobManager:
 
     def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
-                 on_change: Callable[[JobRecord], None] | None = None) -> None:
+                 on_change: Callable[[JobRecord], None] | None = None,
+                 make_space: Callable[[], Awaitable[str]] | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
                                                                       "pipeline"]
         self.admin_gid = admin_gid
         self.on_change = on_change
+        self.make_space = make_space   # retention: prune what the policy allows; says what not
         self.store = Store(self.root)
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
@@ -161,7 +163,8 @@ class JobManager:
             except ConfigError as e:
                 raise InvalidRequest(str(e)) from None
         self._check_idle()
-        self._check_space()
+        note = await self.make_space() if self.make_space is not None else ""
+        self._check_space(note)
         async with self._start_lock:
             self._check_idle()
             job_id = secrets.token_hex(6)
@@ -196,15 +199,22 @@ class JobManager:
         except OSError:
             return False
 
-    def _check_space(self) -> None:
-        try:
-            free = shutil.disk_usage(self.store.logs_dir).free
-        except OSError:
-            return
-        if free < MIN_FREE_BYTES:
-            raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is full "
-                                      f"({free} bytes free, need {MIN_FREE_BYTES}); no space "
-                                      f"left for its log and records")
+    def _space_short(self) -> str | None:
+        """Why no job can start for lack of space (logs/ or results/ under MIN_FREE_BYTES)."""
+        for what, path in (("logs", self.store.logs_dir), ("results", self.root / "results")):
+            try:
+                free = shutil.disk_usage(path).free
+            except OSError:
+                continue
+            if free < MIN_FREE_BYTES:
+                return (f"cannot start a job: {path} is full ({free} bytes free, need "
+                        f"{MIN_FREE_BYTES}); no space left for its {what}")
+        return None
+
+    def _check_space(self, note: str = "") -> None:
+        short = self._space_short()
+        if short is not None:
+            raise InsufficientStorage(short + (f"; {note}" if note else ""))
 
     def _check_idle(self) -> None:
         if self._live is not None:
@@ -487,6 +497,40 @@ class JobManager:
         except KeyError:
             return False
         return self.admin_gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+    # retention ---------------------------------------------------------------------------
+    def mark_run_removed(self, run_id: str, why: str) -> None:
+        """Records of jobs whose results run `run_id` was deleted say so (history must not
+        point at a run that is gone)."""
+        for rec in list(self._jobs.values()):
+            if rec.status in FINAL and rec.progress is not None \
+                    and rec.progress.run_id == run_id and rec.run_removed is None:
+                self._update(rec, run_removed=why)
+
+    async def forget_jobs(self, job_ids: list[str]) -> list[tuple[str, float]]:
+        """Delete final jobs' records and logs (retention's keep-job-days): each job's files
+        are renamed into logs/.trash in one step each, then deleted, off the event loop.
+        Returns (job id, days since it finished) of those removed."""
+        recs = [self._jobs[j] for j in job_ids if j in self._jobs
+                and self._jobs[j].status in FINAL and (self._live is None
+                                                       or self._live.job_id != j)]
+        if not recs:
+            return []
+        gone = await asyncio.to_thread(self.store.trash_jobs, [r.job_id for r in recs])
+        dropped = set(gone)
+        for job_id in gone:
+            self._jobs.pop(job_id, None)
+        self._order = [j for j in self._order if j not in dropped]
+        now = time.time()
+        out = []
+        for rec in recs:
+            if rec.job_id in dropped:
+                try:
+                    t = datetime.fromisoformat(rec.finished_at or rec.created_at).timestamp()
+                except ValueError:
+                    t = now
+                out.append((rec.job_id, max(0.0, (now - t) / 86400.0)))
+        return out
 
     # logs --------------------------------------------------------------------------------
     def log_path(self, job_id: str) -> Path:

@@ -66,6 +66,7 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     supervisor_start_ticks: int | None = None  # /proc/<pid>/stat field 22: identity, not just pid
     pgid: int | None = None               # orchestrator's process group
     schema_version: int = SCHEMA_VERSION
+    run_removed: str | None = None        # its results run was deleted by retention (why)
 
 
 class ExitRecord(msgspec.Struct):
@@ -93,6 +94,44 @@ class Health(msgspec.Struct):
     root: str
     socket: str
     active_job: JobRecord | None = None
+
+
+class PinRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of POST /api/results/{run}/pin."""
+    note: str | None = None               # why it is kept (at most 200 characters)
+
+
+class PruneAction(msgspec.Struct):
+    run_id: str
+    action: str                           # delete | archive
+    rule: str                             # keep-days | keep-runs | max-results-size | ...
+    size: int                             # bytes it frees (archive: before compression)
+    age_days: float
+    staged: bool = False
+    done: bool = False                    # carried out (False in a dry run or if it failed)
+
+
+class KeptRun(msgspec.Struct):
+    run_id: str
+    why: str                              # pinned | newest | in use | keep-runs
+    size: int
+
+
+class PruneReport(msgspec.Struct):
+    """What a prune did (or, dry, would do) and what it was not allowed to delete."""
+    dry_run: bool
+    policy: str
+    trigger: str
+    actions: list[PruneAction]
+    jobs: list[str]                       # job records (and logs) deleted or to delete
+    kept: list[KeptRun]
+    freed_bytes: int
+    results_free_bytes: int | None = None
+    logs_free_bytes: int | None = None
+
+
+class RetentionHistory(msgspec.Struct):
+    entries: list[dict]                   # logs/retention.jsonl lines, newest first
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):

@@ -16,7 +16,7 @@ import signal
 import socket
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from benchd.app import Context, make_app
 from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
+from benchd.retention.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ServerConfig:
     orchestrator: list[str] | None = None
     access_log: bool = False
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S
+    retention: Policy = field(default_factory=Policy)
 
 
 def _make_private_dir(path: Path) -> None:
@@ -225,16 +227,22 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
     """Reconcile, serve until `stop`, then stop serving and close the job layer."""
     from benchd.jobs import CANCEL_MARGIN_S, JobManager  # the job layer (it spawns things)
 
+    from benchd.retention.service import Retention
+
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier))
+    retention = Retention(cfg.root, cfg.retention, manager)
+    manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None
     closed = False
     try:
         notifier.status("reconciling jobs")
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
+        await retention.start()
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
-                      version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout)
+                      version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout,
+                      retention=retention)
         runner = JsonErrorAppRunner(make_app(ctx), handle_signals=False,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                keepalive_timeout=cfg.client_timeout,
@@ -272,6 +280,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
             await manager.close(cancel_running=False)
         if runner is not None:
             await runner.cleanup()
+        await retention.stop()
 
 
 def _unlink_if_ours(path: Path, ino: int | None) -> None:

@@ -18,6 +18,8 @@ from aiohttp import web
 from benchd.api import ENDPOINTS
 from benchd.app import Context, make_app
 from benchd.jobs import JobManager
+from benchd.retention.policy import Policy
+from benchd.retention.service import Retention
 from tests.support.daemon import FAKE_ORCHESTRATOR, MARKER_ENV, kill_marked
 
 JSON = {"Content-Type": "application/json"}
@@ -66,7 +68,7 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     manager = JobManager(root, grace=1.0, orchestrator=FAKE_ORCHESTRATOR)
     await manager.reconcile()
     app = make_app(Context(manager=manager, root=root, socket_path=sock, version="test",
-                           grace=1.0))
+                           grace=1.0, retention=Retention(root, Policy(), manager)))
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     await web.UnixSite(runner, sock).start()
