@@ -25,15 +25,18 @@ from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Fo
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
                            NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
 from benchd.jobquery import JobQuery
+from benchd.layout import utc_now
 from benchd.peercred import PeerCred, peer_cred
 from benchd.notifications.targets import redacted
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DeliveryInfo,
                            DeliveryList, DoneMessage, Health, JobConfig, JobList, JobRecord,
-                           LogMessage, NotifyTarget, NotifyTestResult)
+                           LogMessage, NotifyTarget, NotifyTestResult, PinRequest, PruneReport,
+                           RetentionHistory)
 from benchd.states import FINAL, JobState
-from pipeline import loader, staged
+from pipeline import archive, loader, pins, staged
 from pipeline.results import STAGING
-from pipeline.schema import DiscardedRun, ExperimentInfo, RunDetail, RunList, StagedRunList
+from pipeline.schema import (DiscardedRun, ExperimentInfo, Pin, RunDetail, RunList, RunSummary,
+                             StagedRunList)
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -526,6 +529,100 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     return json_response(detail)
 
 
+# --- retention: pins, prune, archives ------------------------------------------------------
+
+PRUNE_PARAMS = (Param("dry_run", "boolean", "1: only say what would be deleted (anyone may)"),)
+HISTORY_PARAMS = (Param("limit", "integer", "at most this many entries (newest first)"),)
+
+
+async def _run_summary(ctx: Context, run: str) -> RunSummary:
+    if not loader.is_run_id(run):
+        raise RunNotFound(f"not a run id: {run[:40]!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] or "
+                          f"YYYY-MM-DD)")
+    runs = await asyncio.to_thread(loader.list_runs, ctx.results_dir)
+    found = next((r for r in runs if r.run_id == run), None)
+    if found is None:
+        raise RunNotFound(f"no published run {run!r}")
+    return found
+
+
+async def _may_keep(ctx: Context, caller: PeerCred, run: str, what: str) -> None:
+    """Pins and restores: the run's owner (whoever's job created it), root, the admin group."""
+    owners = ctx.manager.run_owners(run)
+    if caller.uid in owners or await asyncio.to_thread(ctx.manager.is_admin, caller.uid):
+        return
+    who = ", ".join(sorted(owners.values())) or "nobody known (its job record is gone)"
+    raise Forbidden(f"run {run} belongs to {who}; only its owner, root or the admin group may "
+                    f"{what} it")
+
+
+async def pin_run(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    _query(request, ())
+    run = request.match_info["run"]
+    body = await decode_body(request, PinRequest, optional=True) or PinRequest()
+    if body.note is not None and (len(body.note) > pins.MAX_NOTE or not body.note.isprintable()):
+        raise InvalidRequest(f"note: at most {pins.MAX_NOTE} printable characters")
+    await _run_summary(ctx, run)
+    caller = _caller(request)
+    await _may_keep(ctx, caller, run, "pin")
+    pin = Pin(run_id=run, pinned_by_uid=caller.uid, pinned_by=caller.user,
+              pinned_at=utc_now(), note=body.note)
+    await asyncio.to_thread(ctx.retention.pruner.pin, pin)
+    log.info("retention: %s pinned run %s%s", caller.user, run,
+             f" ({body.note})" if body.note else "")
+    return json_response(pin)
+
+
+async def unpin_run(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    _query(request, ())
+    run = request.match_info["run"]
+    summary = await _run_summary(ctx, run)
+    if not summary.pinned:
+        raise RunNotFound(f"run {run} is not pinned")
+    caller = _caller(request)
+    await _may_keep(ctx, caller, run, "unpin")
+    await asyncio.to_thread(pins.remove_pin, ctx.results_dir, run)
+    log.info("retention: %s unpinned run %s", caller.user, run)
+    return json_response(msgspec.structs.replace(summary, pinned=False, pin_note=None))
+
+
+async def restore_run(request: web.Request) -> web.StreamResponse:
+    """Unpack an archived run back into results/ (its owner, root or the admin group)."""
+    ctx = _ctx(request)
+    _query(request, ())
+    run = request.match_info["run"]
+    summary = await _run_summary(ctx, run)
+    if not summary.archived:
+        raise InvalidRequest(f"run: {run} is not archived")
+    await _may_keep(ctx, _caller(request), run, "restore")
+    async with ctx.retention.lock:
+        await asyncio.to_thread(archive.restore_run, ctx.results_dir, run)
+    log.info("retention: run %s restored from its archive", run)
+    return json_response(await _run_summary(ctx, run))
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    """Apply the retention policy now (root and the admin group), or say what it would do."""
+    ctx = _ctx(request)
+    q = _query(request, PRUNE_PARAMS)
+    dry = _bool(q, "dry_run")
+    caller = _caller(request)
+    if not dry and not await asyncio.to_thread(ctx.manager.is_admin, caller.uid):
+        raise Forbidden("only root or the admin group may prune; anyone may ask for a dry run "
+                        "(?dry_run=1, `benchctl prune --dry-run`)")
+    return json_response(await ctx.retention.prune("manual", dry_run=dry, by=caller.user))
+
+
+async def retention_history(request: web.Request) -> web.StreamResponse:
+    ctx = _ctx(request)
+    q = _query(request, HISTORY_PARAMS)
+    limit = _int(q, "limit", 1) or 100
+    entries = await asyncio.to_thread(ctx.retention.history, limit)
+    return json_response(RetentionHistory(entries=[msgspec.to_builtins(e) for e in entries]))
+
+
 _DESCRIBE = ("import sys, msgspec\nfrom pipeline.registry import describe\n"
              "sys.stdout.buffer.write(msgspec.json.encode(describe()))\n")
 
@@ -616,6 +713,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/api/results/{run}", get_result,
              "One run by id, `latest`, or a unique prefix of a run id (an exact id wins)",
              {200: "ok"}, (InvalidRequest, RunNotFound), RunDetail),
+    Endpoint("POST", "/api/results/{run}/pin", pin_run,
+             "Pin a run: no retention rule deletes or archives it (optional body {note})",
+             {200: "pinned"}, (*_BODY, Forbidden, RunNotFound), Pin, body=PinRequest),
+    Endpoint("DELETE", "/api/results/{run}/pin", unpin_run, "Unpin a run",
+             {200: "the run, unpinned"}, (InvalidRequest, Forbidden, RunNotFound), RunSummary),
+    Endpoint("POST", "/api/results/{run}/restore", restore_run,
+             "Unpack an archived run back into results/",
+             {200: "restored"}, (InvalidRequest, Forbidden, RunNotFound), RunSummary),
+    Endpoint("POST", "/api/retention/prune", prune,
+             "Apply the retention policy now (root/admin), or ?dry_run=1 (anyone)",
+             {200: "what was (or would be) deleted and what was kept"},
+             (InvalidRequest, Forbidden), PruneReport, query=PRUNE_PARAMS),
+    Endpoint("GET", "/api/retention/history", retention_history,
+             "Deletions and archivals, newest first (logs/retention.jsonl)",
+             {200: "ok"}, (InvalidRequest, Forbidden), RetentionHistory, query=HISTORY_PARAMS),
     Endpoint("GET", "/api/experiments", experiments,
              "Experiments and the adapters supporting each (pipeline.registry.describe())",
              {200: "ok"}, (InvalidRequest, BenchdError), list[ExperimentInfo]),

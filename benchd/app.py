@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from benchd.jobs import JobManager
     from benchd.notifications.service import Notifications
 
+    from benchd.retention.service import Retention
+
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # job and cancel bodies are a few hundred bytes
@@ -55,6 +57,8 @@ class Context:
     version: str
     grace: float                      # daemon default seconds between SIGTERM and SIGKILL
     notifications: Notifications      # webhooks and e-mail about jobs (benchd.notifications)
+
+    retention: Retention              # pins, pruning, archives (benchd.retention)
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT_S   # seconds a request body may take
     started_monotonic: float = field(default_factory=time.monotonic)
     experiments_cache: bytes | None = None

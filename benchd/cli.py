@@ -101,6 +101,23 @@ def _hosts(value: str | None) -> frozenset[str] | None:
         return None
     return frozenset(h.strip().lower() for h in value.split(",") if h.strip())
 
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """SIZE: bytes, or a number with K, M, G or T (powers of 1024)."""
+    if value is None:
+        return None
+    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    num, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "")
+    try:
+        size = int(float(num) * _UNITS[unit])
+    except ValueError:
+        raise click.BadParameter(f"expected a size such as 50G or 800M, got {value!r}") from None
+    if size <= 0:
+        raise click.BadParameter(f"must be more than 0, got {value!r}")
+    return size
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
@@ -143,19 +160,44 @@ def _hosts(value: str | None) -> frozenset[str] | None:
 @click.option("--notify-give-up", type=click.FloatRange(min=0.1), default=24 * 3600.0,
               show_default=True, envvar="BENCHD_NOTIFY_GIVE_UP", hidden=True,
               help="Seconds after an event when its failed delivery is dead-lettered.")
+
+@click.option("--keep-days", metavar="D", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              envvar="BENCHD_KEEP_DAYS",
+              help="Retention: delete result runs (and staged runs) older than D days "
+                   "[default: never]. Pinned runs, the newest run and runs in use are kept.")
+@click.option("--keep-runs", metavar="K", type=click.IntRange(min=1), default=None, envvar="BENCHD_KEEP_RUNS",
+              help="Retention: always keep the newest K runs.")
+@click.option("--max-results-size", metavar="SIZE", default=None, callback=_size, envvar="BENCHD_MAX_RESULTS_SIZE",
+              help="Retention: delete the oldest runs while results/ holds more than SIZE "
+                   "(e.g. 50G, 800M).")
+@click.option("--keep-job-days", metavar="D", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              envvar="BENCHD_KEEP_JOB_DAYS",
+              help="Retention: delete job records and logs of jobs that ended more than D days "
+                   "ago, once their results run is gone.")
+@click.option("--archive-after", metavar="D", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              envvar="BENCHD_ARCHIVE_AFTER",
+              help="Retention: compress runs older than D days into results/.archive/ "
+                   "(still listed and readable; `benchctl results --restore RUN`).")
+@click.option("--min-free", metavar="PCT", type=click.FloatRange(min=0.0, max=50.0), default=5.0,
+              show_default=True, envvar="BENCHD_MIN_FREE",
+              help="Percent of the results/logs filesystem to keep free: below it, retention "
+                   "prunes what its policy allows (only when a policy is set).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
 def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
          client_timeout: float, admin_group: str | None, on_stop: str,
          orchestrator: list[str] | None, notify_config: Path, notify_allow_hosts: str | None,
-         notify_retry_base: float, notify_give_up: float, log_level: str) -> None:
+         notify_retry_base: float, notify_give_up: float, keep_days: float | None,
+         keep_runs: int | None, max_results_size: int | None, keep_job_days: float | None,
+         archive_after: float | None, min_free: float, log_level: str) -> None:
     """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
 
     Exit status: 0 clean stop, 1 could not start or crashed, 2 usage error.
     """
     setup_logging(log_level)
+    from benchd.retention.policy import Policy
     from benchd.server import ServerConfig, StartupError, serve
 
     root = root.resolve()
@@ -165,7 +207,10 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
                        access_log=log_level == "debug", client_timeout=client_timeout,
                        notify_config=notify_config,
                        notify_allow_hosts=_hosts(notify_allow_hosts),
-                       notify_retry_base=notify_retry_base, notify_give_up=notify_give_up)
+                       notify_retry_base=notify_retry_base, notify_give_up=notify_give_up,
+                       retention=Policy(keep_days=keep_days, keep_runs=keep_runs,
+                                        max_size=max_results_size, keep_job_days=keep_job_days,
+                                        archive_after=archive_after, min_free=min_free / 100))
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

@@ -9,6 +9,8 @@ SYSTEM_SOCKET = Path("/run/benchd/benchd.sock")  # where benchd.socket puts it
 SERVICE_USER = "benchd"  # User= of benchd.service (systemd/, scripts/install-service)
 DEFAULT_GRACE_S = 10.0
 NOTIFY_CONFIG = Path("/etc/benchd/notify.toml")  # benchd's notification settings, if any
+
+MIN_FREE_BYTES = 1 << 20     # no job starts with less free on logs/ or results/ (507)
 # a connection idle this long (no request yet, or between requests, or a request head
 # still unfinished) is closed; a request body must arrive within it (else 408)
 DEFAULT_CLIENT_TIMEOUT_S = 60.0

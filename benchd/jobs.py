@@ -21,14 +21,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from benchd import audit, logtail, procs
-from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S
+from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
                            JobNotFound, NotCancellable)
@@ -51,8 +52,7 @@ PROGRESS_FLUSH_S = 0.5       # progress is persisted at most this often (memory 
 READ_CHUNK = 1 << 20
 PROGRESS_FIELD_MAX = 4096    # characters; a longer progress string is ignored, so that a
                              # record stays far below benchd.store.STATE_MAX_BYTES
-MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
-MIN_FREE_INODES = 16         # ... or with fewer free inodes (log, record, side files, temps)
+MIN_FREE_INODES = 16         # no job starts with fewer free inodes on logs/ (log, record, temps)
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
 
 
@@ -115,7 +115,8 @@ class JobManager:
     def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
                  on_change: Callable[[JobRecord], None] | None = None,
-                 on_transition: Callable[[JobRecord], None] | None = None) -> None:
+                 on_transition: Callable[[JobRecord], None] | None = None,
+                 make_space: Callable[[], Awaitable[str]] | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
@@ -125,6 +126,7 @@ class JobManager:
         self.store = Store(self.root)                  # creates the root if need be
         self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self.on_transition = on_transition  # before a new state is written (notifications)
+        self.make_space = make_space   # retention: prune what the policy allows; says what not
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
         self._index: dict[str, int] = {}         # job id -> position in _order (paging)
@@ -176,7 +178,8 @@ class JobManager:
             except ConfigError as e:
                 raise InvalidRequest(str(e)) from None
         self._check_idle()
-        self._check_space()
+        note = await self.make_space() if self.make_space is not None else ""
+        self._check_space(note)
         async with self._start_lock:
             self._check_idle()
             job_id = secrets.token_hex(6)
@@ -217,21 +220,29 @@ class JobManager:
         except OSError:
             return False
 
-    def _check_space(self) -> None:
-        try:
-            st = os.statvfs(self.store.logs_dir)
-        except OSError:
-            return
-        free = st.f_bavail * st.f_frsize
-        if free < MIN_FREE_BYTES:
-            raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is full "
-                                      f"({free} bytes free, need {MIN_FREE_BYTES}); no space "
-                                      f"left for its log and records")
-        # f_files == 0: a filesystem without an inode limit (btrfs, ...)
-        if st.f_files and st.f_favail < MIN_FREE_INODES:
-            raise InsufficientStorage(f"cannot start a job: {self.store.logs_dir} is out of "
-                                      f"inodes ({st.f_favail} free, need {MIN_FREE_INODES}); "
-                                      f"no space left for its log and records")
+    def _space_short(self) -> str | None:
+        """Why no job can start for lack of space: logs/ or results/ under MIN_FREE_BYTES, or
+        logs/ under MIN_FREE_INODES."""
+        for what, path in (("log and records", self.store.logs_dir),
+                           ("results", self.root / "results")):
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            free = st.f_bavail * st.f_frsize
+            if free < MIN_FREE_BYTES:
+                return (f"cannot start a job: {path} is full ({free} bytes free, need "
+                        f"{MIN_FREE_BYTES}); no space left for its {what}")
+            # f_files == 0: a filesystem without an inode limit (btrfs, ...)
+            if path == self.store.logs_dir and st.f_files and st.f_favail < MIN_FREE_INODES:
+                return (f"cannot start a job: {path} is out of inodes ({st.f_favail} free, "
+                        f"need {MIN_FREE_INODES}); no space left for its log and records")
+        return None
+
+    def _check_space(self, note: str = "") -> None:
+        short = self._space_short()
+        if short is not None:
+            raise InsufficientStorage(short + (f"; {note}" if note else ""))
 
     def _save_first(self, rec: JobRecord) -> None:
         """Write a new job's first record, or refuse the job: one whose record cannot be
@@ -524,6 +535,41 @@ class JobManager:
         except KeyError:
             return False
         return self.admin_gid in os.getgrouplist(pw.pw_name, pw.pw_gid)
+
+    # retention ---------------------------------------------------------------------------
+    def mark_run_removed(self, run_id: str, why: str) -> None:
+        """Records of jobs whose results run `run_id` was deleted say so (history must not
+        point at a run that is gone)."""
+        for rec in list(self._jobs.values()):
+            if rec.status in FINAL and rec.progress is not None \
+                    and rec.progress.run_id == run_id and rec.run_removed is None:
+                self._update(rec, run_removed=why)
+
+    async def forget_jobs(self, job_ids: list[str]) -> list[tuple[str, float]]:
+        """Delete final jobs' records and logs (retention's keep-job-days): each job's files
+        are renamed into logs/.trash in one step each, then deleted, off the event loop.
+        Returns (job id, days since it finished) of those removed."""
+        recs = [self._jobs[j] for j in job_ids if j in self._jobs
+                and self._jobs[j].status in FINAL and (self._live is None
+                                                       or self._live.job_id != j)]
+        if not recs:
+            return []
+        gone = await asyncio.to_thread(self.store.trash_jobs, [r.job_id for r in recs])
+        dropped = set(gone)
+        for job_id in gone:
+            self._jobs.pop(job_id, None)
+        self._order = [j for j in self._order if j not in dropped]
+        self._index = {job_id: i for i, job_id in enumerate(self._order)}
+        now = time.time()
+        out = []
+        for rec in recs:
+            if rec.job_id in dropped:
+                try:
+                    t = datetime.fromisoformat(rec.finished_at or rec.created_at).timestamp()
+                except ValueError:
+                    t = now
+                out.append((rec.job_id, max(0.0, (now - t) / 86400.0)))
+        return out
 
     # logs --------------------------------------------------------------------------------
     def log_path(self, job_id: str) -> Path:

@@ -102,6 +102,8 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
                                           # failed/cancelled/unknown job left in .staging,
                                           # while it is there (benchd.api._with_staged_run)
 
+    run_removed: str | None = None        # its results run was deleted by retention (why)
+
 
 class ExitRecord(msgspec.Struct):
     """Written atomically by the per-job supervisor when the orchestrator is gone, whether or
@@ -181,6 +183,43 @@ class NotifyTestResult(msgspec.Struct, omit_defaults=True):
     status: int | None = None             # HTTP status (webhooks) or SMTP reply code
     answer: str | None = None             # the start of the receiver's answer
     error: str | None = None              # why nothing was delivered
+
+class PinRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of POST /api/results/{run}/pin."""
+    note: str | None = None               # why it is kept (at most 200 characters)
+
+
+class PruneAction(msgspec.Struct):
+    run_id: str
+    action: str                           # delete | archive
+    rule: str                             # keep-days | keep-runs | max-results-size | ...
+    size: int                             # bytes it frees (archive: before compression)
+    age_days: float
+    staged: bool = False
+    done: bool = False                    # carried out (False in a dry run or if it failed)
+
+
+class KeptRun(msgspec.Struct):
+    run_id: str
+    why: str                              # pinned | newest | in use | keep-runs
+    size: int
+
+
+class PruneReport(msgspec.Struct):
+    """What a prune did (or, dry, would do) and what it was not allowed to delete."""
+    dry_run: bool
+    policy: str
+    trigger: str
+    actions: list[PruneAction]
+    jobs: list[str]                       # job records (and logs) deleted or to delete
+    kept: list[KeptRun]
+    freed_bytes: int
+    results_free_bytes: int | None = None
+    logs_free_bytes: int | None = None
+
+
+class RetentionHistory(msgspec.Struct):
+    entries: list[dict]                   # logs/retention.jsonl lines, newest first
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):

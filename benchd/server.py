@@ -16,7 +16,7 @@ import signal
 import socket
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from benchd.app import Context, make_app
 from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
+from benchd.retention.policy import Policy
 
 if TYPE_CHECKING:
     from benchd.notifications.config import NotifyConfig
@@ -59,6 +60,8 @@ class ServerConfig:
     notify_allow_hosts: frozenset[str] | None = None
     notify_retry_base: float = 5.0           # seconds before the first retry
     notify_give_up: float = 24 * 3600.0      # dead-letter a delivery this long after its event
+
+    retention: Policy = field(default_factory=Policy)
 
 
 def _make_private_dir(path: Path) -> None:
@@ -244,11 +247,15 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
     from benchd.jobs import CANCEL_MARGIN_S, JobManager  # the job layer (it spawns things)
     from benchd.notifications.service import Notifications
 
+    from benchd.retention.service import Retention
+
     notifications = Notifications(cfg.root, notify_cfg, retry_base_s=cfg.notify_retry_base,
                                   give_up_s=cfg.notify_give_up)
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier),
                          on_transition=notifications.on_transition)
+    retention = Retention(cfg.root, cfg.retention, manager)
+    manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None
     closed = False
     try:
@@ -256,9 +263,10 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
         await notifications.start()
+        await retention.start()
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
                       version=version(), grace=cfg.grace, client_timeout=cfg.client_timeout,
-                      notifications=notifications)
+                      notifications=notifications, retention=retention)
         runner = JsonErrorAppRunner(make_app(ctx), handle_signals=False,
                                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
                                keepalive_timeout=cfg.client_timeout,
@@ -297,6 +305,7 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         if runner is not None:
             await runner.cleanup()
         await notifications.stop()
+        await retention.stop()
 
 
 def _unlink_if_ours(path: Path, ino: int | None) -> None:

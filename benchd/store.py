@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,7 +16,7 @@ import msgspec
 from benchd.layout import JobPaths, utc_from_timestamp, utc_now
 from benchd.schema import JOB_ID_RE, CancelOrder, ExitRecord, JobRecord, SupervisorInfo
 from benchd.states import FINAL
-from pipeline.atomicio import write_bytes_atomic
+from pipeline.atomicio import fsync_dir, write_bytes_atomic
 from pipeline.smallfile import MiB, UnreadableFile, describe_mode, read_small_file
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,35 @@ class Store:
             self._move_aside(path, why)
             del self._aside_pending[rec.job_id]
         self._write(path, msgspec.json.encode(rec))
+
+    def trash_jobs(self, job_ids: list[str]) -> list[str]:
+        """Move each job's record, log and side files into logs/.trash/<id>.<rand>/ in one
+        rename per file (record first: without it the job is gone from the history), then
+        delete them; emptied at the next start if a crash interrupts. Returns the ids moved."""
+        trash = self.logs_dir / ".trash"
+        trash.mkdir(mode=0o700, exist_ok=True)
+        moved = []
+        for job_id in job_ids:
+            p = self.paths(job_id)
+            dst = trash / f"{job_id}.{os.urandom(4).hex()}"
+            dst.mkdir()
+            try:
+                os.rename(p.record, dst / p.record.name)
+            except OSError as e:
+                log.warning("retention: cannot delete job %s: %s", job_id, e.strerror)
+                dst.rmdir()
+                continue
+            for f in (p.log, *p.aux()):
+                try:
+                    os.rename(f, dst / f.name)
+                except FileNotFoundError:
+                    pass
+            moved.append((job_id, dst))
+        if moved:
+            fsync_dir(self.jobs_dir)
+        for _, dst in moved:
+            shutil.rmtree(dst, ignore_errors=True)
+        return [job_id for job_id, _ in moved]
 
     def load_all(self) -> tuple[list[JobRecord], list[str]]:
         """Every record on disk, oldest first, plus one warning per file moved aside: a record

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from pipeline import schema
+from pipeline import archive, pins, schema
 from pipeline.results import LEGACY_RUN_ID_RE, MANIFEST, MAX_FILE_BYTES, RUN_ID_RE, SUMMARY
 from pipeline.smallfile import read_small_file
 
@@ -131,16 +131,34 @@ def _run_names(results_dir: Path, prefix: str = "", before: str | None = None) -
     starting with `prefix` and sorting before `before`: names only, no file is opened."""
     try:
         with os.scandir(results_dir) as it:
-            names = [e.name for e in it
+            names = {e.name for e in it
                      if e.name.startswith(prefix) and is_run_id(e.name)
-                     and e.is_dir(follow_symlinks=False)]
+                     and e.is_dir(follow_symlinks=False)}
     except (FileNotFoundError, NotADirectoryError):
         return []
+    names |= {n for n in archive.archived_ids(results_dir) if n.startswith(prefix)}
     return sorted((n for n in names if before is None or n < before), reverse=True)
 
 
+def _summary_of_detail(detail: schema.RunDetail) -> schema.RunSummary:
+    """An archived run's summary, from the detail kept beside its archive."""
+    m = detail.manifest
+    libs = sum(len(e.libraries) for e in detail.experiments.values())
+    return schema.RunSummary(
+        run_id=detail.run_id, layout=detail.layout,
+        created_at=m.created_at if m else detail.run_id,
+        status=m.status if m else schema.RUN_COMPLETE, experiments=list(detail.experiments),
+        libraries=libs, n=m.config.n if m else None, seed=m.config.seed if m else None,
+        failed_experiments=[e for e, v in (m.experiments.items() if m else ())
+                            if v.status != schema.EXP_DONE], archived=True)
+
+
 def _summary(d: Path) -> schema.RunSummary | None:
-    """The RunSummary of run directory `d`, or None (with a warning) when it is not published."""
+    """The RunSummary of run directory `d` (or of its archive when the directory is gone), or
+    None (with a warning) when it is not published."""
+    if not d.exists() and not d.is_symlink():
+        detail = archive.read_detail(d.parent, d.name)
+        return _summary_of_detail(detail) if detail is not None else None
     if RUN_ID_RE.fullmatch(d.name):
         m = _published_manifest(d, None)
         if m is None:
@@ -169,7 +187,8 @@ def _summary(d: Path) -> schema.RunSummary | None:
 
 
 def list_runs(results_dir: Path) -> list[schema.RunSummary]:
-    """Every published run under results_dir, newest first (name order = start order)."""
+    """Every published run under results_dir, newest first (name order = start order),
+    archived ones included (`archived`), each with its pin if it has one."""
     return page_runs(results_dir).runs
 
 
@@ -192,6 +211,10 @@ def page_runs(results_dir: Path, *, limit: int | None = None, before: str | None
         summary = _summary(results_dir / name)
         if summary is not None:
             runs.append(summary)
+    pinned = pins.read_pins(results_dir)
+    if pinned:
+        runs = [msgspec.structs.replace(r, pinned=True, pin_note=pinned[r.run_id].note)
+                if r.run_id in pinned else r for r in runs]
     return schema.RunList(runs=runs, next=nxt)
 
 
@@ -204,7 +227,8 @@ def resolve_run_id(results_dir: Path, ref: str) -> str:
     if not isinstance(ref, str) or not _RUN_PREFIX_RE.fullmatch(ref):
         raise InvalidRunIdError(f"not a run id: {ref!r} (expected YYYY-MM-DD_HH-MM-SS[_NN], "
                                 f"YYYY-MM-DD, or the start of one)")
-    if is_run_id(ref) and (Path(results_dir) / ref).is_dir():
+    if is_run_id(ref) and ((Path(results_dir) / ref).is_dir()
+                           or archive.is_archived(results_dir, ref)):
         return ref
     names = [n for n in _run_names(Path(results_dir), ref)
              if _summary(Path(results_dir) / n) is not None] if ref else []
@@ -223,6 +247,10 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
         raise InvalidRunIdError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] "
                                 f"or YYYY-MM-DD)")
     d = Path(results_dir) / run_id
+    if not d.exists() and not d.is_symlink():
+        detail = archive.read_detail(results_dir, run_id)
+        if detail is not None:
+            return detail
     if d.is_symlink() or not d.is_dir():   # a run is a directory we wrote, never a link out
         raise RunNotFoundError(f"no run {run_id!r} in {results_dir}")
     warnings: list[str] = []

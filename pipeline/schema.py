@@ -203,6 +203,19 @@ class RunSummary(msgspec.Struct):
     n: int | None = None
     seed: int | None = None
     failed_experiments: list[str] = []
+    pinned: bool = False                  # results/.pins/<run_id>.json: never pruned
+    pin_note: str | None = None
+    archived: bool = False                # compressed into results/.archive/ (restorable)
+
+
+class Pin(msgspec.Struct, omit_defaults=True):
+    """results/.pins/<run_id>.json: this run is kept whatever the retention policy says."""
+    run_id: str
+    pinned_by_uid: int
+    pinned_by: str
+    pinned_at: str                        # UTC ISO-8601
+    note: str | None = None
+    schema_version: int = SCHEMA_VERSION
 
 
 class RunList(msgspec.Struct):

@@ -9,9 +9,11 @@ The list shows each run's id, status, creation time, N, seed, experiments and li
 (newest first). One run prints, per experiment, its summary table (summary.md: accuracy
 against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
-(yours, or anyone's for root and the admin group; published runs are never deleted). --json
-prints the API's {"runs": [RunSummary]}, RunDetail, {"runs": [StagedRunSummary]} or
-DiscardedRun.
+(yours, or anyone's for root and the admin group; published runs are never deleted).
+--pin RUN [--note TEXT] keeps a published run whatever the retention policy says (the note is
+shown in the list), --unpin RUN undoes it, --restore RUN unpacks an archived run (the run's
+owner, root and the admin group may do these). --json prints the API's {"runs": [RunSummary]},
+RunDetail, {"runs": [StagedRunSummary]}, DiscardedRun, Pin or RunSummary.
 """
 from __future__ import annotations
 
@@ -35,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="list unpublished runs that `run --resume` can finish")
     p.add_argument("--discard", action="store_true",
                    help="delete the staged run RUN (it can no longer be resumed)")
+    p.add_argument("--pin", action="store_true",
+                   help="pin the published run RUN: no retention rule deletes or archives it")
+    p.add_argument("--note", metavar="TEXT", help="with --pin: why it is kept (shown in the list)")
+    p.add_argument("--unpin", action="store_true", help="unpin the run RUN")
+    p.add_argument("--restore", action="store_true",
+                   help="unpack the archived run RUN back into results/")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
@@ -76,6 +84,12 @@ def _show_run(detail: dict[str, Any]) -> str:
     for w in detail.get("warnings") or []:
         out.append(f"warning: {w}")
     return "\n".join(out)
+
+
+def _pin_text(r: dict[str, Any]) -> str:
+    if not r.get("pinned"):
+        return "-"
+    return f"yes: {r['pin_note']}" if r.get("pin_note") else "yes"
 
 
 def _list_staged(client: Any, as_json: bool) -> int:
@@ -128,18 +142,49 @@ def _list_runs(client: Any, as_json: bool, day: str | None) -> int:
             raise CliError(f"no run on {day} (`benchctl results` lists them all)", UNKNOWN_JOB)
         print("no result runs yet")
         return OK
-    rows = [[r["run_id"], r.get("status", "?"), render.short_time(r.get("created_at")),
+    rows = [[r["run_id"], r.get("status", "?") + (" (archived)" if r.get("archived") else ""),
+             render.short_time(r.get("created_at")),
              str(r.get("n") if r.get("n") is not None else "-"),
              str(r.get("seed") if r.get("seed") is not None else "-"),
              ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
-             ",".join(r.get("failed_experiments") or []) or "-"] for r in runs]
+             ",".join(r.get("failed_experiments") or []) or "-", _pin_text(r)] for r in runs]
     sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
-                                   "LIBS", "FAILED"], rows, None, False) + "\n")
+                                   "LIBS", "FAILED", "PINNED"], rows, None, False) + "\n")
+    return OK
+
+
+def _keep(client: Any, args: argparse.Namespace) -> int:
+    """--pin, --unpin, --restore: one of them, on one published run."""
+    modes = [m for m in ("pin", "unpin", "restore", "discard", "staged") if getattr(args, m)]
+    if len(modes) > 1:
+        raise CliError(f"--{modes[0]} and --{modes[1]} cannot be combined", USAGE)
+    mode = modes[0]
+    if not args.run or args.run == "latest" or runref.day(args.run):
+        raise CliError(f"--{mode} takes one run: an id, a prefix of one, or a job id "
+                       f"(`benchctl results` lists them)", USAGE)
+    import json
+    run_id = json.loads(runref.fetch(client, args.run))["run_id"]  # prefixes, job ids, ...
+    path = f"/api/results/{quote(run_id, safe='')}/" + ("restore" if mode == "restore"
+                                                         else "pin")
+    method = "DELETE" if mode == "unpin" else "POST"
+    body = {"note": args.note} if mode == "pin" and args.note is not None else None
+    if args.json:
+        from benchctl import jsonout
+        from pipeline.schema import Pin, RunSummary
+        jsonout.emit(client.call_raw(method, path, body), Pin if mode == "pin" else RunSummary)
+        return OK
+    client.call(method, path, body)
+    done = {"pin": "pinned", "unpin": "unpinned", "restore": "restored"}[mode]
+    print(f"{done} run {run_id}" + (f" ({args.note})" if mode == "pin" and args.note else ""))
     return OK
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
+    if args.note is not None and not args.pin:
+        raise CliError("--note goes with --pin", USAGE)
+    if args.pin or args.unpin or args.restore:
+        return _keep(client, args)
     if args.discard:
         if args.staged:
             raise CliError("--discard and --staged cannot be combined", USAGE)

@@ -20,6 +20,9 @@ from benchd.app import Context, make_app
 from benchd.jobs import JobManager
 from benchd.notifications.config import NotifyConfig
 from benchd.notifications.service import Notifications
+
+from benchd.retention.policy import Policy
+from benchd.retention.service import Retention
 from tests.support.daemon import FAKE_ORCHESTRATOR, MARKER_ENV, kill_marked
 
 JSON = {"Content-Type": "application/json"}
@@ -68,7 +71,8 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     manager = JobManager(root, grace=1.0, orchestrator=FAKE_ORCHESTRATOR)
     await manager.reconcile()
     app = make_app(Context(manager=manager, root=root, socket_path=sock, version="test",
-                           grace=1.0, notifications=Notifications(root, NotifyConfig())))
+                           grace=1.0, notifications=Notifications(root, NotifyConfig()),
+                           retention=Retention(root, Policy(), manager)))
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     await web.UnixSite(runner, sock).start()
