@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 from benchctl import render
 from benchctl.client import (Client, NoAnswer, Response, StreamCut, Unreachable, job_path,
                              query, raise_api_error)
-from benchctl.exitcodes import INTERNAL, CliError
+from benchctl.exitcodes import INTERNAL, CliError, for_state
 from benchd.states import JobState
 
 DEFAULT_RECONNECT_S = 60.0
@@ -217,3 +217,11 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
             delay = min(delay * 2, 2.0)
     finally:
         sink.close()
+
+
+def report_outcome(final: dict[str, Any]) -> int:
+    """After following a job to its end (run --follow/--wait, tail -f): one line on stderr
+    saying how it ended, and the exit code of that outcome (benchctl.exitcodes)."""
+    sys.stderr.write(render.final_line(final, render.use_colour(sys.stderr)) + "\n")
+    sys.stderr.flush()
+    return for_state(final.get("status", ""))

@@ -202,17 +202,25 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
 
 
 def final_line(job: dict[str, Any], colour: bool) -> str:
-    """One line saying how a job ended (stderr after --follow/--wait, and after cancel)."""
+    """One line saying how a job ended (stderr after run --follow/--wait and tail -f, and
+    after cancel): 'job 81e2… cancelled by alice after 1m12s (stopped by SIGTERM after 0.4 s)'.
+    Each fact once: the state is not repeated from the reason, nor the signal it names."""
     status = job.get("status", "?")
     text = f"job {job.get('job_id')} {paint(state_label(status), STATE_STYLE.get(status), colour)}"
-    extra = []
     reason = job.get("reason") or ""
+    if reason.startswith(f"{status} by "):      # "cancelled by alice: how" (benchd's)
+        who, _, reason = reason[len(status) + 1:].partition(": ")
+        text += f" {who}"
+    took = job_duration(job)
+    if took is not None and job.get("finished_at"):
+        text += f" after {duration(took)}"
+    extra = []
     if job.get("exit_code") is not None and f"code {job['exit_code']}" not in reason:
         extra.append(f"exit code {job['exit_code']}")
-    if job.get("signal"):
+    if job.get("signal") and job["signal"] not in reason:
         extra.append(job["signal"])
-    if job.get("reason"):
-        extra.append(job["reason"])
+    if reason:
+        extra.append(reason)
     if job.get("run_dir"):
         extra.append(f"results {job['run_dir']}")
     return text + (f" ({'; '.join(extra)})" if extra else "")

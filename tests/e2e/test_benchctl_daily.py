@@ -1,0 +1,193 @@
+"""What a daily user of benchctl trips over, end to end: the real `benchctl` console script
+against a real benchd on a real Unix socket (tests/support/daemon.py), jobs run by the fake
+orchestrator or a real interpreter, real signals. Terminal behaviour runs in a real
+pseudo-terminal of a known size (os.openpty + TIOCSWINSZ), piped behaviour through pipes."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pwd
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.benchctl_run import BENCHCTL, bc, env_for
+from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def run_in_pty(argv: list[str], env: dict[str, str], columns: int = 80, rows: int = 24,
+               timeout: float = 30) -> tuple[int, str]:
+    """argv with stdout and stderr on a pseudo-terminal of columns x rows; (exit code, the
+    screen's text with escape sequences removed and \\r\\n as \\n)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(master)
+    text = ANSI.sub("", data.decode("utf-8", "replace")).replace("\r\n", "\n")
+    return code, text
+
+
+def _held(d: Daemon, gate: Path, **spec: object) -> str:
+    d.set_spec(wait_for_file=str(gate), **spec)
+    job_id = bc(d, "run").stdout.strip()
+    d.wait_job(job_id, ("running",))
+    wait_until(lambda: b"fake orchestrator pid" in d.log_file(job_id).read_bytes(), 15,
+               what="orchestrator running")
+    return job_id
+
+
+# --- 3. messages say who and what, once ----------------------------------------------------
+
+def test_cancel_reason_names_the_user_and_what_stopped_the_job(daemon_factory,
+                                                               tmp_path: Path) -> None:
+    d = daemon_factory()
+    me = pwd.getpwuid(os.getuid()).pw_name
+    job_id = _held(d, tmp_path / "gate")
+    r = bc(d, "cancel", job_id)
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"job {job_id} cancelled by {re.escape(me)} after \S+ \(stopped by "
+                     rf"SIGTERM after \d+\.\d s; SIGTERM\)|job {job_id} cancelled by "
+                     rf"{re.escape(me)} after \S+ \(stopped by SIGTERM after \d+\.\d s\)",
+                     r.stdout), r.stdout
+    rec = d.job(job_id)
+    assert re.fullmatch(rf"cancelled by {re.escape(me)}: stopped by SIGTERM after \d+\.\d s",
+                        rec["reason"]), rec["reason"]
+    assert rec["cancel_requested_by"] == os.getuid() and rec["signal"] == "SIGTERM"
+    r = bc(d, "status", job_id)
+    assert f"reason:       cancelled by {me}: stopped by SIGTERM" in r.stdout, r.stdout
+    assert "uid 0:" not in r.stdout and "code 143" not in r.stdout
+
+    job_id = _held(d, tmp_path / "gate2", ignore_sigterm=True)
+    r = bc(d, "cancel", job_id, "--grace", "0.5")
+    assert r.returncode == 0, r.stderr
+    rec = d.job(job_id)
+    assert rec["reason"] == f"cancelled by {me}: killed by SIGKILL after the 0.5 s grace"
+    assert rec["signal"] == "SIGKILL" and r.stdout.count("SIGKILL") == 1, r.stdout
+
+
+def test_a_sigkilled_job_says_so_once_with_the_logs_last_line(daemon_factory) -> None:
+    killer = ("import os, signal, sys\n"
+              "print('loading the ephemeris', flush=True)\n"
+              "print('out of memory in the DE440 loader', file=sys.stderr, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    d = daemon_factory(orchestrator=[sys.executable, "-c", killer])
+    r = bc(d, "run", "--wait")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("SIGKILL") == 1, r.stderr
+    assert "killed by SIGKILL: out of memory in the DE440 loader" in r.stderr, r.stderr
+    job = d.get("/api/benchmark/jobs?limit=1").json()["jobs"][0]
+    assert job["reason"] == "killed by SIGKILL: out of memory in the DE440 loader"
+    assert job["signal"] == "SIGKILL" and job["exit_code"] is None
+
+
+# --- 4. tail -f ends with the job's outcome --------------------------------------------------
+
+@pytest.mark.parametrize("how", ["cancel", "fail", "complete"])
+def test_tail_follow_exits_with_the_jobs_outcome(daemon_factory, tmp_path: Path,
+                                                 how: str) -> None:
+    d = daemon_factory()
+    gate = tmp_path / "gate"
+    job_id = _held(d, gate, exit_code=1 if how == "fail" else 0)
+    proc = subprocess.Popen([*BENCHCTL, "tail", "-f", job_id], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env_for(d))
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"fake orchestrator pid")  # following
+        if how == "cancel":
+            assert bc(d, "cancel", job_id).returncode == 0
+        else:
+            gate.touch()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    expected = {"cancel": 3, "fail": 1, "complete": 0}[how]
+    lines = err.decode().splitlines()
+    assert proc.returncode == expected, err
+    assert len(lines) == 1 and lines[0].startswith(f"job {job_id} "), lines
+    word = {"cancel": f"cancelled by {pwd.getpwuid(os.getuid()).pw_name} after ", "fail": "failed after ",
+            "complete": "completed after "}[how]
+    assert word in lines[0], lines
+
+
+# --- 5. logs on a terminal hides progress lines; piped it is byte-exact ----------------------
+
+def test_logs_hides_progress_lines_on_a_terminal_only(daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=3)
+    job = json.loads(bc(d, "run", "--wait", "--json", "-e", "gmst_era,equ_ecl").stdout)
+    r = subprocess.run([*BENCHCTL, "logs", job["job_id"]], capture_output=True, env=env_for(d),
+                       timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout == d.log_file(job["job_id"]).read_bytes()
+    assert b"@@benchd-progress" in r.stdout
+    code, screen = run_in_pty([*BENCHCTL, "logs", job["job_id"]], env_for(d, TERM="xterm"))
+    assert code == 0, screen
+    assert "@@benchd-progress" not in screen and "line 2 of 3" in screen, screen
+
+
+# --- 10. validation names the flag, reports everything, suggests ----------------------------
+
+def test_run_refusals_name_flags_list_every_problem_and_suggest(daemon_factory) -> None:
+    d = daemon_factory()
+    r = bc(d, "run", "-e", "gmst", "--n", "0", "--perf-rounds", "0")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("benchctl: --experiments: unknown experiment 'gmst' (did you "
+                               "mean gmst_era?)"), r.stderr
+    assert "--n: must be between 1 and" in r.stderr
+    assert "--perf-rounds: must be between 1 and" in r.stderr and "perf_rounds" not in r.stderr
+    r = bc(d, "run", "-e", "all,gmst_era")
+    assert r.returncode == 2 and "'all' stands for every experiment" in r.stderr, r.stderr
+    r = bc(d, "run", "-e", "all", "-e", "gmst_era")
+    assert r.returncode == 2 and "'all' stands for every experiment" in r.stderr, r.stderr
+    assert d.get("/api/benchmark/jobs").json()["jobs"] == []   # nothing was started
+
+    # benchd's own check (for other clients) also reports every field, the first one first
+    r = d.post_json("/api/benchmark/jobs", {"experiments": ["gmst"], "n": 0, "seed": -1})
+    msg = r.json()["error"]["message"]
+    assert r.status == 400 and msg.startswith("experiments: unknown experiment 'gmst' (did "
+                                              "you mean gmst_era?)"), msg
+    assert "; n: must be between" in msg and "; seed: must be between" in msg
+
+
+def test_benchds_refusal_is_shown_with_the_flag(daemon_factory) -> None:
+    """A refusal only benchd makes (here: a limit benchctl does not know, as from a newer
+    benchd) comes back naming the CLI flag."""
+    from benchctl.commands.run import flag_message
+    assert flag_message("perf_rounds: must be between 1 and 1000, got 0; seed: must be x") \
+        == "--perf-rounds: must be between 1 and 1000, got 0; --seed: must be x"
+    d = daemon_factory()
+    r = bc(d, "run", "--resume", "../x")
+    assert r.returncode == 2 and r.stderr.startswith("benchctl: --resume: "), r.stderr
