@@ -5,7 +5,7 @@ neither of which should import numpy or an astronomy library to do so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 EXPERIMENTS: tuple[str, ...] = (
     "frame_rotation_bpn",
@@ -38,15 +38,11 @@ class ConfigError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """A validated run configuration (what the orchestrator will actually do)."""
-    experiments: tuple[str, ...]
-    n: int
-    seed: int
-    perf_rounds: int
-    no_perf: bool
-    ci: bool
+RunConfig = namedtuple("RunConfig", "experiments n seed perf_rounds no_perf ci")
+RunConfig.__doc__ = """A validated run configuration (what the orchestrator will actually do):
+experiments (tuple[str, ...]), n, seed, perf_rounds (int), no_perf, ci (bool). A namedtuple,
+not a dataclass or typing.NamedTuple: those imports cost benchctl's start-up 3-14 ms, and
+benchctl imports this module to name experiments."""
 
 
 def did_you_mean(name: str, known: tuple[str, ...] | list[str]) -> str:
