@@ -65,10 +65,37 @@ def parse_time(ts: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def short_time(ts: str | None) -> str:
-    """'2026-11-28 04:15:18' in UTC (what people compare with logs and run ids)."""
+def short_time(ts: str | None, human: bool = False) -> str:
+    """A time for a person or a script. Piped (human=False): ISO 8601 UTC with Z,
+    '2026-11-28T04:15:18Z' (one word, sortable, zone-proof). On a terminal: local time
+    (TZ honoured) with its zone, '2026-11-28 05:15:18 CET'."""
     dt = parse_time(ts)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+    if dt is None:
+        return "-"
+    if not human:
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    local = dt.astimezone()     # the C library's local zone: honours TZ
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
+
+
+def ago(ts: str | None, now: datetime | None = None) -> str:
+    """'5 min ago', '3 h ago', '2 days ago' (history on a terminal); a date past 30 days."""
+    dt = parse_time(ts)
+    if dt is None:
+        return "-"
+    secs = ((now or datetime.now(timezone.utc)) - dt).total_seconds()
+    if secs < 0:
+        return short_time(ts, True)
+    if secs < 60:
+        return "just now" if secs < 10 else f"{int(secs)} s ago"
+    if secs < 3600:
+        return f"{int(secs // 60)} min ago"
+    if secs < 86400:
+        return f"{int(secs // 3600)} h ago"
+    if secs < 86400 * 30:
+        days = int(secs // 86400)
+        return f"{days} day{'s' if days > 1 else ''} ago"
+    return dt.astimezone().strftime("%Y-%m-%d")
 
 
 def duration(seconds: float | None) -> str:
@@ -102,6 +129,23 @@ def experiments_text(config: dict[str, Any]) -> str:
     return ",".join(exps) if exps else "all"
 
 
+def experiments_cell(config: dict[str, Any], fit: bool) -> str | list[str]:
+    """For a table: the list (fitted as a list); 'all' when none was given, or on a terminal
+    (`fit`) when it names every experiment (piped output stays complete)."""
+    exps = config.get("experiments")
+    if config.get("resume") or not exps:
+        return experiments_text(config)
+    return "all" if fit and is_all(exps) else list(exps)
+
+
+def is_all(names: list[str] | tuple[str, ...]) -> bool:
+    """Every experiment of the catalog (imported only for a list that might be: start-up)."""
+    if len(names) < 2:
+        return False
+    from pipeline.catalog import EXPERIMENTS
+    return set(names) >= set(EXPERIMENTS)
+
+
 def n_text(config: dict[str, Any], progress: dict[str, Any] | None = None) -> str:
     """The N a job runs with: from its progress once the run has said, else as requested."""
     if progress and progress.get("n") is not None:
@@ -131,16 +175,99 @@ def progress_text(progress: dict[str, Any] | None) -> str:
     return text
 
 
-def table(headers: list[str], rows: list[list[str]], styles: list[list[str | None]] | None,
-          colour: bool) -> str:
-    """Left-aligned columns, two spaces apart; styles per cell (colour only)."""
+class Out:
+    """How output reaches its reader: colour, the terminal's width (None: never cut) and
+    whether a person reads it (local times; a pipe gets ISO UTC)."""
+
+    def __init__(self, colour: bool = False, width: int | None = None,
+                 human: bool = False) -> None:
+        self.colour, self.width, self.human = colour, width, human
+
+    @classmethod
+    def of(cls, stream: TextIO) -> "Out":
+        tty = is_tty(stream)
+        return cls(use_colour(stream), terminal_width(stream) if tty else None, tty)
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal: $COLUMNS if set (as shutil does), else the tty's, else 80."""
+    try:
+        cols = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        try:
+            cols = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            cols = 0
+    return cols if cols > 0 else 80   # a fresh pty may report 0 columns
+
+
+ELLIPSIS = "…"
+MIN_COL = 4   # a column is never cut narrower than this (or its header)
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, ending in … when cut."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
+
+
+def short_list(items: list[str] | tuple[str, ...], width: int | None, sep: str = ",") -> str:
+    """'a,b,c' whole if it fits (or width is None), else as many as fit and '+N' for the
+    rest: 'gmst_era +3'; the first name is cut with … if even that does not fit."""
+    full = sep.join(items)
+    if width is None or len(full) <= width:
+        return full
+    for k in range(len(items) - 1, 0, -1):
+        text = f"{sep.join(items[:k])} +{len(items) - k}"
+        if len(text) <= width:
+            return text
+    rest = f" +{len(items) - 1}" if len(items) > 1 else ""
+    return cut(items[0], max(1, width - len(rest))) + rest
+
+
+def fit_widths(natural: list[int], minimum: list[int], width: int) -> list[int]:
+    """Column widths summing (with 2-space gaps) to at most `width`: the widest columns give
+    way first, none below its minimum (the table may then still be wider: it wraps)."""
+    widths = list(natural)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        # the widest that can give way; of equals, the rightmost (less important) one
+        i = max(range(len(widths)), key=lambda j: (widths[j] > minimum[j], widths[j], j))
+        if widths[i] <= minimum[i]:
+            break
+        # take from the widest down to the next-widest in one step
+        others = [w for j, w in enumerate(widths) if j != i and w > minimum[j]]
+        target = max(minimum[i], (max(others) if others else 0), widths[i] - excess)
+        if target >= widths[i]:
+            target = widths[i] - 1
+        excess -= widths[i] - target
+        widths[i] = target
+    return widths
+
+
+def table(headers: list[str], rows: list[list[Any]], styles: list[list[str | None]] | None,
+          colour: bool, width: int | None = None, keep: tuple[int, ...] = ()) -> str:
+    """Left-aligned columns, two spaces apart; styles per cell (colour only). With `width`
+    (a terminal's), the table is fitted to it: list cells become 'first +N', long cells end
+    in …; the columns in `keep` (ids, states: what a person copies or scans) are never cut.
+    Every table benchctl prints goes through here; piped output (width None) is whole."""
+    text_rows = [[c if isinstance(c, str) else ",".join(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in text_rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    out = ["  ".join(paint(h.ljust(widths[i]), BOLD, colour)
+    if width is not None:
+        # cells give way down to their header's width first, then headers too (to MIN_COL)
+        for floor in ((lambda h: max(len(h), MIN_COL)), (lambda h: MIN_COL)):
+            minimum = [w if i in keep else min(w, floor(h))
+                       for i, (w, h) in enumerate(zip(widths, headers))]
+            widths = fit_widths(widths, minimum, width)
+        text_rows = [[short_list(c, widths[i]) if not isinstance(c, str) else cut(c, widths[i])
+                      for i, c in enumerate(row)] for row in rows]
+    out = ["  ".join(paint(cut(h, widths[i]).ljust(widths[i]), BOLD, colour)
                      for i, h in enumerate(headers)).rstrip()]
-    for r, row in enumerate(rows):
+    for r, row in enumerate(text_rows):
         cells = []
         for i, cell in enumerate(row):
             style = styles[r][i] if styles else None
@@ -150,25 +277,35 @@ def table(headers: list[str], rows: list[list[str]], styles: list[list[str | Non
     return "\n".join(out)
 
 
-def job_rows(jobs: list[dict[str, Any]], colour: bool) -> str:
-    """The history table."""
+def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
+    """The history table (STARTED relative on a terminal: '5 min ago')."""
     headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "WHO", "RESULTS"]
     rows, styles = [], []
     for job in jobs:
         cfg = job.get("config") or {}
         status = job.get("status", "?")
+        started = job.get("started_at") or job.get("created_at")
         rows.append([job.get("job_id", "?"), state_label(status),
-                     short_time(job.get("started_at") or job.get("created_at")),
-                     duration(job_duration(job)), experiments_text(cfg),
+                     ago(started) if out.human else short_time(started),
+                     duration(job_duration(job)), experiments_cell(cfg, out.width is not None),
                      n_text(cfg, job.get("progress")),
                      job.get("requester_name") or str(job.get("requester_uid", "?")),
-                     job.get("run_dir") or "-"])
+                     _run_dir_text(job.get("run_dir"), out)])
         styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None])
-    return table(headers, rows, styles, colour)
+    return table(headers, rows, styles, out.colour, out.width, keep=(0, 1))
 
 
-def job_detail(job: dict[str, Any], colour: bool) -> str:
-    """`status JOB`: one field a line."""
+def _run_dir_text(run_dir: str | None, out: Out) -> str:
+    """Piped: the run's directory as benchd reports it. On a terminal: its run id (what
+    `benchctl results RUN` takes), unless it fits whole."""
+    if not run_dir:
+        return "-"
+    return run_dir.rstrip("/").rsplit("/", 1)[-1] if out.width is not None else run_dir
+
+
+def job_detail(job: dict[str, Any], out: Out) -> str:
+    """`status JOB`: one field a line (cut to a terminal's width with …)."""
+    colour = out.colour
     cfg = job.get("config") or {}
     status = job.get("status", "?")
     lines = [("job", job.get("job_id", "?")),
@@ -176,10 +313,11 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
     prog = progress_text(job.get("progress"))
     if prog and status in (JobState.STARTING, JobState.RUNNING):
         lines.append(("progress", prog))
+    when = out.human
     lines += [("requested by", f"{job.get('requester_name')} (uid {job.get('requester_uid')})"),
-              ("created", short_time(job.get("created_at"))),
-              ("started", short_time(job.get("started_at"))),
-              ("finished", short_time(job.get("finished_at"))),
+              ("created", short_time(job.get("created_at"), when)),
+              ("started", short_time(job.get("started_at"), when)),
+              ("finished", short_time(job.get("finished_at"), when)),
               ("duration", duration(job_duration(job))),
               ("experiments", experiments_text(cfg)),
               ("n", n_text(cfg, job.get("progress")))]
@@ -198,6 +336,9 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
     if job.get("run_dir"):
         lines.append(("results", job["run_dir"]))
     width = max(len(k) for k, _ in lines)
+    if out.width is not None:   # the state carries colour codes: it is short, never cut
+        room = max(MIN_COL, out.width - width - 2)
+        lines = [(k, v if k == "state" else cut(v, room)) for k, v in lines]
     return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in lines)
 
 

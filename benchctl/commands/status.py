@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
-    colour = render.use_colour(sys.stdout)
+    out = render.Out.of(sys.stdout)
     if args.job:
         job = jobref.get_job(client, args.job)
         if args.json:
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             from benchd.schema import JobRecord
             jsonout.emit(client.call_raw("GET", job_path(job["job_id"])), JobRecord)
         else:
-            print(render.job_detail(job, colour))
+            print(render.job_detail(job, out))
         return OK
     if args.json:
         from benchctl import jsonout
@@ -44,10 +44,12 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
              f"up {render.duration(health.get('uptime_s'))}",
              f"root:   {health.get('root')}",
              f"socket: {health.get('socket')}"]
+    if out.width is not None:
+        lines = [render.cut(line, out.width) for line in lines]
     job = health.get("active_job")
     if job:
         lines.append("")
-        lines.append(render.job_detail(job, colour))
+        lines.append(render.job_detail(job, out))
     else:
         lines.append("no job running")
     print("\n".join(lines))

@@ -32,16 +32,16 @@ def test_colour_needs_a_terminal_and_no_NO_COLOR(monkeypatch: pytest.MonkeyPatch
 
 def test_history_table_colours_states() -> None:
     jobs = [job("completed"), job("failed"), job("cancelled"), job("unknown")]
-    coloured = render.job_rows(jobs, colour=True)
+    coloured = render.job_rows(jobs, render.Out(colour=True))
     assert "\x1b[32mcompleted" in coloured and "\x1b[31mfailed" in coloured
     assert render.STATE_STYLE["cancelled"] + "cancelled" in coloured
     assert "\x1b[35;7munknown?" in coloured
-    plain = render.job_rows(jobs, colour=False)
+    plain = render.job_rows(jobs, render.Out())
     assert "\x1b" not in plain and "unknown?" in plain
     lines = plain.splitlines()
     assert lines[0].split() == ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N",
                                 "WHO", "RESULTS"]
-    assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28", "04:00:01", "1m30s",
+    assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28T04:00:01Z", "1m30s",
                                 "gmst_era", "50", "alice", "results/2026-11-28_04-00-01"]
     # columns line up: every row has its STATE at the same column
     col = lines[0].index("STATE")
@@ -49,7 +49,8 @@ def test_history_table_colours_states() -> None:
 
 
 def test_defaults_shown_plainly() -> None:
-    row = render.job_rows([job("running", config={}, finished_at=None, run_dir=None)], False)
+    row = render.job_rows([job("running", config={}, finished_at=None, run_dir=None)],
+                          render.Out())
     cells = row.splitlines()[1].split()
     assert "all" in cells and "default" in cells and cells[-1] == "-"
 

@@ -191,3 +191,57 @@ def test_benchds_refusal_is_shown_with_the_flag(daemon_factory) -> None:
     d = daemon_factory()
     r = bc(d, "run", "--resume", "../x")
     assert r.returncode == 2 and r.stderr.startswith("benchctl: --resume: "), r.stderr
+
+
+# --- 2. tables fit the terminal; pipes get everything ---------------------------------------
+
+def _visible(screen: str) -> list[str]:
+    return [ln for ln in screen.split("\n") if ln.strip()]
+
+
+def test_history_and_status_fit_the_terminal_and_pipes_stay_complete(daemon_factory) -> None:
+    d = daemon_factory()
+    four = "gmst_era,equ_ecl,precession,kepler_solver"
+    job = json.loads(bc(d, "run", "--wait", "--json", "-e", four).stdout)
+    from pipeline.catalog import EXPERIMENTS
+    bc(d, "run", "--wait", "-e", ",".join(EXPERIMENTS))
+    for columns in (60, 80):
+        code, screen = run_in_pty([*BENCHCTL, "history"], env_for(d, TERM="xterm"), columns)
+        lines = _visible(screen)
+        assert code == 0 and len(lines) == 3, screen
+        assert all(len(ln) <= columns for ln in lines), (columns, screen)
+        assert lines[1].split()[0] != job["job_id"] and job["job_id"] in lines[2]   # ids whole
+        assert re.search(r"(\bgmst_era(,\S+)*|…) \+\d\b", lines[2]), screen  # 'gmst_era +3'
+        assert re.search(r"\ball\b", lines[1]), screen         # every experiment, named so
+    assert "gmst_era +3" in lines[2], screen   # 80 columns: the first name whole
+    r = bc(d, "history")
+    assert four in r.stdout and ",".join(EXPERIMENTS) in r.stdout and "…" not in r.stdout
+    assert max(len(ln) for ln in r.stdout.splitlines()) > 80   # not cut when piped
+    code, screen = run_in_pty([*BENCHCTL, "status", job["job_id"]], env_for(d, TERM="xterm"),
+                              40)
+    assert code == 0 and all(len(ln) <= 40 for ln in _visible(screen)), screen
+    assert "…" in screen    # the long values (experiments, results path) were cut
+    r = bc(d, "status", job["job_id"])
+    assert re.search(rf"^experiments: +{four}$", r.stdout, re.M) and "…" not in r.stdout
+
+
+# --- 6. times: local with a zone on a terminal, ISO UTC piped, relative in history ---------
+
+def test_times_are_local_on_a_terminal_and_iso_utc_when_piped(daemon_factory) -> None:
+    from datetime import datetime, timedelta
+    d = daemon_factory()
+    job = json.loads(bc(d, "run", "--wait", "--json").stdout)
+    started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
+    tokyo = (started + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M:%S")
+    code, screen = run_in_pty([*BENCHCTL, "status", job["job_id"]],
+                              env_for(d, TERM="xterm", TZ="Asia/Tokyo"))
+    assert code == 0 and f"started:      {tokyo} JST" in screen, screen
+    utc = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = bc(d, "status", job["job_id"], TZ="Asia/Tokyo")
+    assert f"started:      {utc}" in r.stdout, r.stdout     # piped: ISO 8601 UTC, TZ or not
+    r = bc(d, "history", TZ="Asia/Tokyo")
+    assert r.stdout.splitlines()[1].split()[2] == utc
+    code, screen = run_in_pty([*BENCHCTL, "history"], env_for(d, TERM="xterm"))
+    assert code == 0 and re.search(r"just now|\d+ s ago", screen), screen
+    r = bc(d, "history", "--json")
+    assert json.loads(r.stdout)["jobs"][0]["started_at"] == job["started_at"]
