@@ -163,7 +163,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.follow:
         if job.get("status") in ACTIVE:
             sys.stderr.write(f"benchctl: job {job_id} started\n")
-        sink = follow.make_sink(job.get("progress"))
+        sink = follow.make_sink(job.get("progress"), client, job)
         start: dict[str, Any] = {"offset": 0}
     else:
         sink, start = follow.NullSink(), {"tail": 0}

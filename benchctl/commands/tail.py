@@ -36,7 +36,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
     job = jobref.get_job(client, args.job) if args.job else jobref.active_or_latest(client)
     job_id = job["job_id"]
-    sink = follow.make_sink(job.get("progress") if args.follow else None)
+    sink = follow.make_sink(job.get("progress"), client, job) if args.follow \
+        else follow.make_sink()
     offset = None
     if isinstance(sink, follow.TerminalSink):
         try:

@@ -245,3 +245,22 @@ def test_times_are_local_on_a_terminal_and_iso_utc_when_piped(daemon_factory) ->
     assert code == 0 and re.search(r"just now|\d+ s ago", screen), screen
     r = bc(d, "history", "--json")
     assert json.loads(r.stdout)["jobs"][0]["started_at"] == job["started_at"]
+
+
+def test_follow_progress_line_has_elapsed_and_an_eta_from_comparable_jobs(
+        daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(sleep_s=3)
+    for _ in range(2):     # earlier comparable jobs took >= 3 s
+        assert bc(d, "run", "--wait", "-e", "gmst_era,equ_ecl", "--n", "50").returncode == 0
+    d.set_spec(lines=6, lines_per_s=10)
+    code, screen = run_in_pty([*BENCHCTL, "run", "--follow", "-e", "equ_ecl,gmst_era",
+                               "--n", "50"], env_for(d, TERM="xterm"), columns=120)
+    assert code == 0, screen
+    assert re.search(r"experiments · \w+ · \d+s elapsed · ETA \ds", screen), screen
+    # a different n has no comparable job: elapsed time, but no ETA rather than a wrong one
+    code, screen = run_in_pty([*BENCHCTL, "run", "--follow", "-e", "gmst_era,equ_ecl",
+                               "--n", "51"], env_for(d, TERM="xterm"), columns=120)
+    assert code == 0 and re.search(r"\d+s elapsed", screen) and "ETA" not in screen, screen
+    r = bc(d, "run", "--follow", "-e", "gmst_era,equ_ecl", "--n", "50")
+    assert "elapsed" not in r.stdout + r.stderr    # piped: the raw log, nothing drawn
