@@ -27,8 +27,9 @@ SOCKET_HELP = ("benchd's Unix socket (default: $BENCHD_SOCKET, else ./run/benchd
 class Context:
     """What every command gets besides its arguments: where benchd is."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, pager: bool = True) -> None:
         self.socket_path = socket_path
+        self.pager = pager      # long output through $PAGER on a terminal (not --no-pager)
         self._client = None
 
     @property
@@ -75,6 +76,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     that command's module is imported and wired (what a normal call needs: start-up time)."""
     common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=SOCKET_HELP)
+    common.add_argument("--no-pager", action="store_true", default=argparse.SUPPRESS,
+                        help="never page long output (default on a terminal: $PAGER, else "
+                             "`less -FRX`)")
     parser = argparse.ArgumentParser(
         prog="benchctl", parents=[common], epilog=EXIT_EPILOG, formatter_class=_Formatter,
         description="Start, follow, cancel and inspect benchmark jobs run by benchd, and "
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_chosen_command(argv)).parse_args(argv)
     from benchd.defaults import client_socket
-    ctx = Context(str(client_socket(getattr(args, "socket", None))))
+    ctx = Context(str(client_socket(getattr(args, "socket", None))),
+                  pager=not getattr(args, "no_pager", False))
     try:
         return args.func(args, ctx)
     except CliError as exc:

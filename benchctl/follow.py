@@ -46,6 +46,31 @@ class RawSink:
         self.out.flush()
 
 
+class FilterSink:
+    """Log lines for a person reading through a pager: progress lines dropped (a pager
+    cannot redraw a status line), everything else as is."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        from pipeline.progress import parse_line
+        self._parse = parse_line
+        self.out = out
+        self.buf = b""
+
+    def write(self, data: bytes) -> None:
+        *lines, self.buf = (self.buf + data).split(b"\n")
+        kept = [line + b"\n" for line in lines if self._parse(line) is None]
+        if kept:
+            self.out.write(b"".join(kept))
+
+    def notice(self, text: str) -> None:
+        render.err(text)
+
+    def close(self) -> None:
+        if self.buf and self._parse(self.buf) is None:
+            self.out.write(self.buf + b"\n")
+        self.buf = b""
+
+
 class NullSink:
     """For --wait: follow to the end, show nothing."""
 

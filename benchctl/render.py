@@ -399,6 +399,30 @@ class StatusLine:
         self.show()
 
 
+def screen_rows(stream: TextIO) -> int:
+    """Lines of the terminal: $LINES if set, else the tty's, else 24."""
+    try:
+        rows = int(os.environ.get("LINES", ""))
+    except ValueError:
+        try:
+            rows = os.get_terminal_size(stream.fileno()).lines
+        except (OSError, ValueError, AttributeError):
+            rows = 0
+    return rows if rows > 0 else 24
+
+
+def page(text: str, enabled: bool) -> None:
+    """Print `text`; on a terminal, through $PAGER when it is longer than the screen (and
+    paging is `enabled`: --no-pager). benchctl.pager is imported only then (start-up)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if enabled and is_tty(sys.stdout) and text.count("\n") >= screen_rows(sys.stdout):
+        from benchctl import pager
+        if pager.show(text):
+            return
+    sys.stdout.write(text)
+
+
 def err(message: str) -> None:
     sys.stderr.write(f"benchctl: {message}\n")
     sys.stderr.flush()

@@ -48,5 +48,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         out.append("")
     if width is not None:
         out = [render.cut(line, width) for line in out]
-    sys.stdout.write("\n".join(out))
+    render.page("\n".join(out), ctx.pager)
     return OK

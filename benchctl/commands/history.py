@@ -59,5 +59,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if not jobs:
         print("no jobs" + (f" in state {', '.join(statuses)}" if statuses else ""))
         return OK
-    sys.stdout.write(render.job_rows(jobs, render.Out.of(sys.stdout)) + "\n")
+    render.page(render.job_rows(jobs, render.Out.of(sys.stdout)), ctx.pager)
     return OK

@@ -81,7 +81,7 @@ def _show_run(detail: dict[str, Any], out: render.Out, only: str | None = None) 
     return "\n".join(lines)
 
 
-def _list_staged(client: Any, as_json: bool, out: render.Out) -> int:
+def _list_staged(client: Any, as_json: bool, out: render.Out, pager: bool) -> int:
     if as_json:
         from benchctl import jsonout
         from pipeline.schema import StagedRunList
@@ -96,9 +96,8 @@ def _list_staged(client: Any, as_json: bool, out: render.Out) -> int:
              str(r.get("seed")),
              f"{len(r.get('done') or [])}/{len(r.get('experiments') or [])}",
              (r.get("reason") or "-").splitlines()[0]] for r in runs]
-    sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "DONE", "REASON"],
-                                  rows, None, False, out.width, keep=(0, 1, 2, 3, 4, 5))
-                     + "\n")
+    render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "DONE", "REASON"],
+                             rows, None, False, out.width, keep=(0, 1, 2, 3, 4, 5)), pager)
     return OK
 
 
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.staged:
         if args.run:
             raise CliError("--staged lists staged runs; it takes no RUN", USAGE)
-        return _list_staged(client, args.json, out)
+        return _list_staged(client, args.json, out, ctx.pager)
     if not args.run:
         if args.json:
             from benchctl import jsonout
@@ -151,9 +150,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                                          out.width is not None)
                  if r.get("experiments") else "-", str(r.get("libraries", 0)),
                  r.get("failed_experiments") or "-"] for r in runs]
-        sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
-                                       "LIBS", "FAILED"], rows, None, False, out.width,
-                                      keep=(0, 1, 2, 3, 4, 6)) + "\n")
+        render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
+                                  "LIBS", "FAILED"], rows, None, False, out.width,
+                                 keep=(0, 1, 2, 3, 4, 6)), ctx.pager)
         return OK
     run_id = args.run
     if run_id == "latest":
@@ -167,5 +166,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         from pipeline.schema import RunDetail
         jsonout.emit(client.call_raw("GET", path), RunDetail)
         return OK
-    print(_show_run(client.call("GET", path), out, args.experiment))
+    render.page(_show_run(client.call("GET", path), out, args.experiment), ctx.pager)
     return OK

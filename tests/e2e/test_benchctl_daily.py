@@ -264,3 +264,43 @@ def test_follow_progress_line_has_elapsed_and_an_eta_from_comparable_jobs(
     assert code == 0 and re.search(r"\d+s elapsed", screen) and "ETA" not in screen, screen
     r = bc(d, "run", "--follow", "-e", "gmst_era,equ_ecl", "--n", "50")
     assert "elapsed" not in r.stdout + r.stderr    # piped: the raw log, nothing drawn
+
+
+# --- 9. pager, results --experiment, completion, man page ----------------------------------
+
+def _recording_pager(path: Path) -> str:
+    """A PAGER that stores what it was given (a real process reading a real pipe)."""
+    import shlex
+    code = "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, open(sys.argv[1], 'wb'))"
+    return shlex.join([sys.executable, "-c", code, str(path)])
+
+
+def test_long_output_on_a_terminal_goes_through_the_pager(daemon_factory,
+                                                          tmp_path: Path) -> None:
+    d = daemon_factory()
+    d.set_spec(lines=30)
+    job = json.loads(bc(d, "run", "--wait", "--json", "-e", "gmst_era").stdout)["job_id"]
+    paged = tmp_path / "paged"
+    env = env_for(d, TERM="xterm", PAGER=_recording_pager(paged))
+    code, screen = run_in_pty([*BENCHCTL, "logs", job], env, rows=10)
+    assert code == 0, screen
+    got = paged.read_text()
+    assert "line 29 of 30" in got and "@@benchd-progress" not in got
+    assert "line 29 of 30" not in screen          # the pager had it, not the terminal
+    paged.unlink()
+    code, screen = run_in_pty([*BENCHCTL, "history"], env, rows=10)   # fits: no pager
+    assert code == 0 and job in screen and not paged.exists()
+    code, screen = run_in_pty([*BENCHCTL, "logs", job, "--no-pager"], env, rows=10)
+    assert code == 0 and "line 29 of 30" in screen and not paged.exists()
+    code, screen = run_in_pty([*BENCHCTL, "--no-pager", "logs", job], env, rows=10)
+    assert code == 0 and "line 29 of 30" in screen and not paged.exists()
+    code, screen = run_in_pty([*BENCHCTL, "logs", job], {**env, "PAGER": "cat"}, rows=10)
+    assert code == 0 and "line 29 of 30" in screen
+    r = bc(d, "logs", job, PAGER=_recording_pager(paged))                 # piped: never
+    assert "line 29 of 30" in r.stdout and not paged.exists()
+    code, screen = run_in_pty([*BENCHCTL, "tail", "-f", job, "-n", "30"], env, rows=10)
+    assert code == 0 and "line 29 of 30" in screen and not paged.exists()   # follow: never
+    for _ in range(12):
+        bc(d, "run", "--wait")
+    code, screen = run_in_pty([*BENCHCTL, "history"], env, rows=10)
+    assert code == 0 and paged.read_text().count("completed") == 13, screen
