@@ -17,7 +17,7 @@ import sys
 from benchctl.exitcodes import EXIT_CODES, INTERNAL, INTERRUPTED, OK, CliError
 
 COMMANDS: tuple[str, ...] = ("run", "tail", "cancel", "status", "history", "logs", "results",
-                             "experiments")
+                             "experiments", "completion")
 
 EXIT_EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
 SOCKET_HELP = ("benchd's Unix socket (default: $BENCHD_SOCKET, else ./run/benchd.sock "
@@ -119,6 +119,15 @@ def exit_code_table() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `benchctl` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__complete"] or argv[2:3] == ["__complete"] and argv[0] == "--socket":
+        # the completion scripts' hidden helper: fast, silent, not a documented command
+        from benchctl import completion
+        sock = argv[1] if argv[0] == "--socket" else None
+        return completion.candidates(argv[argv.index("__complete") + 1:], sock)
+    if argv[:1] == ["--man"]:
+        from benchctl import manpage
+        sys.stdout.write(manpage.roff())
+        return OK
     args = build_parser(_chosen_command(argv)).parse_args(argv)
     from benchd.defaults import client_socket
     ctx = Context(str(client_socket(getattr(args, "socket", None))),

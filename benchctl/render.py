@@ -203,6 +203,7 @@ def terminal_width(stream: TextIO) -> int:
 
 ELLIPSIS = "…"
 MIN_COL = 4   # a column is never cut narrower than this (or its header)
+LIST_MIN = 16  # a list column keeps 'first_name +N' up to this width while others give way
 
 
 def cut(text: str, width: int) -> str:
@@ -258,9 +259,15 @@ def table(headers: list[str], rows: list[list[Any]], styles: list[list[str | Non
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
     if width is not None:
-        # cells give way down to their header's width first, then headers too (to MIN_COL)
-        for floor in ((lambda h: max(len(h), MIN_COL)), (lambda h: MIN_COL)):
-            minimum = [w if i in keep else min(w, floor(h))
+        # first cells give way down to their header's width (a list: to 'first +N'), then
+        # headers and lists too, down to MIN_COL
+        lists = [0] * len(headers)
+        for row in rows:
+            for i, c in enumerate(row):
+                if not isinstance(c, str) and len(c) > 1:
+                    lists[i] = max(lists[i], min(LIST_MIN, len(c[0]) + len(f" +{len(c) - 1}")))
+        for floor in ((lambda i, h: max(len(h), MIN_COL, lists[i])), (lambda i, h: MIN_COL)):
+            minimum = [w if i in keep else min(w, floor(i, h))
                        for i, (w, h) in enumerate(zip(widths, headers))]
             widths = fit_widths(widths, minimum, width)
         text_rows = [[short_list(c, widths[i]) if not isinstance(c, str) else cut(c, widths[i])

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                  r.get("failed_experiments") or "-"] for r in runs]
         render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
                                   "LIBS", "FAILED"], rows, None, False, out.width,
-                                 keep=(0, 1, 2, 3, 4, 6)), ctx.pager)
+                                 keep=(0, 1)), ctx.pager)
         return OK
     run_id = args.run
     if run_id == "latest":

@@ -10,6 +10,7 @@ import os
 import pwd
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -304,3 +305,121 @@ def test_long_output_on_a_terminal_goes_through_the_pager(daemon_factory,
         bc(d, "run", "--wait")
     code, screen = run_in_pty([*BENCHCTL, "history"], env, rows=10)
     assert code == 0 and paged.read_text().count("completed") == 13, screen
+
+
+def _complete_in_bash(d: Daemon, line: str) -> list[str]:
+    """What bash offers for `line` (the cursor at its end), with the generated script and the
+    real benchctl (its hidden helper asks the daemon)."""
+    script = subprocess.run([*BENCHCTL, "completion", "bash"], capture_output=True, text=True,
+                            env=env_for(d), timeout=30, check=True).stdout
+    words = line.split(" ")
+    prog = (script + "\nCOMP_WORDS=(" + " ".join(f"'{w}'" for w in words) + ")\n"
+            f"COMP_CWORD={len(words) - 1}\n_benchctl\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
+    env = env_for(d, PATH=f"{Path(BENCHCTL[0]).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(["bash", "--norc", "-c", prog], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return [w for w in r.stdout.splitlines() if w]
+
+
+def test_completion_from_the_parsers_with_live_job_ids_and_experiments(daemon_factory,
+                                                                       tmp_path: Path) -> None:
+    d = daemon_factory()
+    job = d.start_job()["job_id"]
+    d.wait_job(job)
+    assert _complete_in_bash(d, "benchctl tail ") == [job]
+    assert _complete_in_bash(d, f"benchctl cancel {job[:3]}") == [job]
+    assert _complete_in_bash(d, "benchctl run -e gm") == ["gmst_era"]
+    assert _complete_in_bash(d, "benchctl res") == ["results"]
+    assert "--experiment" in _complete_in_bash(d, "benchctl results --")
+    assert _complete_in_bash(d, "benchctl completion ") == ["bash", "zsh", "fish"]
+    assert "--perf-rounds" in _complete_in_bash(d, "benchctl --socket x run --p")
+    # the helper is silent and succeeds whatever happens (no daemon here)
+    r = subprocess.run([*BENCHCTL, "__complete", "jobs"], capture_output=True, timeout=30,
+                       env={**env_for(d), "BENCHD_SOCKET": str(tmp_path / "nothing.sock")})
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    r = bc(d, "completion", "fish")
+    assert r.returncode == 0
+    assert ("complete -c benchctl -n '__fish_seen_subcommand_from tail' -a "
+            "'(benchctl __complete jobs 2>/dev/null)'") in r.stdout
+    assert "complete -c benchctl -n '__fish_use_subcommand' -a results" in r.stdout
+    r = bc(d, "completion", "zsh")
+    assert r.returncode == 0 and r.stdout.startswith("#compdef benchctl") and "bashcompinit" \
+        in r.stdout
+    r = bc(d, "completion", "tcsh")
+    assert r.returncode == 2 and "tcsh" in r.stderr
+
+
+@pytest.mark.skipif(not shutil.which("fish"), reason="fish is not installed (apt-get install fish)")
+def test_fish_completes_with_the_generated_script(daemon_factory, tmp_path: Path) -> None:
+    d = daemon_factory()
+    job = d.start_job()["job_id"]
+    d.wait_job(job)
+    script = tmp_path / "benchctl.fish"
+    script.write_text(bc(d, "completion", "fish").stdout)
+    env = env_for(d, PATH=f"{Path(BENCHCTL[0]).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C 'benchctl "
+                        "tail '; complete -C 'benchctl run -e gm'; complete -C 'benchctl resu'"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    got = [line.split("\t")[0] for line in r.stdout.splitlines()]
+    assert job in got and "gmst_era" in got and "results" in got, got
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="zsh is not installed (apt-get install zsh)")
+def test_zsh_loads_the_generated_script(daemon_factory, tmp_path: Path) -> None:
+    d = daemon_factory()
+    script = tmp_path / "_benchctl"
+    script.write_text(bc(d, "completion", "zsh").stdout)
+    env = env_for(d, PATH=f"{Path(BENCHCTL[0]).parent}{os.pathsep}{os.environ['PATH']}")
+    r = subprocess.run(["zsh", "-f", "-c", "autoload -U compinit && compinit -u; "
+                        f"source {script}; setopt ksharrays; COMP_WORDS=(benchctl completion "
+                        "''); COMP_CWORD=2; _benchctl; print -l -- \"${COMPREPLY[@]}\""],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.split() == ["bash", "zsh", "fish"], r.stdout
+
+
+def test_man_page_is_generated_from_the_parsers(tmp_path: Path) -> None:
+    r = subprocess.run([*BENCHCTL, "--man"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith(".TH BENCHCTL 1"), r.stderr
+    page = tmp_path / "benchctl.1"
+    page.write_text(r.stdout)
+    check = subprocess.run(["groff", "-man", "-ww", "-z", str(page)], capture_output=True,
+                           text=True, timeout=30)
+    assert check.returncode == 0 and check.stderr == "", check.stderr
+    shown = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                           timeout=30, env={**os.environ, "MANWIDTH": "100", "MANPAGER": "cat"})
+    text = " ".join(shown.stdout.split())      # justified: spaces vary
+    from benchctl import cli
+    for name in cli.COMMANDS:
+        assert f"benchctl {name} [-h]" in text, name
+    assert "--perf-rounds R" in text and "EXIT STATUS" in text and "ISO 8601 UTC" in text
+
+
+def test_results_shows_one_experiment_and_its_list_fits_the_terminal(daemon_factory) -> None:
+    """The real orchestrator (`python -m pipeline`) on the toy registry: a real published run."""
+    from tests.pipeline.fixtures import pipeline_run as pr
+    env = {"PYTHONPATH": os.pathsep.join([str(Path(pr.__file__).parent), str(pr.ROOT)]),
+           "PIPELINE_REGISTRY": "toy_registry", "TOY_SLOW_SECONDS": "0"}
+    d = daemon_factory(orchestrator=[sys.executable, "-m", "pipeline"], env=env)
+    r = bc(d, "run", "--wait", "--no-perf", "--n", "10", "-e",
+           "gmst_era,kepler_solver,equ_ecl", timeout=240)
+    # the toy reference fails equ_ecl on purpose: published, with a failed experiment
+    assert r.returncode == 1 and "reference failed for equ_ecl" in r.stderr, r.stderr
+    full = bc(d, "results", "latest")
+    assert "kepler_solver" in full.stdout and "gmst_era" in full.stdout
+    r = bc(d, "results", "latest", "--experiment", "kepler_solver")
+    assert r.returncode == 0, r.stderr
+    assert "kepler_solver" in r.stdout and "gmst_era" not in r.stdout, r.stdout
+    assert len(r.stdout) < len(full.stdout)
+    r = bc(d, "results", "latest", "--experiment", "kepler")
+    assert r.returncode == 4 and "did you mean kepler_solver?" in r.stderr, r.stderr
+    r = bc(d, "results", "--experiment", "gmst_era")
+    assert r.returncode == 2 and "give RUN too" in r.stderr
+    piped = bc(d, "results")
+    assert "gmst_era,equ_ecl,kepler_solver" in piped.stdout, piped.stdout   # catalog order
+    code, screen = run_in_pty([*BENCHCTL, "results"], env_for(d, TERM="xterm"), columns=80)
+    lines = _visible(screen)
+    assert code == 0 and len(lines) == 2 and all(len(ln) <= 80 for ln in lines), screen
+    assert re.search(r"\w+ \+\d", lines[1]), screen     # the list shortened: 'gmst_era +3'
