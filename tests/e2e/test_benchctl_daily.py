@@ -77,10 +77,8 @@ def test_cancel_reason_names_the_user_and_what_stopped_the_job(daemon_factory,
     job_id = _held(d, tmp_path / "gate")
     r = bc(d, "cancel", job_id)
     assert r.returncode == 0, r.stderr
-    assert re.search(rf"job {job_id} cancelled by {re.escape(me)} after \S+ \(stopped by "
-                     rf"SIGTERM after \d+\.\d s; SIGTERM\)|job {job_id} cancelled by "
-                     rf"{re.escape(me)} after \S+ \(stopped by SIGTERM after \d+\.\d s\)",
-                     r.stdout), r.stdout
+    assert re.fullmatch(rf"job {job_id} cancelled by {re.escape(me)} after \S+ \(stopped by "
+                        rf"SIGTERM after \d+\.\d s\)\n", r.stdout), r.stdout
     rec = d.job(job_id)
     assert re.fullmatch(rf"cancelled by {re.escape(me)}: stopped by SIGTERM after \d+\.\d s",
                         rec["reason"]), rec["reason"]
@@ -423,3 +421,9 @@ def test_results_shows_one_experiment_and_its_list_fits_the_terminal(daemon_fact
     lines = _visible(screen)
     assert code == 0 and len(lines) == 2 and all(len(ln) <= 80 for ln in lines), screen
     assert re.search(r"\w+ \+\d", lines[1]), screen     # the list shortened: 'gmst_era +3'
+    code, screen = run_in_pty([*BENCHCTL, "experiments", "--no-pager"], env_for(d, TERM="xterm"),
+                              columns=50)
+    assert code == 0 and "gmst_era:" in screen, screen
+    assert all(len(ln) <= 50 for ln in _visible(screen)) and "…" in screen, screen
+    r = bc(d, "experiments")
+    assert "…" not in r.stdout and max(map(len, r.stdout.splitlines())) > 50
