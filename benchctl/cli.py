@@ -83,6 +83,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="benchctl", parents=[common], epilog=EXIT_EPILOG, formatter_class=_Formatter,
         description="Start, follow, cancel and inspect benchmark jobs run by benchd, and "
                     "browse their results. `benchctl COMMAND --help` documents each command.")
+    parser.add_argument("--man", action="store_true",
+                        help="print benchctl's man page (roff) and exit: "
+                             "`benchctl --man | man -l -`")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in (only,) if only else COMMANDS:
         module = __import__(f"benchctl.commands.{name}", fromlist=["run"])

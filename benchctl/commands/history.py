@@ -2,7 +2,9 @@
 
 States are coloured on a terminal (green completed, red failed, orange cancelled, inverse
 magenta "unknown?" when the outcome could not be known); NO_COLOR or a pipe turns colour off.
---json prints the API's JobList.
+On a terminal the table fits its width (experiment lists shortened: `all`, `gmst_era +3`),
+STARTED is relative ("5 min ago") and a long list goes through $PAGER; piped, nothing is
+cut and times are ISO 8601 UTC (2026-11-28T04:15:18Z). --json prints the API's JobList.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Show benchd's health and the running job's progress, or one job's details.
 
 Without JOB: daemon version, pid, uptime, root, socket and the active job (with its progress,
-"3/9 experiments · gmst_era"). With JOB (an id or a unique prefix): that job's record. --json
-prints the API's Health or JobRecord.
+"3/9 experiments · gmst_era"). With JOB (an id or a unique prefix): that job's record. Times
+are local with their zone on a terminal (TZ honoured), ISO 8601 UTC when piped. --json prints
+the API's Health or JobRecord.
 """
 from __future__ import annotations
 
