@@ -90,3 +90,38 @@ def test_cancelled_is_orange_where_the_terminal_can_show_it(
     assert render._orange() == "\x1b[33m"     # 8 colours: yellow is the nearest
     monkeypatch.setenv("COLORTERM", "truecolor")
     assert render._orange() == "\x1b[38;5;208m"
+
+
+def test_short_list_keeps_whole_names_and_counts_the_rest() -> None:
+    names = ["gmst_era", "equ_ecl", "precession", "kepler_solver"]
+    assert render.short_list(names, None) == ",".join(names)
+    assert render.short_list(names, 100) == ",".join(names)
+    assert render.short_list(names, 20) == "gmst_era,equ_ecl +2"
+    assert render.short_list(names, 11) == "gmst_era +3"
+    assert render.short_list(names, 7) == "gms… +3"
+
+
+def test_table_fits_a_width_never_cutting_kept_columns() -> None:
+    rows = [["0123456789ab", "a very long reason that goes on and on", ["x1", "x2", "x3"]]]
+    text = render.table(["ID", "REASON", "LIST"], rows, None, False, 40, keep=(0,))
+    assert all(len(line) <= 40 for line in text.splitlines()), text
+    assert "0123456789ab" in text and "…" in text
+    whole = render.table(["ID", "REASON", "LIST"], rows, None, False)
+    assert "goes on and on" in whole and "x1,x2,x3" in whole
+
+
+def test_times_for_a_person_and_for_a_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert render.short_time("2026-11-28T04:15:18+00:00") == "2026-11-28T04:15:18Z"
+        assert render.short_time("2026-11-28T04:15:18+00:00", True) == "2026-11-28 13:15:18 JST"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    from datetime import datetime, timezone
+    now = datetime(2026, 11, 28, 5, 0, tzinfo=timezone.utc)
+    assert render.ago("2026-11-28T04:55:00+00:00", now) == "5 min ago"
+    assert render.ago("2026-11-28T04:59:58+00:00", now) == "just now"
+    assert render.ago("2026-11-26T04:00:00+00:00", now) == "2 days ago"
