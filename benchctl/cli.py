@@ -17,7 +17,7 @@ import sys
 from benchctl.exitcodes import EXIT_CODES, INTERNAL, INTERRUPTED, OK, CliError
 
 COMMANDS: tuple[str, ...] = ("run", "tail", "cancel", "status", "history", "logs", "results",
-                             "experiments", "notify", "prune")
+                             "experiments", "notify", "prune", "completion")
 
 EXIT_EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
 SOCKET_HELP = ("benchd's Unix socket, used as given (default: $BENCHD_SOCKET, else "
@@ -31,10 +31,11 @@ class Context:
     decided (a benchctl.discovery.SocketChoice; `status` prints it)."""
 
     def __init__(self, socket_path: str, socket_how: str = "given",
-                 searched: str | None = None) -> None:
+                 searched: str | None = None, pager: bool = True) -> None:
         self.socket_path = socket_path
         self.socket_how = socket_how
         self.searched = searched
+        self.pager = pager      # long output through $PAGER on a terminal (not --no-pager)
         self._client = None
 
     @property
@@ -81,10 +82,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     that command's module is imported and wired (what a normal call needs: start-up time)."""
     common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument("--socket", metavar="PATH", default=argparse.SUPPRESS, help=SOCKET_HELP)
+    common.add_argument("--no-pager", action="store_true", default=argparse.SUPPRESS,
+                        help="never page long output (default on a terminal: $PAGER, else "
+                             "`less -FRX`)")
     parser = argparse.ArgumentParser(
         prog="benchctl", parents=[common], epilog=EXIT_EPILOG, formatter_class=_Formatter,
         description="Start, follow, cancel and inspect benchmark jobs run by benchd, and "
                     "browse their results. `benchctl COMMAND --help` documents each command.")
+    parser.add_argument("--man", action="store_true",
+                        help="print benchctl's man page (roff) and exit: "
+                             "`benchctl --man | man -l -`")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in (only,) if only else COMMANDS:
         module = __import__(f"benchctl.commands.{name}", fromlist=["run"])
@@ -121,11 +128,21 @@ def exit_code_table() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `benchctl` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__complete"] or argv[2:3] == ["__complete"] and argv[0] == "--socket":
+        # the completion scripts' hidden helper: fast, silent, not a documented command
+        from benchctl import completion
+        sock = argv[1] if argv[0] == "--socket" else None
+        return completion.candidates(argv[argv.index("__complete") + 1:], sock)
+    if argv[:1] == ["--man"]:
+        from benchctl import manpage
+        sys.stdout.write(manpage.roff())
+        return OK
     args = build_parser(_chosen_command(argv)).parse_args(argv)
     try:
         from benchctl.discovery import choose_socket
         choice = choose_socket(getattr(args, "socket", None))
-        return args.func(args, Context(choice.path, choice.how, choice.searched))
+        return args.func(args, Context(choice.path, choice.how, choice.searched,
+                                       pager=not getattr(args, "no_pager", False)))
     except CliError as exc:
         try:
             sys.stdout.flush()  # what was printed so far comes before the message

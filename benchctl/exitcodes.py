@@ -10,7 +10,7 @@ from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Fo
                            NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
 from benchd.states import JobState
 
-OK = 0              # success; for run --wait/--follow: the job completed
+OK = 0              # success; for run --wait/--follow and tail -f: the job completed
 JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed)
 USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
@@ -27,7 +27,7 @@ UNTRUSTED_SOCKET = 77  # a socket found by discovery is not safe to trust (EX_NO
 INTERNAL = 70       # an unexpected answer or a daemon-side error (EX_SOFTWARE)
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
-    (OK, "success; for run --wait/--follow: the job completed"),
+    (OK, "success; for run --wait/--follow and tail -f: the job completed"),
     (JOB_FAILED, "the job failed"),
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled (what a successful `cancel` exits with)"),

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
 from benchctl import render
 from benchctl.client import (Client, NoAnswer, Response, StreamCut, Unreachable, job_path,
                              query, raise_api_error)
-from benchctl.exitcodes import INTERNAL, CliError
+from benchctl.exitcodes import INTERNAL, CliError, for_state
 from benchd.states import JobState
 
 DEFAULT_RECONNECT_S = 60.0
@@ -46,6 +46,31 @@ class RawSink:
         self.out.flush()
 
 
+class FilterSink:
+    """Log lines for a person reading through a pager: progress lines dropped (a pager
+    cannot redraw a status line), everything else as is."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        from pipeline.progress import parse_line
+        self._parse = parse_line
+        self.out = out
+        self.buf = b""
+
+    def write(self, data: bytes) -> None:
+        *lines, self.buf = (self.buf + data).split(b"\n")
+        kept = [line + b"\n" for line in lines if self._parse(line) is None]
+        if kept:
+            self.out.write(b"".join(kept))
+
+    def notice(self, text: str) -> None:
+        render.err(text)
+
+    def close(self) -> None:
+        if self.buf and self._parse(self.buf) is None:
+            self.out.write(self.buf + b"\n")
+        self.buf = b""
+
+
 class NullSink:
     """For --wait: follow to the end, show nothing."""
 
@@ -63,16 +88,25 @@ class TerminalSink:
     """Complete lines to the terminal; progress lines become the bottom status line."""
 
     def __init__(self, out: BinaryIO, status: render.StatusLine,
-                 progress: dict[str, Any] | None = None) -> None:
+                 progress: dict[str, Any] | None = None, timing: Timing | None = None,
+                 ) -> None:
         # pipeline.progress is stdlib-only and defines the line format: reuse it rather than
         # copy it (imported only here, when a terminal needs the progress line).
         from pipeline.progress import parse_line
         self._parse = parse_line
         self.out = out
         self.status = status
+        self.timing = timing
+        self.progress = progress
         self.buf = b""
         if progress:
-            status.set(render.progress_text(progress))
+            status.set(self._line())
+
+    def _line(self) -> str:
+        text = render.progress_text(self.progress)
+        if text and self.timing is not None:
+            text += self.timing.text()
+        return text
 
     def write(self, data: bytes) -> None:
         self.buf += data
@@ -83,9 +117,10 @@ class TerminalSink:
         for line in lines:
             prog = self._parse(line)
             if prog is not None:
-                self.status.text = render.progress_text(prog)
+                self.progress = prog
             else:
                 text.append(line + b"\n")
+        self.status.text = self._line()
         self.status.clear()
         self.status.stream.flush()
         if text:
@@ -108,10 +143,65 @@ class TerminalSink:
         self.out.flush()
 
 
-def make_sink(progress: dict[str, Any] | None = None) -> RawSink | TerminalSink:
+class Timing:
+    """' · 1m12s elapsed · ETA 2m30s' for the progress line. The ETA comes from the median
+    run time of earlier comparable jobs (same experiments and n, completed); none when there
+    is no such job or the job already ran longer than that (no ETA rather than a wrong one)."""
+
+    def __init__(self, started_at: str | None, expected_s: float | None) -> None:
+        self.started = render.parse_time(started_at)
+        self.expected_s = expected_s
+
+    def text(self) -> str:
+        if self.started is None:
+            return ""
+        from datetime import datetime, timezone
+        elapsed = max(0.0, (datetime.now(timezone.utc) - self.started).total_seconds())
+        text = f" · {render.duration(elapsed)} elapsed"
+        if self.expected_s is not None and self.expected_s > elapsed:
+            text += f" · ETA {render.duration(self.expected_s - elapsed)}"
+        return text
+
+
+def _comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same experiments (none given = all) and the same n (with --ci's default n)."""
+    def key(cfg: dict[str, Any]) -> tuple:
+        exps = cfg.get("experiments")
+        return (tuple(sorted(exps)) if exps and not render.is_all(exps) else "all",
+                cfg.get("n"), bool(cfg.get("ci")) if cfg.get("n") is None else None)
+    return not a.get("resume") and not b.get("resume") and key(a) == key(b)
+
+
+HISTORY_FOR_ETA = 200   # completed jobs looked at for comparable run times
+
+
+def expected_duration(client: Client, job: dict[str, Any]) -> float | None:
+    """Median run time of earlier completed jobs like `job`, asked once at start; None when
+    there is none or benchd cannot say (an ETA is a nicety: never an error)."""
+    import statistics
+    cfg = job.get("config") or {}
+    try:
+        jobs = client.call("GET", "/api/benchmark/jobs" + query(
+            status=JobState.COMPLETED.value, limit=HISTORY_FOR_ETA))["jobs"]
+    except Exception:   # noqa: BLE001 - any failure just means no ETA
+        return None
+    took = [render.job_duration(j) for j in jobs
+            if j.get("job_id") != job.get("job_id") and _comparable(cfg, j.get("config") or {})]
+    took = [t for t in took if t is not None]
+    return statistics.median(took) if took else None
+
+
+def make_sink(progress: dict[str, Any] | None = None, client: Client | None = None,
+              job: dict[str, Any] | None = None) -> RawSink | TerminalSink:
+    """Raw bytes for a pipe; for a terminal, the progress line (with elapsed time and an ETA
+    when `client` and `job` are given: the follow modes)."""
     out = sys.stdout.buffer
     if render.is_tty(sys.stdout):
-        return TerminalSink(out, render.StatusLine(sys.stdout), progress)
+        timing = None
+        if client is not None and job is not None:
+            timing = Timing(job.get("started_at") or job.get("created_at"),
+                            expected_duration(client, job))
+        return TerminalSink(out, render.StatusLine(sys.stdout), progress, timing)
     return RawSink(out)
 
 
@@ -217,3 +307,11 @@ def follow(client: Client, job_id: str, sink: RawSink | TerminalSink | NullSink,
             delay = min(delay * 2, 2.0)
     finally:
         sink.close()
+
+
+def report_outcome(final: dict[str, Any]) -> int:
+    """After following a job to its end (run --follow/--wait, tail -f): one line on stderr
+    saying how it ended, and the exit code of that outcome (benchctl.exitcodes)."""
+    sys.stderr.write(render.final_line(final, render.use_colour(sys.stderr)) + "\n")
+    sys.stderr.flush()
+    return for_state(final.get("status", ""))

@@ -65,10 +65,37 @@ def parse_time(ts: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def short_time(ts: str | None) -> str:
-    """'2026-11-28 04:15:18' in UTC (what people compare with logs and run ids)."""
+def short_time(ts: str | None, human: bool = False) -> str:
+    """A time for a person or a script. Piped (human=False): ISO 8601 UTC with Z,
+    '2026-11-28T04:15:18Z' (one word, sortable, zone-proof). On a terminal: local time
+    (TZ honoured) with its zone, '2026-11-28 05:15:18 CET'."""
     dt = parse_time(ts)
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+    if dt is None:
+        return "-"
+    if not human:
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    local = dt.astimezone()     # the C library's local zone: honours TZ
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
+
+
+def ago(ts: str | None, now: datetime | None = None) -> str:
+    """'5 min ago', '3 h ago', '2 days ago' (history on a terminal); a date past 30 days."""
+    dt = parse_time(ts)
+    if dt is None:
+        return "-"
+    secs = ((now or datetime.now(timezone.utc)) - dt).total_seconds()
+    if secs < 0:
+        return short_time(ts, True)
+    if secs < 60:
+        return "just now" if secs < 10 else f"{int(secs)} s ago"
+    if secs < 3600:
+        return f"{int(secs // 60)} min ago"
+    if secs < 86400:
+        return f"{int(secs // 3600)} h ago"
+    if secs < 86400 * 30:
+        days = int(secs // 86400)
+        return f"{days} day{'s' if days > 1 else ''} ago"
+    return dt.astimezone().strftime("%Y-%m-%d")
 
 
 def duration(seconds: float | None) -> str:
@@ -102,6 +129,23 @@ def experiments_text(config: dict[str, Any]) -> str:
     return ",".join(exps) if exps else "all"
 
 
+def experiments_cell(config: dict[str, Any], fit: bool) -> str | list[str]:
+    """For a table: the list (fitted as a list); 'all' when none was given, or on a terminal
+    (`fit`) when it names every experiment (piped output stays complete)."""
+    exps = config.get("experiments")
+    if config.get("resume") or not exps:
+        return experiments_text(config)
+    return "all" if fit and is_all(exps) else list(exps)
+
+
+def is_all(names: list[str] | tuple[str, ...]) -> bool:
+    """Every experiment of the catalog (imported only for a list that might be: start-up)."""
+    if len(names) < 2:
+        return False
+    from pipeline.catalog import EXPERIMENTS
+    return set(names) >= set(EXPERIMENTS)
+
+
 def n_text(config: dict[str, Any], progress: dict[str, Any] | None = None) -> str:
     """The N a job runs with: from its progress once the run has said, else as requested."""
     if progress and progress.get("n") is not None:
@@ -131,16 +175,106 @@ def progress_text(progress: dict[str, Any] | None) -> str:
     return text
 
 
-def table(headers: list[str], rows: list[list[str]], styles: list[list[str | None]] | None,
-          colour: bool) -> str:
-    """Left-aligned columns, two spaces apart; styles per cell (colour only)."""
+class Out:
+    """How output reaches its reader: colour, the terminal's width (None: never cut) and
+    whether a person reads it (local times; a pipe gets ISO UTC)."""
+
+    def __init__(self, colour: bool = False, width: int | None = None,
+                 human: bool = False) -> None:
+        self.colour, self.width, self.human = colour, width, human
+
+    @classmethod
+    def of(cls, stream: TextIO) -> "Out":
+        tty = is_tty(stream)
+        return cls(use_colour(stream), terminal_width(stream) if tty else None, tty)
+
+
+def terminal_width(stream: TextIO) -> int:
+    """Columns of the terminal: $COLUMNS if set (as shutil does), else the tty's, else 80."""
+    try:
+        cols = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        try:
+            cols = os.get_terminal_size(stream.fileno()).columns
+        except (OSError, ValueError, AttributeError):
+            cols = 0
+    return cols if cols > 0 else 80   # a fresh pty may report 0 columns
+
+
+ELLIPSIS = "…"
+MIN_COL = 4   # a column is never cut narrower than this (or its header)
+LIST_MIN = 16  # a list column keeps 'first_name +N' up to this width while others give way
+
+
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` characters, ending in … when cut."""
+    if len(text) <= width:
+        return text
+    return text[: max(0, width - 1)] + ELLIPSIS if width > 0 else ""
+
+
+def short_list(items: list[str] | tuple[str, ...], width: int | None, sep: str = ",") -> str:
+    """'a,b,c' whole if it fits (or width is None), else as many as fit and '+N' for the
+    rest: 'gmst_era +3'; the first name is cut with … if even that does not fit."""
+    full = sep.join(items)
+    if width is None or len(full) <= width:
+        return full
+    for k in range(len(items) - 1, 0, -1):
+        text = f"{sep.join(items[:k])} +{len(items) - k}"
+        if len(text) <= width:
+            return text
+    rest = f" +{len(items) - 1}" if len(items) > 1 else ""
+    return cut(items[0], max(1, width - len(rest))) + rest
+
+
+def fit_widths(natural: list[int], minimum: list[int], width: int) -> list[int]:
+    """Column widths summing (with 2-space gaps) to at most `width`: the widest columns give
+    way first, none below its minimum (the table may then still be wider: it wraps)."""
+    widths = list(natural)
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    while excess > 0:
+        # the widest that can give way; of equals, the rightmost (less important) one
+        i = max(range(len(widths)), key=lambda j: (widths[j] > minimum[j], widths[j], j))
+        if widths[i] <= minimum[i]:
+            break
+        # take from the widest down to the next-widest in one step
+        others = [w for j, w in enumerate(widths) if j != i and w > minimum[j]]
+        target = max(minimum[i], (max(others) if others else 0), widths[i] - excess)
+        if target >= widths[i]:
+            target = widths[i] - 1
+        excess -= widths[i] - target
+        widths[i] = target
+    return widths
+
+
+def table(headers: list[str], rows: list[list[Any]], styles: list[list[str | None]] | None,
+          colour: bool, width: int | None = None, keep: tuple[int, ...] = ()) -> str:
+    """Left-aligned columns, two spaces apart; styles per cell (colour only). With `width`
+    (a terminal's), the table is fitted to it: list cells become 'first +N', long cells end
+    in …; the columns in `keep` (ids, states: what a person copies or scans) are never cut.
+    Every table benchctl prints goes through here; piped output (width None) is whole."""
+    text_rows = [[c if isinstance(c, str) else ",".join(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in text_rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    out = ["  ".join(paint(h.ljust(widths[i]), BOLD, colour)
+    if width is not None:
+        # first cells give way down to their header's width (a list: to 'first +N'), then
+        # headers and lists too, down to MIN_COL
+        lists = [0] * len(headers)
+        for row in rows:
+            for i, c in enumerate(row):
+                if not isinstance(c, str) and len(c) > 1:
+                    lists[i] = max(lists[i], min(LIST_MIN, len(c[0]) + len(f" +{len(c) - 1}")))
+        for floor in ((lambda i, h: max(len(h), MIN_COL, lists[i])), (lambda i, h: MIN_COL)):
+            minimum = [w if i in keep else min(w, floor(i, h))
+                       for i, (w, h) in enumerate(zip(widths, headers))]
+            widths = fit_widths(widths, minimum, width)
+        text_rows = [[short_list(c, widths[i]) if not isinstance(c, str) else cut(c, widths[i])
+                      for i, c in enumerate(row)] for row in rows]
+    out = ["  ".join(paint(cut(h, widths[i]).ljust(widths[i]), BOLD, colour)
                      for i, h in enumerate(headers)).rstrip()]
-    for r, row in enumerate(rows):
+    for r, row in enumerate(text_rows):
         cells = []
         for i, cell in enumerate(row):
             style = styles[r][i] if styles else None
@@ -150,35 +284,47 @@ def table(headers: list[str], rows: list[list[str]], styles: list[list[str | Non
     return "\n".join(out)
 
 
-def results_text(job: dict[str, Any]) -> str:
-    """The published run (results/<id>), or `<id> (staged)` for the unpublished run a failed
-    or cancelled job left, or '-'."""
+def results_text(job: dict[str, Any], out: Out | None = None) -> str:
+    """The published run (results/<id> piped, its id on a terminal), `<id> (staged)` for the
+    unpublished run a failed or cancelled job left, or '-'; `(deleted)` once retention
+    removed it."""
     if job.get("run_dir"):
-        return job["run_dir"]
+        text = _run_dir_text(job["run_dir"], out) if out is not None else job["run_dir"]
+        return text + (" (deleted)" if job.get("run_removed") else "")
     return f"{job['staged_run']} (staged)" if job.get("staged_run") else "-"
 
 
-def job_rows(jobs: list[dict[str, Any]], colour: bool) -> str:
-    """The history table."""
+def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
+    """The history table (STARTED relative on a terminal: '5 min ago')."""
     headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "LABEL", "WHO",
                "RESULTS"]
     rows, styles = [], []
     for job in jobs:
         cfg = job.get("config") or {}
         status = job.get("status", "?")
+        started = job.get("started_at") or job.get("created_at")
         rows.append([job.get("job_id", "?"), state_label(status),
-                     short_time(job.get("started_at") or job.get("created_at")),
-                     duration(job_duration(job)), experiments_text(cfg),
+                     ago(started) if out.human else short_time(started),
+                     duration(job_duration(job)), experiments_cell(cfg, out.width is not None),
                      n_text(cfg, job.get("progress")), cfg.get("label") or "-",
                      job.get("requester_name") or str(job.get("requester_uid", "?")),
-                     results_text(job)])
+                     results_text(job, out)])
         styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None,
                        None])
-    return table(headers, rows, styles, colour)
+    return table(headers, rows, styles, out.colour, out.width, keep=(0, 1))
 
 
-def job_detail(job: dict[str, Any], colour: bool) -> str:
-    """`status JOB`: one field a line."""
+def _run_dir_text(run_dir: str | None, out: Out) -> str:
+    """Piped: the run's directory as benchd reports it. On a terminal: its run id (what
+    `benchctl results RUN` takes), unless it fits whole."""
+    if not run_dir:
+        return "-"
+    return run_dir.rstrip("/").rsplit("/", 1)[-1] if out.width is not None else run_dir
+
+
+def job_detail(job: dict[str, Any], out: Out) -> str:
+    """`status JOB`: one field a line (cut to a terminal's width with …)."""
+    colour = out.colour
     cfg = job.get("config") or {}
     status = job.get("status", "?")
     lines = [("job", job.get("job_id", "?")),
@@ -186,10 +332,11 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
     prog = progress_text(job.get("progress"))
     if prog and status in (JobState.STARTING, JobState.RUNNING):
         lines.append(("progress", prog))
+    when = out.human
     lines += [("requested by", f"{job.get('requester_name')} (uid {job.get('requester_uid')})"),
-              ("created", short_time(job.get("created_at"))),
-              ("started", short_time(job.get("started_at"))),
-              ("finished", short_time(job.get("finished_at"))),
+              ("created", short_time(job.get("created_at"), when)),
+              ("started", short_time(job.get("started_at"), when)),
+              ("finished", short_time(job.get("finished_at"), when)),
               ("duration", duration(job_duration(job))),
               ("experiments", experiments_text(cfg)),
               ("n", n_text(cfg, job.get("progress")))]
@@ -209,22 +356,40 @@ def job_detail(job: dict[str, Any], colour: bool) -> str:
         lines.append(("reason", job["reason"]))
     if job.get("run_dir") or job.get("staged_run"):
         lines.append(("results", results_text(job)))
+    if job.get("run_removed"):
+        lines.append(("results note", job["run_removed"]))
+    targets = cfg.get("notify") or []
+    if targets:
+        lines.append(("notify", ", ".join(t.get("url", "?") + (f" ({','.join(t['on'])})"
+                                                             if t.get("on") else "")
+                                          for t in targets)))
     width = max(len(k) for k, _ in lines)
+    if out.width is not None:   # the state carries colour codes: it is short, never cut
+        room = max(MIN_COL, out.width - width - 2)
+        lines = [(k, v if k == "state" else cut(v, room)) for k, v in lines]
     return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in lines)
 
 
 def final_line(job: dict[str, Any], colour: bool) -> str:
-    """One line saying how a job ended (stderr after --follow/--wait, and after cancel)."""
+    """One line saying how a job ended (stderr after run --follow/--wait and tail -f, and
+    after cancel): 'job 81e2… cancelled by alice after 1m12s (stopped by SIGTERM after 0.4 s)'.
+    Each fact once: the state is not repeated from the reason, nor the signal it names."""
     status = job.get("status", "?")
     text = f"job {job.get('job_id')} {paint(state_label(status), STATE_STYLE.get(status), colour)}"
-    extra = []
     reason = job.get("reason") or ""
+    if reason.startswith(f"{status} by "):      # "cancelled by alice: how" (benchd's)
+        who, _, reason = reason[len(status) + 1:].partition(": ")
+        text += f" {who}"
+    took = job_duration(job)
+    if took is not None and job.get("finished_at"):
+        text += f" after {duration(took)}"
+    extra = []
     if job.get("exit_code") is not None and f"code {job['exit_code']}" not in reason:
         extra.append(f"exit code {job['exit_code']}")
-    if job.get("signal"):
+    if job.get("signal") and job["signal"] not in reason:
         extra.append(job["signal"])
-    if job.get("reason"):
-        extra.append(job["reason"])
+    if reason:
+        extra.append(reason)
     if job.get("run_dir") or job.get("staged_run"):
         extra.append(f"results {results_text(job)}")
     return text + (f" ({'; '.join(extra)})" if extra else "")
@@ -260,6 +425,30 @@ class StatusLine:
     def set(self, text: str) -> None:
         self.text = text
         self.show()
+
+
+def screen_rows(stream: TextIO) -> int:
+    """Lines of the terminal: $LINES if set, else the tty's, else 24."""
+    try:
+        rows = int(os.environ.get("LINES", ""))
+    except ValueError:
+        try:
+            rows = os.get_terminal_size(stream.fileno()).lines
+        except (OSError, ValueError, AttributeError):
+            rows = 0
+    return rows if rows > 0 else 24
+
+
+def page(text: str, enabled: bool) -> None:
+    """Print `text`; on a terminal, through $PAGER when it is longer than the screen (and
+    paging is `enabled`: --no-pager). benchctl.pager is imported only then (start-up)."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if enabled and is_tty(sys.stdout) and text.count("\n") >= screen_rows(sys.stdout):
+        from benchctl import pager
+        if pager.show(text):
+            return
+    sys.stdout.write(text)
 
 
 def err(message: str) -> None:

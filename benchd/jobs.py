@@ -438,12 +438,12 @@ class JobManager:
 
     def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
         if ex.cancelled:
-            return JobState.CANCELLED, ex.reason  # "cancelled by uid N: ..." (supervisor's)
+            return JobState.CANCELLED, ex.reason  # "cancelled by alice: ..." (supervisor's)
         if ex.exit_code == 0:
             return JobState.COMPLETED, None
         reason = ex.reason or "failed"
         last = _last_error_line(self.store.paths(rec.job_id).log)
-        if last and ex.exit_code is not None:
+        if last:  # killed by a signal too: its last words are what a person needs
             reason = f"{reason}: {last}"
         return JobState.FAILED, reason
 

@@ -64,6 +64,30 @@ def _tell(ready_fd: int | None, text: str) -> None:
         os.close(ready_fd)
 
 
+def _user_name(uid: int) -> str:
+    """'alice' for a person reading the reason (the record keeps the uid itself)."""
+    try:
+        import pwd
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, ImportError):
+        return f"uid {uid}"
+
+
+def _how_stopped(job: "_Job", exit_code: int | None, sig: str | None) -> str:
+    """What the cancel did, in words: 'stopped by SIGTERM after 0.4 s' or 'killed by SIGKILL
+    after the 10 s grace' (the exit record keeps exit_code and signal as fields)."""
+    if job.killed_after_grace:
+        return f"killed by SIGKILL after the {job.grace_used:g} s grace"
+    end = job.reaped_at if job.reaped_at is not None else time.monotonic()
+    after = end - job.term_at if job.term_at is not None else None
+    text = "stopped by SIGTERM" + (f" after {after:.1f} s" if after is not None else "")
+    if sig and sig != "SIGTERM":
+        text += f" ({sig})"
+    elif exit_code is not None and exit_code != 128 + signal.SIGTERM:
+        text += f" (exit code {exit_code})"
+    return text
+
+
 class _Job:
     def __init__(self, job_id: str, default_grace: float, log_fd: int) -> None:
         self.store: Store | None = None      # set once the orchestrator runs (lazy import)
@@ -77,6 +101,8 @@ class _Job:
         self.killed_after_grace = False
         self.grace_used: float | None = None
         self.cancelled_by = ""               # who asked, for the exit record's reason
+        self.term_at: float | None = None    # monotonic time SIGTERM went to the group
+        self.reaped_at: float | None = None  # ... and the orchestrator was reaped
 
     def reap(self) -> None:
         """Reap every exited child (the orchestrator and reparented orphans)."""
@@ -89,6 +115,7 @@ class _Job:
                 return
             if pid == self.pid and self.status is None:
                 self.status = status
+                self.reaped_at = time.monotonic()
 
     def on_cancel(self, signum: int) -> None:
         if signum == signal.SIGUSR1:
@@ -96,13 +123,14 @@ class _Job:
             if order is None:
                 _note(self.log_fd, "SIGUSR1 without a readable cancel order; ignored")
                 return
-            grace, who = order.grace, f"uid {order.requester_uid}"
+            grace, who = order.grace, _user_name(order.requester_uid)
         else:
             grace, who = self.default_grace, f"{procs.signal_name(signum)} to the supervisor"
         now = time.monotonic()
         if not self.term_sent:
             self.term_sent = True
             self.cancelled_by = who
+            self.term_at = now
             self.grace_used = grace
             self.kill_deadline = now + grace
             _note(self.log_fd, f"cancel requested by {who}: SIGTERM to process group {self.pid},"
@@ -254,9 +282,7 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     exit_code, sig, reason = procs.describe_wait_status(job.status)
     cancelled = job.term_sent and exit_code != 0
     if cancelled:
-        how = (f"killed by SIGKILL {job.grace_used:g} s after SIGTERM" if job.killed_after_grace
-               else (reason or "stopped"))
-        reason = f"cancelled by {job.cancelled_by}: {how}"
+        reason = f"cancelled by {job.cancelled_by}: {_how_stopped(job, exit_code, sig)}"
     if leftovers:
         _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
     if exit_code != 0 and not cancelled and _nearly_full(paths.log):

@@ -5,7 +5,7 @@ neither of which should import numpy or an astronomy library to do so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 EXPERIMENTS: tuple[str, ...] = (
     "frame_rotation_bpn",
@@ -38,15 +38,35 @@ class ConfigError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """A validated run configuration (what the orchestrator will actually do)."""
-    experiments: tuple[str, ...]
-    n: int
-    seed: int
-    perf_rounds: int
-    no_perf: bool
-    ci: bool
+RunConfig = namedtuple("RunConfig", "experiments n seed perf_rounds no_perf ci")
+RunConfig.__doc__ = """A validated run configuration (what the orchestrator will actually do):
+experiments (tuple[str, ...]), n, seed, perf_rounds (int), no_perf, ci (bool). A namedtuple,
+not a dataclass or typing.NamedTuple: those imports cost benchctl's start-up 3-14 ms, and
+benchctl imports this module to name experiments."""
+
+
+def did_you_mean(name: str, known: tuple[str, ...] | list[str]) -> str:
+    """' (did you mean gmst_era?)' for a near miss, else '' (difflib: imported on a typo only)."""
+    import difflib
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close:   # a prefix is a near miss too ('gmst' for 'gmst_era')
+        close = [k for k in known if k.startswith(name)][:1] if len(name) >= 3 else []
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def experiment_problems(names: list[str]) -> list[str]:
+    """Every problem with a list of experiment names, each a sentence without the field name:
+    'all' mixed with names, unknown names (with the nearest known one). [] when fine."""
+    problems = []
+    if "all" in names and len(names) > 1:
+        problems.append(f"'all' stands for every experiment and cannot be combined with other "
+                        f"names (got {','.join(names)}): give 'all' alone, or only names")
+    for s in names:
+        if s != "all" and s not in EXPERIMENTS:
+            problems.append(f"unknown experiment {s!r}{did_you_mean(s, EXPERIMENTS)}")
+    if any(p.startswith("unknown") for p in problems):
+        problems.append(f"known: {', '.join(EXPERIMENTS)} (or 'all')")
+    return problems
 
 
 def parse_experiments(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -62,34 +82,53 @@ def parse_experiments(value: str | list[str] | tuple[str, ...] | None) -> tuple[
     names = [s.strip() for s in items]
     if names == ["all"]:
         return EXPERIMENTS
-    unknown = [s for s in names if s not in EXPERIMENTS]
-    if unknown:
-        raise ConfigError("experiments", f"unknown experiment {', '.join(map(repr, unknown))}; "
-                          f"known: {', '.join(EXPERIMENTS)} (or 'all')")
+    problems = experiment_problems(names)
+    if problems:
+        raise ConfigError("experiments", "; ".join(problems))
     return tuple(e for e in EXPERIMENTS if e in names)
 
 
-def _int_in(field: str, value: object, lo: int, hi: int) -> int:
+def int_problem(value: object, lo: int, hi: int) -> str | None:
+    """Why `value` is not an integer in [lo, hi], or None."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(field, f"must be an integer, got {value!r}")
+        return f"must be an integer, got {value!r}"
     if not lo <= value <= hi:
-        raise ConfigError(field, f"must be between {lo} and {hi}, got {value}")
-    return value
+        return f"must be between {lo} and {hi}, got {value}"
+    return None
+
+
+def _int_in(field: str, value: object, lo: int, hi: int) -> int:
+    problem = int_problem(value, lo, hi)
+    if problem:
+        raise ConfigError(field, problem)
+    return value  # type: ignore[return-value]
 
 
 def validate_config(experiments: str | list[str] | None = None, n: int | None = None,
                     seed: int | None = None, perf_rounds: int | None = None,
                     no_perf: bool = False, ci: bool = False) -> RunConfig:
-    """Check every value and fill defaults (--ci shrinks n and rounds unless given)."""
-    return RunConfig(
-        experiments=parse_experiments(experiments),
-        n=_int_in("n", (CI_N if ci else DEFAULT_N) if n is None else n, 1, N_MAX),
-        seed=_int_in("seed", DEFAULT_SEED if seed is None else seed, 0, SEED_MAX),
-        perf_rounds=_int_in("perf_rounds", (CI_PERF_ROUNDS if ci else DEFAULT_PERF_ROUNDS)
-                            if perf_rounds is None else perf_rounds, 1, PERF_ROUNDS_MAX),
-        no_perf=bool(no_perf),
-        ci=bool(ci),
-    )
+    """Check every value and fill defaults (--ci shrinks n and rounds unless given). Every bad
+    value is reported at once: 'n: must be ...; seed: must be ...' (the first field first)."""
+    values = {"n": ((CI_N if ci else DEFAULT_N) if n is None else n, 1, N_MAX),
+              "seed": (DEFAULT_SEED if seed is None else seed, 0, SEED_MAX),
+              "perf_rounds": ((CI_PERF_ROUNDS if ci else DEFAULT_PERF_ROUNDS)
+                              if perf_rounds is None else perf_rounds, 1, PERF_ROUNDS_MAX)}
+    errors: list[ConfigError] = []
+    try:
+        names = parse_experiments(experiments)
+    except ConfigError as e:
+        errors.append(e)
+    for field, (value, lo, hi) in values.items():
+        problem = int_problem(value, lo, hi)
+        if problem:
+            errors.append(ConfigError(field, problem))
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigError(errors[0].field, "; ".join(
+            [errors[0].message] + [f"{e.field}: {e.message}" for e in errors[1:]]))
+    return RunConfig(experiments=names, n=values["n"][0], seed=values["seed"][0],
+                     perf_rounds=values["perf_rounds"][0], no_perf=bool(no_perf), ci=bool(ci))
 
 
 def to_argv(cfg: RunConfig) -> list[str]:

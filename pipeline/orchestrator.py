@@ -15,6 +15,7 @@ a pidfd (no pid-reuse race); the run loop raises Interrupted at its own checkpoi
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -142,9 +143,18 @@ class Orchestrator:
         self._emit("interrupted" if status == schema.RUN_INTERRUPTED else "failed",
                    len(self.manifest.experiments), total, reason=reason)
         self._say(f"pipeline: {reason}; nothing published. Staged run kept in "
-                  f"{self.staged.path} — finish it with: python -m pipeline --results-dir "
-                  f"{self.results_dir} --resume {self.staged.run_id}")
+                  f"{self.staged.path} — finish it with: {self._resume_command()}")
         return code
+
+    def _resume_command(self) -> str:
+        """How a person finishes this run: through benchctl when benchd runs us (it set
+        BENCHD_JOB_ID), else this very interpreter's `-m pipeline` (a bare `python` may be
+        another one, without our packages)."""
+        run_id = self.staged.run_id
+        if os.environ.get("BENCHD_JOB_ID"):
+            return f"benchctl run --resume {run_id}"
+        return (f"{shlex.quote(sys.executable)} -m pipeline --results-dir "
+                f"{shlex.quote(str(self.results_dir))} --resume {run_id}")
 
     def _run(self, config: schema.RunConfigRecord | None, resume: str | None,
              argv: list[str]) -> int:

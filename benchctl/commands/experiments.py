@@ -27,6 +27,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         from pipeline.schema import ExperimentInfo
         jsonout.emit(raw, list[ExperimentInfo])
         return OK
+    from benchctl import render
+    width = render.Out.of(sys.stdout).width   # a terminal's: lines are cut to fit
     out = []
     for exp in json.loads(raw):
         ref = exp.get("reference") or {}
@@ -35,11 +37,16 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         out.append(f"  reference: {ref.get('name', '-')} ({ref.get('model', '-')})")
         adapters = exp.get("adapters") or []
         if adapters:
-            out.append("  adapters:  " + ", ".join(
-                f"{a.get('name')} ({a.get('model')})" if a.get("model") else str(a.get("name"))
-                for a in adapters))
+            names = [f"{a.get('name')} ({a.get('model')})" if a.get("model")
+                     else str(a.get("name")) for a in adapters]
+            if width is None:
+                out.append("  adapters:  " + ", ".join(names))
+            else:
+                out.append("  adapters:  " + render.short_list(names, max(8, width - 13), ", "))
         else:
             out.append("  adapters:  none besides the reference")
         out.append("")
-    sys.stdout.write("\n".join(out))
+    if width is not None:
+        out = [render.cut(line, width) for line in out]
+    render.page("\n".join(out), ctx.pager)
     return OK

@@ -10,7 +10,10 @@ without an offset are UTC; --until DATE includes that whole day). RESULTS is the
 run as results/<id>, or `<id> (staged)` for the unpublished run a failed or cancelled job
 left (`benchctl run --resume <id>` finishes it). States are coloured on a terminal (green
 completed, red failed, orange cancelled, inverse magenta "unknown?" when the outcome could
-not be known); NO_COLOR or a pipe turns colour off. --json prints the API's JobList.
+not be known); NO_COLOR or a pipe turns colour off. On a terminal the table fits its width
+(experiment lists shortened: `all`, `gmst_era +3`), STARTED is relative ("5 min ago") and a
+long list goes through $PAGER; piped, nothing is cut and times are ISO 8601 UTC
+(2026-11-28T04:15:18Z). --json prints the API's JobList.
 """
 from __future__ import annotations
 
@@ -114,9 +117,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             ("since", args.since), ("until", args.until)) if value]
         print("no jobs" + (f" with {', '.join(shown)}" if shown else ""))
         return OK
-    sys.stdout.write(render.job_rows(jobs, render.use_colour(sys.stdout)) + "\n")
+    render.page(render.job_rows(jobs, render.Out.of(sys.stdout)), ctx.pager)
     total = answer.get("total")
     if on_terminal and total is not None and total > len(jobs):
-        sys.stdout.flush()
         sys.stderr.write(f"{len(jobs)} of {total} jobs shown; --limit N or --all\n")
     return OK

@@ -1,7 +1,10 @@
 """Print a job's whole log as it is now: plain bytes, streamed (pager-friendly).
 
-JOB is an id or a unique prefix of one. Progress lines are included. A reader that stops
-early (`benchctl logs JOB | head`) ends benchctl quietly.
+JOB is an id or a unique prefix of one. Piped, the log is passed through byte for byte
+(`@@benchd-progress` lines included, for scripts); on a terminal those are drawn as one
+progress line, as `tail` does, and a log longer than the screen goes through $PAGER
+(`--no-pager` to not). A reader that stops early (`benchctl logs JOB | head`) ends benchctl
+quietly.
 """
 from __future__ import annotations
 
@@ -27,10 +30,14 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     resp = client.open("GET", job_path(job_id, "/logs") + query(offset=0))
     if resp.status >= 400:
         raise_api_error(resp.status, resp.read())
-    out = sys.stdout.buffer
+    from benchctl import follow, render
+    sink = follow.make_sink()   # a terminal draws progress lines as one status line
+    if ctx.pager and render.is_tty(sys.stdout):
+        from benchctl import pager
+        sink = pager.PagedLog(sink, render.screen_rows(sys.stdout))
     try:
         for chunk in resp.iter_body():
-            out.write(chunk)
+            sink.write(chunk)
     except StreamCut as exc:
         raise CliError(f"the log stream was cut off ({exc}); run again", INTERNAL) from None
     except TimeoutError:
@@ -38,5 +45,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                        f"run again", INTERNAL) from None
     finally:
         resp.close()
-    out.flush()
+        sink.close()
     return OK

@@ -7,7 +7,8 @@ shown with `results/2026-12-03`. Run ids are tried before job ids.
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first). One run prints, per experiment, its summary table (summary.md: accuracy
-against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
+against the reference and speed ratios); --experiment NAME shows only that one. On a terminal
+tables fit its width and long output goes through $PAGER; piped, nothing is cut. --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
 (yours, or anyone's for root and the admin group; published runs are never deleted).
 --pin RUN [--note TEXT] keeps a published run whatever the retention policy says (the note is
@@ -37,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="list unpublished runs that `run --resume` can finish")
     p.add_argument("--discard", action="store_true",
                    help="delete the staged run RUN (it can no longer be resumed)")
+    p.add_argument("--experiment", "-e", metavar="NAME",
+                   help="with RUN: show only this experiment's table")
     p.add_argument("--pin", action="store_true",
                    help="pin the published run RUN: no retention rule deletes or archives it")
     p.add_argument("--note", metavar="TEXT", help="with --pin: why it is kept (shown in the list)")
@@ -52,7 +55,7 @@ def _num(x: float | None) -> str:
     return f"{x:.3g}" if (abs(x) >= 1e5 or 0 < abs(x) < 1e-3) else f"{x:.4g}"
 
 
-def _library_table(libraries: dict[str, Any]) -> str:
+def _library_table(libraries: dict[str, Any], out: render.Out) -> str:
     """A compact table when a run has no summary.md (legacy layout)."""
     rows = []
     for name, r in libraries.items():
@@ -61,29 +64,38 @@ def _library_table(libraries: dict[str, Any]) -> str:
                      _num(acc.get("max")), acc.get("unit", "-"), _num(perf.get("median_ns")),
                      _num(r.get("speed_ratio"))])
     return render.table(["LIBRARY", "STATUS", "P50", "P99", "MAX", "UNIT", "NS/OP", "×REF"],
-                        rows, None, False)
+                        rows, None, False, out.width, keep=(1, 2, 3, 4, 5, 6, 7))
 
 
-def _show_run(detail: dict[str, Any]) -> str:
-    out = []
+def _show_run(detail: dict[str, Any], out: render.Out, only: str | None = None) -> str:
+    lines = []
     manifest = detail.get("manifest") or {}
     head = f"run {detail.get('run_id')} ({detail.get('layout')})"
     if manifest:
         cfg = manifest.get("config") or {}
-        head += (f" · {manifest.get('status')} · created {render.short_time(manifest.get('created_at'))}"
+        head += (f" · {manifest.get('status')} · created "
+                 f"{render.short_time(manifest.get('created_at'), out.human)}"
                  f" · n = {cfg.get('n')} · seed = {cfg.get('seed')}")
-    out.append(head)
-    for name, exp in (detail.get("experiments") or {}).items():
-        out.append("")
+    lines.append(head)
+    experiments = detail.get("experiments") or {}
+    if only is not None:
+        if only not in experiments:
+            from pipeline.catalog import did_you_mean
+            raise CliError(f"--experiment: run {detail.get('run_id')} has no experiment "
+                           f"{only!r}{did_you_mean(only, list(experiments))}; it has: "
+                           f"{', '.join(experiments) or 'none'}", UNKNOWN_JOB)
+        experiments = {only: experiments[only]}
+    for name, exp in experiments.items():
+        lines.append("")
         if exp.get("summary_md"):
-            out.append(exp["summary_md"].rstrip("\n"))
+            lines.append(exp["summary_md"].rstrip("\n"))
         else:
-            out.append(f"# {name}" + (f" ({exp['status']})" if exp.get("status") else ""))
-            out.append("")
-            out.append(_library_table(exp.get("libraries") or {}))
+            lines.append(f"# {name}" + (f" ({exp['status']})" if exp.get("status") else ""))
+            lines.append("")
+            lines.append(_library_table(exp.get("libraries") or {}, out))
     for w in detail.get("warnings") or []:
-        out.append(f"warning: {w}")
-    return "\n".join(out)
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
 
 
 def _pin_text(r: dict[str, Any]) -> str:
@@ -92,7 +104,7 @@ def _pin_text(r: dict[str, Any]) -> str:
     return f"yes: {r['pin_note']}" if r.get("pin_note") else "yes"
 
 
-def _list_staged(client: Any, as_json: bool) -> int:
+def _list_staged(client: Any, as_json: bool, out: render.Out, pager: bool) -> int:
     if as_json:
         from benchctl import jsonout
         from pipeline.schema import StagedRunList
@@ -103,11 +115,12 @@ def _list_staged(client: Any, as_json: bool) -> int:
         print("no staged runs")
         return OK
     rows = [[r["run_id"], r["status"] + (" (in use)" if r.get("in_use") else ""),
-             render.short_time(r.get("created_at")), str(r.get("n")), str(r.get("seed")),
+             render.short_time(r.get("created_at"), out.human), str(r.get("n")),
+             str(r.get("seed")),
              f"{len(r.get('done') or [])}/{len(r.get('experiments') or [])}",
              (r.get("reason") or "-").splitlines()[0]] for r in runs]
-    sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "DONE", "REASON"],
-                                  rows, None, False) + "\n")
+    render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "DONE", "REASON"],
+                             rows, None, False, out.width, keep=(0, 1, 2, 3, 4, 5)), pager)
     return OK
 
 
@@ -128,7 +141,8 @@ def _discard(client: Any, run_id: str | None, as_json: bool) -> int:
     return OK
 
 
-def _list_runs(client: Any, as_json: bool, day: str | None) -> int:
+def _list_runs(client: Any, as_json: bool, day: str | None, out: render.Out,
+               pager: bool) -> int:
     """Every published run, or (`day`) those of one date, newest first."""
     path = "/api/results" + query(prefix=day)
     if as_json:
@@ -143,13 +157,16 @@ def _list_runs(client: Any, as_json: bool, day: str | None) -> int:
         print("no result runs yet")
         return OK
     rows = [[r["run_id"], r.get("status", "?") + (" (archived)" if r.get("archived") else ""),
-             render.short_time(r.get("created_at")),
+             render.short_time(r.get("created_at"), out.human),
              str(r.get("n") if r.get("n") is not None else "-"),
              str(r.get("seed") if r.get("seed") is not None else "-"),
-             ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
-             ",".join(r.get("failed_experiments") or []) or "-", _pin_text(r)] for r in runs]
-    sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
-                                   "LIBS", "FAILED", "PINNED"], rows, None, False) + "\n")
+             render.experiments_cell({"experiments": r.get("experiments")},
+                                     out.width is not None) if r.get("experiments") else "-",
+             str(r.get("libraries", 0)), r.get("failed_experiments") or "-", _pin_text(r)]
+            for r in runs]
+    render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS", "LIBS",
+                              "FAILED", "PINNED"], rows, None, False, out.width, keep=(0, 1)),
+                pager)
     return OK
 
 
@@ -181,6 +198,11 @@ def _keep(client: Any, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
+    out = render.Out.of(sys.stdout)
+    if args.experiment is not None and (not args.run or args.staged or args.discard
+                                        or runref.day(args.run)):
+        raise CliError("--experiment picks one experiment of a run: give RUN too "
+                       "(`benchctl results latest --experiment gmst_era`)", USAGE)
     if args.note is not None and not args.pin:
         raise CliError("--note goes with --pin", USAGE)
     if args.pin or args.unpin or args.restore:
@@ -192,9 +214,9 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.staged:
         if args.run:
             raise CliError("--staged lists staged runs; it takes no RUN", USAGE)
-        return _list_staged(client, args.json)
+        return _list_staged(client, args.json, out, ctx.pager)
     if not args.run or runref.day(args.run):
-        return _list_runs(client, args.json, args.run)
+        return _list_runs(client, args.json, args.run, out, ctx.pager)
     run_id = args.run
     if run_id == "latest":
         runs = client.call("GET", "/api/results")["runs"]
@@ -208,5 +230,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         jsonout.emit(raw, RunDetail)
         return OK
     import json
-    print(_show_run(json.loads(raw)))
+    render.page(_show_run(json.loads(raw), out, args.experiment), ctx.pager)
     return OK

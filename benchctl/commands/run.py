@@ -82,6 +82,9 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
                  **({"notify": notify} if notify else {})}
         return {"resume": args.resume, **extra}
     body: dict[str, Any] = {"notify": notify} if notify else {}
+    problems = _problems(args)
+    if problems:
+        raise CliError("; ".join(problems), USAGE)
     if args.experiments:
         names = [n.strip() for v in args.experiments for n in v.split(",")]
         body["experiments"] = names
@@ -115,11 +118,66 @@ def notify_targets(args: argparse.Namespace) -> list[dict[str, Any]]:
     return defaults + explicit
 
 
+# API field -> the flag a person typed (benchd's 400 messages start with the field name).
+FLAGS: dict[str, str] = {"experiments": "--experiments", "n": "--n", "seed": "--seed",
+                         "perf_rounds": "--perf-rounds", "no_perf": "--no-perf", "ci": "--ci",
+                         "resume": "--resume", "label": "--label"}
+
+
+def _problems(args: argparse.Namespace) -> list[str]:
+    """Every bad value at once, each led by its flag (the same checks as benchd's, from
+    pipeline.catalog, so nothing is started and the user fixes all in one go)."""
+    from pipeline import catalog
+    problems = []
+    if args.experiments:
+        names = [n.strip() for v in args.experiments for n in v.split(",")]
+        if any(not n for n in names):
+            problems.append(f"--experiments: every entry must be a non-empty name, got "
+                            f"{','.join(args.experiments)!r}")
+        else:
+            problems += [f"--experiments: {p}" for p in catalog.experiment_problems(names)
+                         if not p.startswith("known:")]
+            if any("unknown experiment" in p for p in problems):
+                problems.append(f"known experiments: {', '.join(catalog.EXPERIMENTS)} "
+                                "(`benchctl experiments` describes them)")
+    limits = {"n": (1, catalog.N_MAX), "seed": (0, catalog.SEED_MAX),
+              "perf_rounds": (1, catalog.PERF_ROUNDS_MAX)}
+    for key, (lo, hi) in limits.items():
+        value = getattr(args, key)
+        if value is not None:
+            problem = catalog.int_problem(value, lo, hi)
+            if problem:
+                problems.append(f"{FLAGS[key]}: {problem}")
+    return problems
+
+
+def flag_message(message: str) -> str:
+    """benchd's 'perf_rounds: must be ...; seed: ...' with the CLI's flags instead."""
+    import re
+    message = re.sub(r"(^|; )notify\[\d+\]\.(url|secret):", r"\1--notify:", message)
+    message = re.sub(r"(^|; )notify\[\d+\]\.on:", r"\1--notify-on:", message)
+    return re.sub(r"(^|; )(" + "|".join(FLAGS) + r"):", lambda m: m[1] + FLAGS[m[2]] + ":",
+                  message)
+
+
 def _started_outcome(job: dict[str, Any]) -> int:
     """Exit code of a plain `run`: 0 once the job runs (or already completed); the job's
     outcome when benchd answered with a final record (e.g. the orchestrator failed to start)."""
     status = job.get("status")
     return OK if status in ACTIVE else for_state(status)
+
+
+def _start(client: Any, body: dict[str, Any], raw: bool = False) -> Any:
+    """POST the job; a refusal (400) names the CLI's flags, not the API's fields."""
+    from benchctl.client import ApiError
+    try:
+        if raw:
+            return client.call_raw("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
+        return client.call("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
+    except ApiError as exc:
+        if exc.http_status == 400:
+            exc.message = flag_message(exc.message)
+        raise
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
@@ -132,10 +190,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
 
         from benchctl import jsonout
         from benchd.schema import JobRecord
-        raw = client.call_raw("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
+        raw = _start(client, body, raw=True)
         jsonout.emit(raw, JobRecord)
         return _started_outcome(json.loads(raw))
-    job = client.call("POST", "/api/benchmark/jobs", body, timeout=START_ANSWER_S)
+    job = _start(client, body)
     job_id = job["job_id"]
     if not (args.follow or args.wait):
         print(job_id)
@@ -147,7 +205,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     if args.follow:
         if job.get("status") in ACTIVE:
             sys.stderr.write(f"benchctl: job {job_id} started\n")
-        sink = follow.make_sink(job.get("progress"))
+        sink = follow.make_sink(job.get("progress"), client, job)
         start: dict[str, Any] = {"offset": 0}
     else:
         sink, start = follow.NullSink(), {"tail": 0}
@@ -162,6 +220,5 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         from benchctl import jsonout
         from benchd.schema import JobRecord
         jsonout.emit(client.call_raw("GET", job_path(job_id)), JobRecord)
-    else:
-        sys.stderr.write(render.final_line(final, render.use_colour(sys.stderr)) + "\n")
-    return for_state(final["status"])
+        return for_state(final["status"])
+    return follow.report_outcome(final)

@@ -3,7 +3,8 @@
 Without JOB: daemon version, pid, uptime, root, the socket benchctl used and how it chose it
 (--socket, $BENCHD_SOCKET, found in the current directory or a parent, the system service's),
 and the active job (with its progress, "3/9 experiments · gmst_era"). With JOB (an id or a
-unique prefix): that job's record. --json prints the API's Health or JobRecord unchanged
+unique prefix): that job's record. Times are local with their zone on a terminal (TZ
+honoured), ISO 8601 UTC when piped. --json prints the API's Health or JobRecord unchanged
 (Health's `socket` is where benchd says it listens).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
-    colour = render.use_colour(sys.stdout)
+    out = render.Out.of(sys.stdout)
     if args.job:
         job = jobref.get_job(client, args.job)
         if args.json:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             from benchd.schema import JobRecord
             jsonout.emit(client.call_raw("GET", job_path(job["job_id"])), JobRecord)
         else:
-            print(render.job_detail(job, colour))
+            print(render.job_detail(job, out))
         return OK
     if args.json:
         from benchctl import jsonout
@@ -47,10 +48,12 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
              f"up {render.duration(health.get('uptime_s'))}",
              f"root:   {health.get('root')}",
              f"socket: {_socket_line(ctx, health.get('socket'))}"]
+    if out.width is not None:
+        lines = [render.cut(line, out.width) for line in lines]
     job = health.get("active_job")
     if job:
         lines.append("")
-        lines.append(render.job_detail(job, colour))
+        lines.append(render.job_detail(job, out))
     else:
         lines.append("no job running")
     print("\n".join(lines))

@@ -4,7 +4,9 @@ JOB is an id or a unique prefix of one; default: the running job, else the newes
 terminal, progress lines are drawn as a progress line (and not counted in LINES); piped, the
 log is passed through as is (LINES counts every line). -f survives a benchd restart: it
 reconnects (with backoff) and continues at the byte it reached, so no line is lost or
-repeated. Ctrl-C stops following, never the job.
+repeated. When the job ends, -f prints how on stderr ("job … cancelled by alice after 1m12s")
+and exits with the job's outcome, as `run --follow` does (0 completed, 1 failed, 3 cancelled,
+7 unknown). Ctrl-C stops following, never the job.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
     job = jobref.get_job(client, args.job) if args.job else jobref.active_or_latest(client)
     job_id = job["job_id"]
-    sink = follow.make_sink(job.get("progress") if args.follow else None)
+    sink = follow.make_sink(job.get("progress"), client, job) if args.follow \
+        else follow.make_sink()
     offset = None
     if isinstance(sink, follow.TerminalSink):
         try:
@@ -58,8 +61,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
             sink.close()
         return OK
     try:
-        follow.follow(client, job_id, sink, offset=offset, tail=args.lines,
-                      reconnect_s=args.reconnect_timeout, stall_s=args.stall_timeout)
+        final = follow.follow(client, job_id, sink, offset=offset, tail=args.lines,
+                              reconnect_s=args.reconnect_timeout, stall_s=args.stall_timeout)
     except KeyboardInterrupt:
         raise CliError(f"stopped following; job {job_id} keeps running", INTERRUPTED) from None
-    return OK
+    return follow.report_outcome(final)

@@ -32,16 +32,16 @@ def test_colour_needs_a_terminal_and_no_NO_COLOR(monkeypatch: pytest.MonkeyPatch
 
 def test_history_table_colours_states() -> None:
     jobs = [job("completed"), job("failed"), job("cancelled"), job("unknown")]
-    coloured = render.job_rows(jobs, colour=True)
+    coloured = render.job_rows(jobs, render.Out(colour=True))
     assert "\x1b[32mcompleted" in coloured and "\x1b[31mfailed" in coloured
     assert render.STATE_STYLE["cancelled"] + "cancelled" in coloured
     assert "\x1b[35;7munknown?" in coloured
-    plain = render.job_rows(jobs, colour=False)
+    plain = render.job_rows(jobs, render.Out())
     assert "\x1b" not in plain and "unknown?" in plain
     lines = plain.splitlines()
     assert lines[0].split() == ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N",
                                 "LABEL", "WHO", "RESULTS"]
-    assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28", "04:00:01", "1m30s",
+    assert lines[1].split() == ["0123456789ab", "completed", "2026-11-28T04:00:01Z", "1m30s",
                                 "gmst_era", "50", "-", "alice", "results/2026-11-28_04-00-01"]
     # columns line up: every row has its STATE at the same column
     col = lines[0].index("STATE")
@@ -49,7 +49,8 @@ def test_history_table_colours_states() -> None:
 
 
 def test_defaults_shown_plainly() -> None:
-    row = render.job_rows([job("running", config={}, finished_at=None, run_dir=None)], False)
+    row = render.job_rows([job("running", config={}, finished_at=None, run_dir=None)],
+                          render.Out())
     cells = row.splitlines()[1].split()
     assert "all" in cells and "default" in cells and cells[-1] == "-"
 
@@ -89,3 +90,38 @@ def test_cancelled_is_orange_where_the_terminal_can_show_it(
     assert render._orange() == "\x1b[33m"     # 8 colours: yellow is the nearest
     monkeypatch.setenv("COLORTERM", "truecolor")
     assert render._orange() == "\x1b[38;5;208m"
+
+
+def test_short_list_keeps_whole_names_and_counts_the_rest() -> None:
+    names = ["gmst_era", "equ_ecl", "precession", "kepler_solver"]
+    assert render.short_list(names, None) == ",".join(names)
+    assert render.short_list(names, 100) == ",".join(names)
+    assert render.short_list(names, 20) == "gmst_era,equ_ecl +2"
+    assert render.short_list(names, 11) == "gmst_era +3"
+    assert render.short_list(names, 7) == "gms… +3"
+
+
+def test_table_fits_a_width_never_cutting_kept_columns() -> None:
+    rows = [["0123456789ab", "a very long reason that goes on and on", ["x1", "x2", "x3"]]]
+    text = render.table(["ID", "REASON", "LIST"], rows, None, False, 40, keep=(0,))
+    assert all(len(line) <= 40 for line in text.splitlines()), text
+    assert "0123456789ab" in text and "…" in text
+    whole = render.table(["ID", "REASON", "LIST"], rows, None, False)
+    assert "goes on and on" in whole and "x1,x2,x3" in whole
+
+
+def test_times_for_a_person_and_for_a_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert render.short_time("2026-11-28T04:15:18+00:00") == "2026-11-28T04:15:18Z"
+        assert render.short_time("2026-11-28T04:15:18+00:00", True) == "2026-11-28 13:15:18 JST"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    from datetime import datetime, timezone
+    now = datetime(2026, 11, 28, 5, 0, tzinfo=timezone.utc)
+    assert render.ago("2026-11-28T04:55:00+00:00", now) == "5 min ago"
+    assert render.ago("2026-11-28T04:59:58+00:00", now) == "just now"
+    assert render.ago("2026-11-26T04:00:00+00:00", now) == "2 days ago"

@@ -16,6 +16,7 @@ import pytest
 from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
+from benchd.supervisor import _user_name  # 'alice', else 'uid N'
 from benchd.store import Store, utc_now
 from tests.support import (JOBHOST, fake_orchestrator_argv, final_record, grandchild_started,
                            kill_job_processes,
@@ -229,7 +230,7 @@ async def test_reattached_job_can_be_cancelled(root, spec, host, tmp_path):
         assert "reattached" in (await m.reconcile())[0]
         final = await asyncio.wait_for(m.cancel(job_id, uid=1000, grace=2.0), 15)
         assert final.status == JobState.CANCELLED
-        assert final.reason.startswith("cancelled by uid 1000")
+        assert final.reason.startswith(f"cancelled by {_user_name(1000)}")
         assert pids_of_job(job_id) == []
     finally:
         await m.close()

@@ -123,7 +123,7 @@ def test_cancel_order_shorter_grace_wins(run_supervisor, tmp_path):
     assert p.wait(15) == 0
     assert time.monotonic() - t0 < 5
     ex = store.read_exit(JOB)
-    assert ex.cancelled and "0.2 s after SIGTERM" in ex.reason
+    assert ex.cancelled and "killed by SIGKILL after the 0.2 s grace" in ex.reason
 
 
 def test_escaped_grandchild_is_killed_when_job_ends(run_supervisor):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import re
 import sys
 from pathlib import Path
 
@@ -39,6 +41,10 @@ def test_cancel_then_resume_publishes_the_same_run(daemon_factory) -> None:
     r = bc(d, "results", "--staged")
     assert run_id in r.stdout and "1/2" in r.stdout and "stopped by SIGTERM" in r.stdout
     kept = (d.root / "results" / ".staging" / run_id / "gmst_era" / "toyref.json").read_bytes()
+    # under benchd the log's hint is benchctl's command, and the reason says who and how
+    assert f"finish it with: benchctl run --resume {run_id}\n" in d.log_file(job).read_text()
+    assert re.match(rf"cancelled by {re.escape(pwd.getpwuid(os.getuid()).pw_name)}: stopped by SIGTERM "
+                    r"after \d+\.\d s$", d.job(job)["reason"]), d.job(job)["reason"]
 
     # refusals name what is wrong and start nothing
     r = bc(d, "run", "--resume", run_id, "--n", "5")

@@ -166,6 +166,10 @@ def test_sigterm_publishes_nothing_then_resume_completes(tmp_path: Path) -> None
     m = _manifest(stage)
     assert m.status == schema.RUN_INTERRUPTED and "SIGTERM" in m.reason
     assert list(m.experiments) == ["gmst_era"]          # checkpointed before the signal
+    # run by hand, the hint names this interpreter, not a bare `python` (maybe another one)
+    hint = p.output.split("finish it with: ", 1)[1].split()
+    assert os.path.samefile(hint[0], pr.PYTHON) and hint[1:4] == ["-m", "pipeline",
+                                                                  "--results-dir"], p.output
     kept = (stage / "gmst_era" / "toy_close.json").read_bytes()
 
     rc, p2 = pr.run(["--resume", stage.name], tmp_path, pr.toy_env())

@@ -62,6 +62,9 @@ def test_socket_activation_starts_benchd_and_reports_status(ct: Container) -> No
     assert health["status"] == "ok"
     assert health["socket"] == SOCKET
     assert health["root"] == "/var/lib/benchd"
+    # install-service also installed `man benchctl`, generated from benchctl's parsers
+    page = ct.run("cat", "/usr/local/share/man/man1/benchctl.1").stdout
+    assert page.startswith(".TH BENCHCTL 1") and ".SS completion" in page
     s = ct.show(UNIT, "ActiveState", "SubState", "StatusText", "MainPID", "User")
     assert s["ActiveState"] == "active" and s["SubState"] == "running", s
     assert s["StatusText"].startswith("idle"), s
