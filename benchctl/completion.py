@@ -29,8 +29,8 @@ def candidates(argv: list[str], socket_path: str | None = None) -> int:
             names = ["all", *EXPERIMENTS]
         elif kind in KINDS:
             from benchctl.client import Client
-            from benchd.defaults import client_socket
-            client = Client(str(client_socket(socket_path)), timeout=TIMEOUT_S)
+            from benchctl.discovery import choose_socket   # with its trust checks
+            client = Client(choose_socket(socket_path).path, timeout=TIMEOUT_S)
             if kind == "jobs":
                 names = [j["job_id"] for j in
                          client.call("GET", "/api/benchmark/jobs?limit=100")["jobs"]]

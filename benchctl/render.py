@@ -311,7 +311,26 @@ def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
                      results_text(job, out)])
         styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None,
                        None])
+    if any(job.get("notify_status") for job in jobs):   # only where someone asked for them
+        headers.append("NOTIFY")
+        for row, style, job in zip(rows, styles, jobs):
+            row.append(job.get("notify_status") or "-")
+            style.append(None)
+    if out.width is not None and not any((j.get("config") or {}).get("label") for j in jobs):
+        drop_column(headers, rows, styles, "LABEL")   # on a terminal, no room for dashes
     return table(headers, rows, styles, out.colour, out.width, keep=(0, 1))
+
+
+def drop_column(headers: list[str], rows: list[list[Any]],
+                styles: list[list[str | None]] | None, name: str) -> None:
+    """Remove column `name` (a terminal table leaves out optional columns nobody filled;
+    piped output keeps every column, so scripts see a stable layout)."""
+    i = headers.index(name)
+    del headers[i]
+    for row in rows:
+        del row[i]
+    for style in styles or ():
+        del style[i]
 
 
 def _run_dir_text(run_dir: str | None, out: Out) -> str:
@@ -358,6 +377,8 @@ def job_detail(job: dict[str, Any], out: Out) -> str:
         lines.append(("results", results_text(job)))
     if job.get("run_removed"):
         lines.append(("results note", job["run_removed"]))
+    if job.get("notify_status"):
+        lines.append(("notifications", job["notify_status"]))
     targets = cfg.get("notify") or []
     if targets:
         lines.append(("notify", ", ".join(t.get("url", "?") + (f" ({','.join(t['on'])})"

@@ -40,6 +40,7 @@ from pipeline.schema import (DiscardedRun, ExperimentInfo, Pin, RunDetail, RunLi
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
+    from benchd.notifications.service import Notifications
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +225,15 @@ def _job_query(q: Mapping[str, str]) -> JobQuery:
                     since=_time(q, "since"), until=_time(q, "until"))
 
 
-def _with_staged_run(rec: JobRecord, results_dir: Path) -> JobRecord:
+def _with_staged_run(rec: JobRecord, results_dir: Path,
+                     notifications: Notifications | None = None) -> JobRecord:
     """`rec` with staged_run set when it ended without publishing and its run is still in
-    results/.staging (resumable or discardable): what `history` shows as "RUN (staged)"."""
+    results/.staging (resumable or discardable): what `history` shows as "RUN (staged)";
+    and with its notifications' delivery status."""
+    if notifications is not None:
+        status = notifications.status_of(rec.job_id)
+        if status is not None:
+            rec = msgspec.structs.replace(rec, notify_status=status)
     run_id = rec.progress.run_id if rec.progress else None
     if (run_id is None or rec.run_dir is not None or rec.status not in FINAL
             or not loader.is_run_id(run_id) or not (results_dir / STAGING / run_id).is_dir()):
@@ -237,14 +244,15 @@ def _with_staged_run(rec: JobRecord, results_dir: Path) -> JobRecord:
 async def list_jobs(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     found = ctx.manager.page_jobs(_job_query(_query(request, LIST_PARAMS)))
-    jobs = [_with_staged_run(r, ctx.results_dir) for r in found.jobs]
+    jobs = [_with_staged_run(r, ctx.results_dir, ctx.notifications) for r in found.jobs]
     return json_response(JobList(jobs=jobs, next=found.next, total=found.total))
 
 
 async def get_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
     ctx = _ctx(request)
-    return json_response(_with_staged_run(ctx.manager.get(_job_id(request)), ctx.results_dir))
+    return json_response(_with_staged_run(ctx.manager.get(_job_id(request)), ctx.results_dir,
+                                          ctx.notifications))
 
 
 # --- notifications -----------------------------------------------------------------------
@@ -315,7 +323,7 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     caller = _caller(request)
     ctx = _ctx(request)
     record = await ctx.manager.cancel(job_id, caller.uid, body.grace if body else None)
-    return json_response(_with_staged_run(record, ctx.results_dir))
+    return json_response(_with_staged_run(record, ctx.results_dir, ctx.notifications))
 
 
 def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:

@@ -98,6 +98,8 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     # they existed. Not secrets: they authorise nothing, they only narrow what benchd kills.
     job_token: str | None = None          # per-job random token, also in the job's environment
     root_id: str | None = None            # "<st_dev>:<st_ino>" of the root that started it
+    notify_status: str | None = None      # API only (null on disk): its notifications'
+                                          # deliveries, e.g. "2 sent, 1 pending"
     staged_run: str | None = None         # API only (null on disk): the unpublished run a
                                           # failed/cancelled/unknown job left in .staging,
                                           # while it is there (benchd.api._with_staged_run)

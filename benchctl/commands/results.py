@@ -164,9 +164,10 @@ def _list_runs(client: Any, as_json: bool, day: str | None, out: render.Out,
                                      out.width is not None) if r.get("experiments") else "-",
              str(r.get("libraries", 0)), r.get("failed_experiments") or "-", _pin_text(r)]
             for r in runs]
-    render.page(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS", "LIBS",
-                              "FAILED", "PINNED"], rows, None, False, out.width, keep=(0, 1)),
-                pager)
+    headers = ["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS", "LIBS", "FAILED", "PINNED"]
+    if out.width is not None and not any(r.get("pinned") for r in runs):
+        render.drop_column(headers, rows, None, "PINNED")
+    render.page(render.table(headers, rows, None, False, out.width, keep=(0, 1)), pager)
     return OK
 
 

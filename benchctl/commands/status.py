@@ -47,9 +47,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     lines = [f"benchd {health.get('version')} {health.get('status')}, pid {health.get('pid')}, "
              f"up {render.duration(health.get('uptime_s'))}",
              f"root:   {health.get('root')}",
-             f"socket: {_socket_line(ctx, health.get('socket'))}"]
-    if out.width is not None:
-        lines = [render.cut(line, out.width) for line in lines]
+             f"socket: {_socket_line(ctx, health.get('socket'))}"]   # paths are never cut
     job = health.get("active_job")
     if job:
         lines.append("")

@@ -73,6 +73,17 @@ class Outbox:
             out.append(d)
         return out
 
+    def ids(self) -> dict[str, list[str]]:
+        """Every delivery id by state, from the file names alone (cheap at start-up)."""
+        out: dict[str, list[str]] = {}
+        for state in STATES:
+            try:
+                names = os.listdir(self.dir / state)
+            except FileNotFoundError:
+                names = []
+            out[state] = [n[:-5] for n in names if n.endswith(".json") and not n.startswith(".")]
+        return out
+
     def find(self, delivery_id: str) -> tuple[str, Delivery] | None:
         for state in STATES:
             path = self.path(state, delivery_id)

@@ -56,6 +56,7 @@ class Notifications:
         self._task: asyncio.Task[None] | None = None
         self._attempts: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._counts: dict[str, dict[str, int]] = {}   # job id -> state -> deliveries
 
     # wiring --------------------------------------------------------------------------------
     def check(self, targets: list[NotifyTarget] | None, field: str = "notify"
@@ -110,6 +111,7 @@ class Notifications:
                 queued = True
             if queued:
                 self._pending[d.id] = d
+                self._count(d.job_id, None, "pending")
                 log.info("notify: queued %s of job %s for %s", event, rec.job_id, shown(target))
         self._wake.set()
 
@@ -122,6 +124,9 @@ class Notifications:
     async def start(self) -> None:
         for d in await asyncio.to_thread(self.outbox.load, "pending"):
             self._pending.setdefault(d.id, d)
+        for state, ids in (await asyncio.to_thread(self.outbox.ids)).items():
+            for delivery_id in ids:
+                self._count(job_of(delivery_id), None, state)
         if self._pending:
             log.info("notify: %d undelivered event(s) from before the restart",
                      len(self._pending))
@@ -194,7 +199,24 @@ class Notifications:
             self._busy_targets.discard(d.target.url)
             self._wake.set()
 
+    def _count(self, job_id: str, old: str | None, new: str) -> None:
+        counts = self._counts.setdefault(job_id, {})
+        if old is not None and counts.get(old):
+            counts[old] -= 1
+        counts[new] = counts.get(new, 0) + 1
+
+    def status_of(self, job_id: str) -> str | None:
+        """A job's deliveries in a few words ("2 sent, 1 pending"), None when it has none."""
+        counts = self._counts.get(job_id)
+        if not counts:
+            return None
+        text = ", ".join(f"{n} {state}" for state in ("sent", "pending", "dead")
+                         if (n := counts.get(state)))
+        return text or None
+
     def _record(self, d: Delivery, state: str) -> None:
+        if state != "pending":
+            self._count(d.job_id, "pending", state)
         try:
             if state == "pending":
                 self.outbox.update(d)
@@ -248,6 +270,7 @@ class Notifications:
         except OSError as e:
             raise InsufficientStorage(f"cannot queue the delivery: {e.strerror}") from None
         self._pending[d.id] = d
+        self._count(d.job_id, "dead", "pending")
         self._wake.set()
         return self._info(d, "pending", True)
 
@@ -274,6 +297,11 @@ class Notifications:
             next_attempt_at=utc_from_timestamp(d.next_attempt_at) if state == "pending" else None,
             delivered_at=utc_from_timestamp(d.delivered_at) if d.delivered_at else None,
             last_error=d.last_error)
+
+
+def job_of(delivery_id: str) -> str:
+    """The job a delivery id is about (ids are msg_<job>_<event>_<hash>)."""
+    return delivery_id.split("_", 2)[1] if delivery_id.count("_") >= 2 else "-"
 
 
 def _safe_id(delivery_id: str) -> bool:

@@ -76,7 +76,7 @@ def test_cancel_reason_names_the_user_and_what_stopped_the_job(daemon_factory,
     me = pwd.getpwuid(os.getuid()).pw_name
     job_id = _held(d, tmp_path / "gate")
     r = bc(d, "cancel", job_id)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 3, r.stderr   # cancel exits with the outcome: cancelled
     assert re.fullmatch(rf"job {job_id} cancelled by {re.escape(me)} after \S+ \(stopped by "
                         rf"SIGTERM after \d+\.\d s\)\n", r.stdout), r.stdout
     rec = d.job(job_id)
@@ -89,7 +89,7 @@ def test_cancel_reason_names_the_user_and_what_stopped_the_job(daemon_factory,
 
     job_id = _held(d, tmp_path / "gate2", ignore_sigterm=True)
     r = bc(d, "cancel", job_id, "--grace", "0.5")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 3, r.stderr
     rec = d.job(job_id)
     assert rec["reason"] == f"cancelled by {me}: killed by SIGKILL after the 0.5 s grace"
     assert rec["signal"] == "SIGKILL" and r.stdout.count("SIGKILL") == 1, r.stdout
@@ -124,7 +124,7 @@ def test_tail_follow_exits_with_the_jobs_outcome(daemon_factory, tmp_path: Path,
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith(b"fake orchestrator pid")  # following
         if how == "cancel":
-            assert bc(d, "cancel", job_id).returncode == 0
+            assert bc(d, "cancel", job_id).returncode == 3
         else:
             gate.touch()
         out, err = proc.communicate(timeout=30)

@@ -37,6 +37,7 @@ TOY_PIPELINE = dict(orchestrator=[sys.executable, "-m", "pipeline"],
 def _pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, str, str]:
     """argv with stdout on a pseudo-terminal and stderr on a pipe: (exit, screen, stderr)."""
     master, slave = os.openpty()
+    env = {"PAGER": "cat", **env}   # a long table would go to less, which waits for keys
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
                             stderr=subprocess.PIPE, env=env)
     os.close(slave)
@@ -255,7 +256,7 @@ def test_job_labels_are_checked_shown_and_filtered(daemon_factory) -> None:
     assert r.returncode == 0, r.stderr
     bc(d, "run", "--wait")
     rows = _rows(bc(d, "history").stdout)
-    assert rows[1][7:9] == ["nightly", "build"] and rows[0][7] == "-"
+    assert rows[1][6:8] == ["nightly", "build"] and rows[0][6] == "-"   # STARTED is one ISO word
     job_id = rows[1][0]
     assert "label:" in bc(d, "status", job_id).stdout and "nightly build" in \
         bc(d, "status", job_id).stdout

@@ -60,6 +60,12 @@ def test_completed_failed_and_cancelled_jobs_each_notify_once(daemon_factory, tm
         assert hook.secret not in d.stderr_text()
         deliveries = d.get(f"/api/notify/deliveries?job={done['job_id']}").json()["deliveries"]
         assert [(x["type"], x["status"]) for x in deliveries] == [("job.completed", "sent")]
+        # history and status show each job's delivery status; the record on disk does not
+        assert d.job(done["job_id"])["notify_status"] == "1 sent"
+        listed = bc(d, "history")
+        assert "NOTIFY" in listed.stdout and "1 sent" in listed.stdout, listed.stdout
+        on_disk = json.loads((d.root / "logs" / "jobs" / f"{done['job_id']}.json").read_text())
+        assert on_disk["notify_status"] is None
 
 
 def test_a_receiver_that_is_down_gets_the_event_once_when_it_comes_back(daemon_factory):
