@@ -264,7 +264,7 @@ def test_job_labels_are_checked_shown_and_filtered(daemon_factory) -> None:
         [job_id]
     for bad in ("x" * 65, "tab\there", ""):
         r = bc(d, "run", "--label", bad)
-        assert r.returncode == 2 and r.stderr.startswith("benchctl: label:"), (bad, r.stderr)
+        assert r.returncode == 2 and r.stderr.startswith("benchctl: --label:"), (bad, r.stderr)
     r = d.post_json("/api/benchmark/jobs", {"label": "a\nb"})
     assert r.status == 400 and r.error["message"].startswith("label:")
     r = d.post_json("/api/benchmark/jobs", {"label": 7})
