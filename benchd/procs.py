@@ -12,7 +12,12 @@ import ctypes
 import os
 import signal
 
-from pipeline.lockprobe import lock_is_held  # noqa: F401  (stdlib only; callers use procs.)
+from pipeline.lockprobe import lock_holders, lock_is_held_by_us  # noqa: F401  (stdlib only)
+
+# A job's lock (logs/jobs/<id>.lock) counts as held only when a process of benchd's user holds
+# it: its supervisor. Supervisors make it 0600, but one an older benchd made is group-readable,
+# and a group member's flock on it must not make a dead job look alive.
+lock_is_held = lock_is_held_by_us
 
 JOB_ENV = "BENCHD_JOB_ID"
 _PR_SET_CHILD_SUBREAPER = 36

@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 
 from pipeline import schema
-from pipeline.lockprobe import lock_is_held
+from pipeline.lockprobe import lock_is_held, lock_is_held_by_us
 from pipeline.atomicio import fsync_dir
-from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
+from pipeline.results import LEGACY_LOCK, LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def summarize(run_path: Path) -> schema.StagedRunSummary | None:
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         log.warning("skipping staged run %s: unreadable manifest: %s", run_path, e)
         return None
-    in_use = lock_is_held(run_path / LOCK)
+    in_use = lock_is_held(run_path / LOCK) or lock_is_held_by_us(run_path / LEGACY_LOCK)
     return schema.StagedRunSummary(
         run_id=run_path.name, status=m.status, created_at=m.created_at, updated_at=m.updated_at,
         reason=m.reason, experiments=list(m.config.experiments),
