@@ -270,3 +270,21 @@ def test_a_group_member_cannot_open_a_jobs_lock(site: Site) -> None:
     assert h.opened() == [], h.seen
     assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
     assert d.post_json(f"{JOBS}/{job}/cancel").status == 200
+
+
+def test_a_flock_on_an_older_jobs_lock_does_not_make_a_job_up(site: Site) -> None:
+    """A job lock an older supervisor left (0644: the group could open it), of a job long
+    gone (no record, no pid file), held by a member: it is not a supervisor at work, so
+    benchd removes the stale file instead of rebuilding a job from it."""
+    d = site.daemon
+    jobs = d.root / "logs" / "jobs"
+    jobs.mkdir(parents=True)
+    lock = jobs / "0123456789ab.lock"
+    lock.write_text("")
+    os.chmod(lock, 0o644)
+    h = site.holder(lock)
+    assert h.opened() == [str(lock)]
+    h.lock()
+    site.start()
+    assert d.get(JOBS).json()["jobs"] == []
+    assert not lock.exists()
