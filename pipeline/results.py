@@ -181,6 +181,7 @@ def lock_run(run_path: Path) -> int:
     anyone who can open a file can flock it, and results/ is readable by the whole group.
     An older version's group-readable `.lock` still counts while a process of ours holds it
     (an orchestrator started before an upgrade); otherwise it is removed."""
+    _refuse_if_legacy_lock_held(run_path)   # before making ours: an older orchestrator
     fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         _flock_patiently(fd)
@@ -195,16 +196,24 @@ def lock_run(run_path: Path) -> int:
     return fd
 
 
-def _retire_legacy_lock(run_path: Path) -> None:
-    """BlockingIOError while a process of ours holds the run's `.lock` of an older version;
-    else that file is removed (another user's flock on it is not an orchestrator at work)."""
+def _refuse_if_legacy_lock_held(run_path: Path) -> None:
+    """BlockingIOError while a process of ours (an orchestrator started before an upgrade)
+    holds the run's `.lock` of an older version (a probe's instant is waited out, as in
+    _flock_patiently)."""
     legacy = run_path / LEGACY_LOCK
-    if not os.path.lexists(legacy):
-        return
-    if lock_is_held_by_us(legacy):
-        raise BlockingIOError(errno.EWOULDBLOCK, "an orchestrator holds the run's old lock",
-                              str(legacy))
-    legacy.unlink(missing_ok=True)
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while os.path.lexists(legacy) and lock_is_held_by_us(legacy):
+        if time.monotonic() >= deadline:
+            raise BlockingIOError(errno.EWOULDBLOCK, "an orchestrator holds the run's old "
+                                  "lock", str(legacy))
+        time.sleep(0.002)
+
+
+def _retire_legacy_lock(run_path: Path) -> None:
+    """Remove the run's `.lock` of an older version unless a process of ours holds it
+    (BlockingIOError); another user's flock on it is not an orchestrator at work."""
+    _refuse_if_legacy_lock_held(run_path)
+    (run_path / LEGACY_LOCK).unlink(missing_ok=True)
 
 
 def _flock_patiently(fd: int) -> None:
