@@ -43,7 +43,10 @@ def lock_is_held(path: Path) -> bool:
     except FileNotFoundError:
         return False
     except PermissionError:
-        return bool(lock_holders(path))
+        try:
+            return bool(lock_holders(path))
+        except FileNotFoundError:
+            return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
