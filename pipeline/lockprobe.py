@@ -1,9 +1,9 @@
 """Is someone holding a flock on this file, and who? (stdlib only: benchd's per-job supervisor
 and pipeline.staged both ask, about a job's and a staged run's lock respectively.)
 
-Who holds a lock comes from /proc/locks (the pid that took it, and the file's device and
-inode), not from anything written in the file: a pid written there is whatever the last
-holder wrote, and names a dead process once that holder is gone.
+Who holds a lock comes from the kernel (/proc/locks, /proc/<pid>/fdinfo), not from anything
+written in the file: a pid written there is whatever the last holder wrote, and names a dead
+process once that holder is gone.
 """
 from __future__ import annotations
 
@@ -73,24 +73,30 @@ def lock_is_held_by_us(path: Path) -> bool:
 
 
 def lock_holders(path: Path) -> list[LockHolder]:
-    """The processes holding a lock (flock or POSIX) on `path`, from /proc/locks (waiters
-    are not holders). /proc/locks names the process that took the lock; when none of those
-    can be seen (gone, the lock living on in an fd a child inherited), the processes we can see
-    with the file open are named instead. FileNotFoundError: no such file."""
+    """The processes holding a lock on `path`. A process we can look into holds it when one
+    of its fds is open on the file and that fd's /proc/<pid>/fdinfo lists a lock (the kernel
+    shows there the locks of that open file description, however it was inherited). Pids in
+    /proc/locks for the file's inode that we cannot look into (gone, or another user's hidden
+    by ProtectProc=invisible) are added with unknown user. /proc/locks alone is not enough:
+    on overlayfs it numbers the device differently from stat, and it names the process that
+    took the lock, which may have exited leaving the lock to a child.
+    FileNotFoundError: no such file."""
     st = os.stat(path)
-    pids = _locking_pids(st)
-    holders = [_holder(pid) for pid in sorted(pids)]
-    if pids and all(h.uid is None for h in holders):
-        heirs = [_holder(pid) for pid in sorted(_pids_with_open(st) - pids)]
-        holders = [h for h in heirs if h.uid is not None] or holders
-    return holders
+    listed = _listed_pids(st.st_ino)
+    pids = [pid for pid in sorted(listed) if _holds(pid, st)]
+    unseen = [pid for pid in sorted(listed) if not os.path.exists(f"/proc/{pid}")]
+    if not pids:    # the lockers are gone or hidden: whoever we can see holding it instead
+        pids = [pid for pid in _all_pids() if pid not in listed and _holds(pid, st)]
+        if pids:
+            unseen = []     # gone, having left the lock to these
+    return [_holder(pid) for pid in pids] + [LockHolder(pid, None, None, None) for pid in unseen]
 
 
-def _locking_pids(st: os.stat_result) -> set[int]:
-    """Pids /proc/locks names for the file `st` ("1: FLOCK ADVISORY WRITE 123 08:01:4567 0
-    EOF"; a waiter's line has '->' after the id)."""
-    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    pids = set()
+def _listed_pids(ino: int) -> set[int]:
+    """Pids /proc/locks names for a file with inode number `ino`, on any device
+    ("1: FLOCK ADVISORY WRITE 123 08:01:4567 0 EOF"; a waiter's line has '->' after the
+    id)."""
+    pids: set[int] = set()
     try:
         with open(PROC_LOCKS, encoding="ascii", errors="replace") as f:
             lines = f.read().splitlines()
@@ -98,11 +104,33 @@ def _locking_pids(st: os.stat_result) -> set[int]:
         return pids
     for line in lines:
         fields = line.split()
-        if len(fields) < 6 or fields[1] == "->":
+        if len(fields) < 6 or fields[1] == "->" or not fields[4].isdigit():
             continue
-        if fields[5] == want and fields[4].lstrip("-").isdigit():
+        if fields[5].rpartition(":")[2] == str(ino):
             pids.add(int(fields[4]))
     return pids
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _holds(pid: int, st: os.stat_result) -> bool:
+    """Has `pid` an fd open on the file `st` that holds a lock? (False if we cannot look.)"""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if not os.path.samestat(os.stat(f"/proc/{pid}/fd/{fd}"), st):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                if b"\nlock:" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _holder(pid: int) -> LockHolder:
@@ -118,24 +146,3 @@ def _holder(pid: int) -> LockHolder:
         user = str(uid)
     command = " ".join(a.decode(errors="replace") for a in argv)[:MAX_COMMAND] or "?"
     return LockHolder(pid, uid, user, command)
-
-
-def _pids_with_open(st: os.stat_result) -> set[int]:
-    """Processes (those we may look into) with an fd open on the file `st`."""
-    found = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{name}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                fst = os.stat(f"/proc/{name}/fd/{fd}")
-            except OSError:
-                continue
-            if fst.st_ino == st.st_ino and fst.st_dev == st.st_dev:
-                found.add(int(name))
-                break
-    return found
