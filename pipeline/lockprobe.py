@@ -11,7 +11,7 @@ import errno
 import fcntl
 import os
 import pwd
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PROC_LOCKS = "/proc/locks"
@@ -21,11 +21,13 @@ MAX_COMMAND = 200   # characters of a holder's command line kept for a message
 @dataclass(frozen=True)
 class LockHolder:
     """A process holding a lock. uid/user/command are None when /proc/<pid> cannot be read
-    (the process is gone, or hidden from us: ProtectProc=invisible hides other users')."""
+    (the process is gone, or hidden from us: ProtectProc=invisible hides other users').
+    `confirmed`: seen holding it through its fds, not only named by /proc/locks."""
     pid: int
     uid: int | None
     user: str | None
     command: str | None
+    confirmed: bool = True
 
     def describe(self) -> str:
         """'pid 123 (user alice, command "sleep 10")' for an error message."""
@@ -69,7 +71,7 @@ def lock_is_held_by_us(path: Path) -> bool:
     except FileNotFoundError:
         return False
     trusted = {0, os.geteuid()}
-    return any(h.uid in trusted for h in holders)
+    return any(h.confirmed and h.uid in trusted for h in holders)
 
 
 def lock_holders(path: Path) -> list[LockHolder]:
@@ -77,23 +79,35 @@ def lock_holders(path: Path) -> list[LockHolder]:
     of its fds is open on the file and that fd's /proc/<pid>/fdinfo lists a lock (the kernel
     shows there the locks of that open file description, however it was inherited). Pids in
     /proc/locks for the file's inode that we cannot look into (gone, or another user's hidden
-    by ProtectProc=invisible) are added with unknown user. /proc/locks alone is not enough:
+    by ProtectProc=invisible) are added unconfirmed, with their user and command if /proc
+    shows them (never trusted by lock_is_held_by_us). /proc/locks alone is not enough:
     on overlayfs it numbers the device differently from stat, and it names the process that
     took the lock, which may have exited leaving the lock to a child.
     FileNotFoundError: no such file."""
     st = os.stat(path)
     listed = _listed_pids(st.st_ino)
     pids = [pid for pid in sorted(listed) if _holds(pid, st)]
-    unseen = [pid for pid in sorted(listed) if not os.path.exists(f"/proc/{pid}")]
+    unseen = [pid for pid in sorted(listed) if not _can_look_into(pid)]
     if not pids:    # the lockers are gone or hidden: whoever we can see holding it instead
         pids = [pid for pid in _all_pids() if pid not in listed and _holds(pid, st)]
         if pids:
             unseen = []     # gone, having left the lock to these
-    return [_holder(pid) for pid in pids] + [LockHolder(pid, None, None, None) for pid in unseen]
+    return ([_holder(pid) for pid in pids]
+            + [replace(_holder(pid), confirmed=False) for pid in unseen])
+
+
+def _can_look_into(pid: int) -> bool:
+    """Can we list `pid`'s fds? (Not when it is gone, hidden, or another user's.)"""
+    try:
+        os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    return True
 
 
 def _listed_pids(ino: int) -> set[int]:
-    """Pids /proc/locks names for a file with inode number `ino`, on any device
+    """Pids /proc/locks names for a file with inode number `ino`, on any device (overlayfs
+    numbers devices there differently from stat, so only _holds can confirm one)
     ("1: FLOCK ADVISORY WRITE 123 08:01:4567 0 EOF"; a waiter's line has '->' after the
     id)."""
     pids: set[int] = set()
