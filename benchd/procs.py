@@ -19,7 +19,12 @@ import signal
 from pathlib import Path
 from typing import NamedTuple
 
-from pipeline.lockprobe import lock_is_held  # noqa: F401  (stdlib only; callers use procs.)
+from pipeline.lockprobe import lock_holders, lock_is_held_by_us  # noqa: F401  (stdlib only)
+
+# A job's lock (logs/jobs/<id>.lock) counts as held only when a process of benchd's user holds
+# it: its supervisor. Supervisors make it 0600, but one an older benchd made is group-readable,
+# and a group member's flock on it must not make a dead job look alive.
+lock_is_held = lock_is_held_by_us
 
 JOB_ENV = "BENCHD_JOB_ID"
 TOKEN_ENV = "BENCHD_JOB_TOKEN"   # secrets.token_hex(16), one per job instance

@@ -27,6 +27,7 @@ from benchd.app import Context, make_app
 from benchd.defaults import DEFAULT_CLIENT_TIMEOUT_S
 from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
+from pipeline.lockprobe import lock_holders, lock_is_held, lock_is_held_by_us
 from benchd.retention.policy import Policy
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 SD_LISTEN_FDS_START = 3
 SOCKET_DIR_MODE = 0o750     # service user + its group (the group that may use benchd)
+LOCK_DIR = "lock"           # <root>/run/lock: benchd's user only, so nobody else can flock
+LOCK_DIR_MODE = 0o700
+LOCK_FILE = "benchd.lock"
 SHUTDOWN_TIMEOUT_S = 2.0    # open streams get this long to finish once the daemon stops
 STOP_SLACK_S = 10.0         # a stop that cancels asks systemd for grace + margin + this
 _SUN_PATH_MAX = 107         # sizeof(sockaddr_un.sun_path) - 1 on Linux
@@ -72,26 +76,82 @@ def _make_private_dir(path: Path) -> None:
         os.chmod(path, SOCKET_DIR_MODE)
 
 
+def _make_owner_only_dir(path: Path) -> None:
+    """`path` as a directory only our user may enter (LOCK_DIR_MODE): made if missing, its
+    mode tightened if looser. Refused if it is a symlink or another user's."""
+    try:
+        path.mkdir(mode=LOCK_DIR_MODE)
+    except FileExistsError:
+        pass
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise StartupError(f"{path} exists and is not a directory; remove it")
+    if st.st_uid != os.geteuid():
+        raise StartupError(f"{path} belongs to uid {st.st_uid}, not to benchd's user "
+                           f"(uid {os.geteuid()}); remove it or chown it")
+    if stat.S_IMODE(st.st_mode) != LOCK_DIR_MODE:
+        os.chmod(path, LOCK_DIR_MODE)
+
+
 def lock_root(root: Path) -> int:
-    """Hold <root>/run/benchd.lock for the daemon's life: two daemons on one root would both
-    reconcile and spawn jobs. Returns the fd (closing it releases the lock)."""
+    """Hold <root>/run/lock/benchd.lock for the daemon's life: two daemons on one root would
+    both reconcile and spawn jobs. Returns the fd (closing it releases the lock).
+
+    Only benchd's user may open the lock (0600, in a 0700 directory): anyone who can open a
+    file can flock it, and a group member holding it would stop benchd from ever restarting.
+    The file an older benchd used (<root>/run/benchd.lock, 0640) is not used any more, since
+    a group member may have held an fd on it since then; it is removed unless a process of
+    ours still holds it (an older benchd still running on this root)."""
     run = root / "run"
-    path = run / "benchd.lock"
+    path = run / LOCK_DIR / LOCK_FILE
     try:
         _make_private_dir(run)  # it also holds the socket by default
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        _make_owner_only_dir(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as e:
         raise StartupError(f"cannot create the root lock {path}: {e.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise StartupError(f"another benchd (pid {holder}) is already running on root {root} "
-                           f"(it holds {path}); stop it first") from None
+        raise StartupError(f"another benchd is already running on root {root}: "
+                           f"{_holders_text(path)} holds {path}; stop it first") from None
+    try:
+        _retire_legacy_lock(root, run / LOCK_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.fchmod(fd, 0o600)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for people; holders come from /proc/locks
     return fd
+
+
+def _holders_text(path: Path) -> str:
+    """Who holds the lock on `path`, from /proc/locks (never the pid written in the file)."""
+    try:
+        holders = lock_holders(path)
+    except OSError:
+        holders = []
+    return ", ".join(h.describe() for h in holders) or "a process not listed in /proc/locks"
+
+
+def _retire_legacy_lock(root: Path, legacy: Path) -> None:
+    """Remove the lock file an older benchd used, unless a process of ours (an older benchd
+    still running) holds it. A holder of another user is a group member who opened it while
+    it was group-readable: named in a warning, and no longer in anybody's way."""
+    if not os.path.lexists(legacy):
+        return
+    try:
+        if lock_is_held_by_us(legacy):
+            raise StartupError(f"an older benchd is still running on root {root}: "
+                               f"{_holders_text(legacy)} holds {legacy}; stop it first")
+        if lock_is_held(legacy):
+            log.warning("ignoring %s, the lock file of an older benchd: %s holds it", legacy,
+                        _holders_text(legacy))
+        legacy.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("cannot remove %s, the lock file of an older benchd: %s", legacy, e)
 
 
 def activated_socket(env: Mapping[str, str] | None = None) -> socket.socket | None:

@@ -216,7 +216,9 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     paths = JobPaths(root, job_id)
     paths.lock.parent.mkdir(parents=True, exist_ok=True)
     procs.set_child_subreaper()
-    lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # 0600: only benchd's user may open it, so only its supervisor can hold it (anyone who can
+    # open a file can flock it, and benchd reads a held lock as a live supervisor)
+    lock_fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)  # held until we exit; benchd only probes it
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

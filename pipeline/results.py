@@ -27,13 +27,15 @@ import msgspec
 
 from pipeline import schema
 from pipeline.atomicio import fsync_dir, write_bytes_atomic
+from pipeline.lockprobe import lock_is_held_by_us
 from pipeline.smallfile import MiB, read_small_file
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 WORK = ".work"          # worker scratch (outputs.npy), inside the staging run; never published
-LOCK = ".lock"          # flock held by the orchestrator working on a staged run
+LOCK = ".run.lock"      # flock held by the orchestrator working on a staged run (0600)
+LEGACY_LOCK = ".lock"   # what older versions locked (group-readable: no longer trusted)
 MANIFEST = "manifest.json"
 SUMMARY = "summary.md"
 # Results files (manifest, <library>.json, summary.md) are read back with at most this many
@@ -154,6 +156,7 @@ class StagedRun:
             fsync_dir(self.results_dir / STAGING)
             fsync_dir(self.results_dir)
             (self.final_path / LOCK).unlink(missing_ok=True)
+            (self.final_path / LEGACY_LOCK).unlink(missing_ok=True)
             fsync_dir(self.final_path)
         except OSError as e:
             log.warning("run %s is published; tidying after the rename failed: %s",
@@ -176,20 +179,47 @@ def _fsync_file(path: Path) -> None:
 
 
 def lock_run(run_path: Path) -> int:
-    """flock run_path/.lock (created if missing) and return its fd. BlockingIOError: someone
-    holds it; FileNotFoundError: the run directory is gone, or was moved away (discarded)
-    between our open and our lock, so what we locked is no longer this run's lock."""
-    fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """flock run_path/.run.lock (created if missing) and return its fd. BlockingIOError:
+    someone holds it; FileNotFoundError: the run directory is gone, or was moved away
+    (discarded) between our open and our lock, so what we locked is no longer this run's lock.
+
+    The file is 0600: only the user that runs orchestrators (benchd's) may open it, since
+    anyone who can open a file can flock it, and results/ is readable by the whole group.
+    An older version's group-readable `.lock` still counts while a process of ours holds it
+    (an orchestrator started before an upgrade); otherwise it is removed."""
+    _refuse_if_legacy_lock_held(run_path)   # before making ours: an older orchestrator
+    fd = os.open(run_path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         _flock_patiently(fd)
         if not os.path.samestat(os.fstat(fd), os.stat(run_path / LOCK)):
             raise FileNotFoundError(errno.ENOENT, "run moved away while locking", str(run_path))
+        _retire_legacy_lock(run_path)
     except OSError:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _refuse_if_legacy_lock_held(run_path: Path) -> None:
+    """BlockingIOError while a process of ours (an orchestrator started before an upgrade)
+    holds the run's `.lock` of an older version (a probe's instant is waited out, as in
+    _flock_patiently)."""
+    legacy = run_path / LEGACY_LOCK
+    deadline = time.monotonic() + LOCK_PATIENCE_S
+    while os.path.lexists(legacy) and lock_is_held_by_us(legacy):
+        if time.monotonic() >= deadline:
+            raise BlockingIOError(errno.EWOULDBLOCK, "an orchestrator holds the run's old "
+                                  "lock", str(legacy))
+        time.sleep(0.002)
+
+
+def _retire_legacy_lock(run_path: Path) -> None:
+    """Remove the run's `.lock` of an older version unless a process of ours holds it
+    (BlockingIOError); another user's flock on it is not an orchestrator at work."""
+    _refuse_if_legacy_lock_held(run_path)
+    (run_path / LEGACY_LOCK).unlink(missing_ok=True)
 
 
 def _flock_patiently(fd: int) -> None:

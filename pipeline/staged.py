@@ -14,9 +14,10 @@ from pathlib import Path
 import msgspec
 
 from pipeline import schema
-from pipeline.lockprobe import lock_is_held
+from pipeline.lockprobe import lock_is_held, lock_is_held_by_us
 from pipeline.atomicio import fsync_dir
-from pipeline.results import LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run, read_manifest
+from pipeline.results import (LEGACY_LOCK, LOCK, MANIFEST, RUN_ID_RE, STAGING, lock_run,
+                             read_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ def summarize(run_path: Path, *, locked_here: bool = False) -> schema.StagedRunS
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
         log.warning("skipping staged run %s: unreadable manifest: %s", run_path, e)
         return None
-    in_use = not locked_here and lock_is_held(run_path / LOCK)
+    in_use = not locked_here and (lock_is_held(run_path / LOCK)
+                                  or lock_is_held_by_us(run_path / LEGACY_LOCK))
     status, reason = m.status, m.reason
     if status == schema.RUN_RUNNING and not in_use:
         status, reason = schema.RUN_INTERRUPTED, ABANDONED_REASON

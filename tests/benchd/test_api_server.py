@@ -25,8 +25,8 @@ def short_dir():
 def test_one_daemon_per_root(tmp_path: Path) -> None:
     fd = lock_root(tmp_path)
     try:
-        assert (tmp_path / "run" / "benchd.lock").read_text().strip() == str(os.getpid())
-        with pytest.raises(StartupError, match=rf"pid {os.getpid()}.*already running on root"):
+        assert (tmp_path / "run" / "lock" / "benchd.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(StartupError, match=rf"already running on root.*pid {os.getpid()}"):
             lock_root(tmp_path)
     finally:
         os.close(fd)

@@ -101,3 +101,46 @@ def test_describe_wait_status():
     _, status = os.waitpid(p.pid, 0)
     p.returncode = 0
     assert procs.describe_wait_status(status) == (None, "SIGTERM", "killed by SIGTERM")
+
+
+def test_lock_holders_name_the_real_holder_and_only_our_user_counts():
+    """/proc/locks names the process holding a flock (pid, user, command), whatever pid the
+    file says; a flock held by another user's process is held, but not by us."""
+    import pwd
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pipeline.lockprobe import lock_holders, lock_is_held, lock_is_held_by_us
+    top = Path(tempfile.mkdtemp(prefix="bd-locks-", dir="/tmp"))   # reachable by nobody
+    os.chmod(top, 0o755)
+    path = top / "x.lock"
+    path.write_text("999999\n")
+    os.chmod(path, 0o644)
+    nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    drop = (f"os.setgroups([]); os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid})\n"
+            if nobody else "")
+    code = ("import fcntl, os, sys\n" + drop +
+            f"fd = os.open({str(path)!r}, os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_SH)\nprint('held', flush=True)\nsys.stdin.read()\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held", p.wait(timeout=10)
+        [h] = lock_holders(path)
+        assert h.pid == p.pid and "fcntl" in h.command
+        assert h.user == (nobody.pw_name if nobody else pwd.getpwuid(os.getuid()).pw_name)
+        assert lock_is_held(path)
+        assert lock_is_held_by_us(path) is (nobody is None)
+        p.stdin.close()
+        assert p.wait(timeout=10) == 0
+        assert lock_holders(path) == [] and not lock_is_held(path)
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert lock_is_held_by_us(path)     # ours
+        os.close(fd)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+        shutil.rmtree(top, ignore_errors=True)

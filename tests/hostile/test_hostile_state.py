@@ -350,12 +350,15 @@ def test_stale_socket_and_stale_lock_file_from_a_crashed_daemon(daemon_factory) 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(str(d.socket_path))
     s.close()
-    (d.root / "run").mkdir(exist_ok=True)
-    (d.root / "run" / "benchd.lock").write_text("999999\n")
+    # (and the lock file an older benchd used, which is retired)
+    (d.root / "run" / "lock").mkdir(parents=True)
+    (d.root / "run" / "lock" / "benchd.lock").write_text("999999\n")
+    (d.root / "run" / "benchd.lock").write_text("999998\n")
     d.start()
     assert "stale socket" in d.stderr_text()
     assert d.get("/api/health").json()["pid"] == d.proc.pid
-    assert (d.root / "run" / "benchd.lock").read_text().strip() == str(d.proc.pid)
+    assert (d.root / "run" / "lock" / "benchd.lock").read_text().strip() == str(d.proc.pid)
+    assert not (d.root / "run" / "benchd.lock").exists()
 
 
 def test_a_non_socket_in_the_socket_path_is_refused_not_replaced(daemon_factory) -> None:

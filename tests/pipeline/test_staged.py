@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -170,3 +171,25 @@ def test_a_lock_taken_on_a_run_moved_away_mid_lock_is_refused(
     monkeypatch.setattr(results.fcntl, "flock", real_flock)
     assert run.is_dir()
     os.close(results.lock_run(run))       # undisturbed, it locks
+
+
+def test_an_older_orchestrators_lock_still_counts_while_ours_holds_it(tmp_path: Path) -> None:
+    """An orchestrator started before an upgrade holds the run's old `.lock`: the run is in
+    use (listing, discard, resume). Once it is released, the next lock removes the old file
+    and uses the new one (0600)."""
+    import fcntl
+
+    from pipeline import results
+    run = tmp_path / ".staging" / "2026-01-01_00-00-00"
+    run.mkdir(parents=True)
+    old = os.open(run / results.LEGACY_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(old, fcntl.LOCK_EX)     # held by a process of our user: this test process
+    with pytest.raises(BlockingIOError):
+        results.lock_run(run)
+    with pytest.raises(staged.StagedRunInUse):
+        staged.discard_staged(tmp_path, run.name)
+    os.close(old)
+    fd = results.lock_run(run)
+    assert not (run / results.LEGACY_LOCK).exists()
+    assert stat.S_IMODE(os.stat(run / results.LOCK).st_mode) == 0o600
+    os.close(fd)

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.systemd.ctlib import (POLL_S, REPO, SOCKET, TEST_DIR, UNIT, Container,
+from tests.systemd.ctlib import (POLL_S, REPO, SOCKET, STATE, TEST_DIR, UNIT, Container,
                                  wait_until)
 
 pytestmark = [pytest.mark.systemd, pytest.mark.timeout(120)]
@@ -325,3 +325,41 @@ def test_install_service_refuses_bad_usage_and_changes_nothing(bare: Container) 
     assert bare.run("getent", "passwd", "benchd", check=False).returncode != 0
     assert bare.run("test", "-e", "/etc/systemd/system/benchd.service",
                     check=False).returncode != 0
+
+
+# A group member's attempt to block the next start: it opens whatever lock file it can reach
+# while benchd runs and queues a shared flock on it, granted the moment benchd exits.
+HOLD = ("import fcntl, os, signal, sys\n"
+        "fds = []\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        fds.append(os.open(p, os.O_RDONLY)); print('opened', p, flush=True)\n"
+        "    except OSError as e:\n"
+        "        print('cannot open', p, e.strerror, flush=True)\n"
+        "print('ready', flush=True)\n"
+        "for fd in fds:\n"
+        "    fcntl.flock(fd, fcntl.LOCK_SH)\n"
+        "print('holding', flush=True)\n"
+        "signal.pause()\n")
+
+
+def test_a_group_member_cannot_stop_benchd_restarting(ct: Container) -> None:
+    ct.run("useradd", "--create-home", "alice")
+    ct.run("usermod", "-aG", "benchd", "alice")
+    ct.health()                         # socket-activated: benchd runs and holds its lock
+    old = ct.main_pid()
+    locks = [f"{STATE}/run/benchd.lock", f"{STATE}/run/lock/benchd.lock"]  # old and new place
+    ct.run("systemd-run", "--unit=lock-holder", "--uid=alice", "/usr/bin/python3", "-c", HOLD,
+           *locks)
+    try:
+        wait_until(lambda: "ready" in ct.journal("lock-holder.service"), 30, interval=POLL_S,
+                   what="the group member's lock holder to have opened what it can")
+        res = ct.systemctl("restart", UNIT, check=False)
+        assert res.returncode == 0, (res.stdout, res.stderr, ct.journal()[-3000:])
+        restarted(ct, old)
+        holder = ct.journal("lock-holder.service")
+        assert "opened" not in holder and holder.count("cannot open") == 2, holder
+        assert ct.show(UNIT, "ActiveState")["ActiveState"] == "active"
+        assert ct.show("benchd.socket", "ActiveState")["ActiveState"] == "active"
+    finally:
+        ct.systemctl("stop", "lock-holder.service", check=False)
