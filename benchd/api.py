@@ -172,12 +172,13 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     return json_response(record)
 
 
-def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
+async def _log_start(manager: JobManager, job_id: str, offset: int | None,
+                     tail: int | None) -> int:
     """Where a log read starts (JobManager.follow_log refuses an offset past the end)."""
     manager.get(job_id)
     if offset is not None and tail is not None:
         raise InvalidRequest("tail: cannot be combined with offset")
-    return manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
+    return await manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
@@ -186,7 +187,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     manager = _ctx(request).manager
     job_id = _job_id(request)
     q = _query(request, LOG_PARAMS)
-    start = _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
+    start = await _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
     follow = _bool(q, "follow")
     chunks = manager.follow_log(job_id, start, follow=follow)  # bad offset: 400 before headers
     resp = web.StreamResponse(headers={"X-Log-Offset": str(start),
@@ -240,7 +241,7 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
     manager = ctx.manager
     job_id = _job_id(request)
     q = _query(request, WS_PARAMS)
-    start = _log_start(manager, job_id, _int(q, "offset"), None)
+    start = await _log_start(manager, job_id, _int(q, "offset"), None)
     chunks = manager.follow_log(job_id, start, follow=True)  # bad offset: 400 before upgrade
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
