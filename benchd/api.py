@@ -140,6 +140,7 @@ LOG_PARAMS = (Param("offset", "integer", "byte offset to start from (a reconnect
               Param("follow", "boolean", "1: keep streaming until the job ends"))
 WS_PARAMS = (Param("offset", "integer", "byte offset to start from"),)
 WS_MAX_LINE = 1 << 20   # a WebSocket follower never buffers more of an unterminated line
+WS_LINES_PER_TURN = 16  # a WebSocket follower gives the loop a turn after this many lines
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
@@ -273,9 +274,13 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
                     await send_pending(partial=True)
                 continue
             pending += chunk[:nl]
-            for line in bytes(pending).split(b"\n"):
+            for i, line in enumerate(bytes(pending).split(b"\n"), 1):
                 pos += len(line) + 1
                 await send(LogMessage(line=line.decode("utf-8", "replace"), offset=pos))
+                if i % WS_LINES_PER_TURN == 0:
+                    # sending does not yield while the client keeps up: a chunk of short
+                    # lines would hold the loop for tens of ms (health, other clients)
+                    await asyncio.sleep(0)
             pending = bytearray(chunk[nl + 1:])
         if pending:
             await send_pending(partial=False)

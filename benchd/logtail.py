@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 POLL_S = 0.005
-CHUNK = 256 * 1024  # largest piece read and yielded at once
+CHUNK = 64 * 1024  # largest piece read and yielded at once (one turn of the loop)
 T = TypeVar("T")
 
 
@@ -104,6 +104,9 @@ async def follow(path: Path, offset: int, tailer: LogTailer | None) -> AsyncIter
                         data = data[:cut]
                 pos += len(data)
                 yield data
+                # a client that keeps up never pauses the socket, so writing does not
+                # yield: give the loop (health, other clients) a turn after every chunk
+                await asyncio.sleep(0)
                 continue
             if done:
                 return
