@@ -9,7 +9,8 @@ A real benchd (tests/support/daemon.py) with one finished job whose log is then 
 back to back, one connection each, for --seconds: with no other load, then while --clients
 clients (a separate process, one thread each) ask for ?tail=1000000000 over and over --
 reading the response head only (by then benchd has found where the tail starts: the scan
-this measures), then reading the whole 50 MB body as a real client would.
+this measures), then reading the whole 50 MB body as a real client would; and while
+--clients WebSocket followers read the log from offset 0 (one message per line).
 --baseline REV runs the same on benchd and pipeline as of git revision REV (git archive into
 a temporary directory), e.g. the commit before the fix. Target: health p99 < 50 ms with 10
 tail clients on a 50 MB log.
@@ -127,11 +128,47 @@ def tail_clients(sock: str, job_id: str, clients: int, body: bool) -> int:
     return 0
 
 
+def ws_clients(sock: str, job_id: str, clients: int) -> int:
+    """Child process: `clients` WebSocket followers reading the log from offset 0 over and
+    over until stdin closes. Prints "ready" after the first 1,000 messages, then a summary."""
+    import asyncio
+
+    import aiohttp
+    counts = {"requests": 0, "errors": 0, "messages": 0}
+    stop = threading.Event()
+
+    async def one() -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as s:
+            while not stop.is_set():
+                try:
+                    async with s.ws_connect(f"http://benchd/api/benchmark/jobs/{job_id}"
+                                            "/logs/ws?offset=0", max_msg_size=0) as ws:
+                        async for _ in ws:
+                            counts["messages"] += 1
+                            if counts["messages"] == 1000:
+                                print("ready", flush=True)
+                            if stop.is_set():
+                                return
+                    counts["requests"] += 1
+                except aiohttp.ClientError:
+                    counts["errors"] += 1
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(clients)))
+
+    threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+    sys.stdin.read()
+    stop.set()
+    print(json.dumps(counts), flush=True)
+    return 0
+
+
 def under_tails(d: Daemon, job_id: str, clients: int, seconds: float,
-                body: bool) -> tuple[list[float], dict]:
-    """Health latencies while `clients` tail=10^9 clients run; and their summary."""
+                body: bool, ws: bool = False) -> tuple[list[float], dict]:
+    """Health latencies while `clients` tail=10^9 clients (or WebSocket followers) run; and
+    their summary."""
     argv = [sys.executable, str(Path(__file__).resolve()), "_tail_clients",
-            str(d.socket_path), job_id, str(clients), "1" if body else "0"]
+            str(d.socket_path), job_id, str(clients), "ws" if ws else "1" if body else "0"]
     child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = child.stdout.readline()  # a first tail answered: the load is on
@@ -168,6 +205,8 @@ def scenario(root: Path, mb: float, clients: int, seconds: float,
         for body, what in ((False, "response head"), (True, "whole body")):
             lat, summary = under_tails(d, job_id, clients, seconds, body)
             rows.append((f"{clients} x tail={TAIL:.0e} ({what})", lat, summary))
+        lat, summary = under_tails(d, job_id, clients, seconds, False, ws=True)
+        rows.append((f"{clients} x WebSocket from offset 0", lat, summary))
         return rows
     finally:
         d.close()
@@ -180,15 +219,17 @@ def fmt_ms(lat: list[float]) -> str:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_tail_clients":
-        sock, job_id, clients, body = sys.argv[2:6]
-        return tail_clients(sock, job_id, int(clients), body == "1")
+        sock, job_id, clients, mode = sys.argv[2:6]
+        if mode == "ws":
+            return ws_clients(sock, job_id, int(clients))
+        return tail_clients(sock, job_id, int(clients), mode == "1")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", metavar="REV", help="also run benchd as of this git revision")
     ap.add_argument("--clients", type=int, default=10)
     ap.add_argument("--mb", type=float, default=50.0, help="log size in MB")
     ap.add_argument("--seconds", type=float, default=10.0, help="health sampling per row")
     a = ap.parse_args()
-    table = [("code", "load", "health p50 / p99 / max", "tails answered (offsets)", "target")]
+    table = [("code", "load", "health p50 / p99 / max", "answered (X-Log-Offset)", "target")]
     with tempfile.TemporaryDirectory(prefix="benchd-tail-") as t:
         tmp = Path(t)
         runs = [("this checkout", None)]
@@ -198,9 +239,13 @@ def main() -> int:
             print(f"... {label}", file=sys.stderr, flush=True)
             for load, lat, summary in scenario(tmp / f"root-{len(table)}", a.mb, a.clients,
                                                a.seconds, code):
-                tails = "" if summary is None else (
-                    f"{summary['requests']} ({','.join(summary['offsets'])}); "
-                    f"{summary['errors']} errors")
+                if summary is None:
+                    tails = ""
+                elif "messages" in summary:
+                    tails = f"{summary['messages']:,} messages; {summary['errors']} errors"
+                else:
+                    tails = (f"{summary['requests']} ({','.join(summary['offsets'])}); "
+                             f"{summary['errors']} errors")
                 ok = percentile(lat, 99) * 1e3 < TARGET_P99_MS
                 table.append((label, load, fmt_ms(lat), tails,
                               "ok" if ok else f"MISSED (p99 < {TARGET_P99_MS:g} ms)"))
