@@ -49,6 +49,7 @@ READ_CHUNK = 1 << 20
 MIN_FREE_BYTES = 1 << 20     # a job is not started on a logs filesystem with less free
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
 TAIL_SCANS = 2              # ?tail= offsets computed at once (worker threads); others wait
+TAIL_QUICK_LINES = 1000     # a tail of at most this many lines is first looked for on the loop
 
 
 class _Live:
@@ -520,9 +521,19 @@ class JobManager:
             return 0
 
     async def tail_offset(self, job_id: str, lines: int) -> int:
-        """Where the last `lines` lines of the log start (logtail.tail_offset: a bounded
-        read), computed in a worker thread, at most TAIL_SCANS at once."""
-        return await self._scans.run(logtail.tail_offset, self.log_path(job_id), lines)
+        """Where the last `lines` lines of the log start. A short tail (`tail -n 20`) is
+        looked for in the last TAIL_BLOCK bytes right here: one bounded read, cheaper than a
+        thread hop, which under load costs milliseconds and would queue a hundred clients
+        behind TAIL_SCANS. Anything else is scanned in a worker thread, at most TAIL_SCANS
+        at once, back at most TAIL_SCAN_MAX bytes: lines that begin before that give the
+        whole log (0), as do more lines than the log has."""
+        path = self.log_path(job_id)
+        if lines <= TAIL_QUICK_LINES:
+            off = logtail.tail_offset(path, lines, limit=logtail.TAIL_BLOCK)
+            if off is not None:
+                return off
+        off = await self._scans.run(logtail.tail_offset, path, lines)
+        return 0 if off is None else off
 
     def follow_log(self, job_id: str, offset: int = 0,
                    follow: bool = True) -> AsyncIterator[bytes]:

@@ -104,9 +104,11 @@ async def follow(path: Path, offset: int, tailer: LogTailer | None) -> AsyncIter
                         data = data[:cut]
                 pos += len(data)
                 yield data
-                # a client that keeps up never pauses the socket, so writing does not
-                # yield: give the loop (health, other clients) a turn after every chunk
-                await asyncio.sleep(0)
+                if pos < size:
+                    # more is waiting, and a client that keeps up never pauses the socket,
+                    # so writing does not yield: give the loop (health, other clients) a
+                    # turn between chunks. (Caught up, the next wait yields anyway.)
+                    await asyncio.sleep(0)
                 continue
             if done:
                 return
@@ -120,13 +122,13 @@ TAIL_BLOCK = 64 * 1024
 
 
 def tail_offset(path: Path, lines: int, block: int = TAIL_BLOCK,
-                limit: int = TAIL_SCAN_MAX) -> int:
+                limit: int = TAIL_SCAN_MAX) -> int | None:
     """Byte offset at which the last `lines` lines of `path` start (a final line without
     newline counts as a line); 0 when the file has fewer lines. Reads backwards in blocks,
     counting a block's newlines at C speed and looking for the one wanted only in the block
-    that holds it. It never reads more than the last `limit` bytes: when the lines asked for
-    begin before that, the answer is 0, the whole log (every line asked for, and the ones
-    before them). Blocking file I/O: call it through FileScans, not on the event loop."""
+    that holds it. It never reads more than the last `limit` bytes: None when the lines
+    asked for begin before that. Blocking file I/O: on the event loop only with a small
+    `limit`, otherwise through FileScans."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -152,7 +154,7 @@ def tail_offset(path: Path, lines: int, block: int = TAIL_BLOCK,
                 return start + idx + 1
             seen += found
             pos = start
-        return 0
+        return 0 if floor == 0 else None
     finally:
         os.close(fd)
 

@@ -141,14 +141,15 @@ def _reference_tail(data: bytes, lines: int) -> int:
 def test_tail_offset_matches_counting_lines_within_the_look_back_limit(
         tmp_path_factory, data, lines, block, limit):
     """Block by block counting gives the offset of the plain line count (\\r is not a line
-    end; an unterminated last line counts); when those lines begin further back than
-    `limit` bytes the answer is 0, the whole log."""
+    end; an unterminated last line counts); None when those lines begin further back than
+    the last `limit` bytes (JobManager then serves the whole log)."""
     p = tmp_path_factory.mktemp("tail") / "log"
     p.write_bytes(data)
     want = _reference_tail(data, lines)
     end = len(data) - data.endswith(b"\n")
-    if want > 0 and want - 1 < end - limit:  # the newline before them is beyond the limit
-        want = 0
+    floor = max(0, end - limit)  # tail_offset reads nothing before this byte
+    if floor > 0 and not (want > 0 and want - 1 >= floor):  # their start is not in sight
+        want = None
     assert tail_offset(p, lines, block=block, limit=limit) == want
     assert tail_offset(p, lines, block=block) == _reference_tail(data, lines)
 
@@ -164,8 +165,8 @@ def test_tail_offset_on_millions_of_short_lines(tmp_path):
         assert data[off:].count(b"\n") == lines - 1  # the last line has no newline
     assert tail_offset(p, n + 2) == 0 and tail_offset(p, 10**9) == 0
     assert data[tail_offset(p, 1):] == b"progress 99%\rprogress 100%"
-    # look back at most 1 MB: 10^9 lines is the whole log; lines within the limit are exact
-    assert tail_offset(p, 10**9, limit=1_000_000) == 0
+    # look back at most 1 MB: lines beyond it are not looked for; within it, exact
+    assert tail_offset(p, 10**9, limit=1_000_000) is None
     assert tail_offset(p, 1000, limit=1_000_000) == _reference_tail(data, 1000)
 
 
