@@ -4,8 +4,8 @@ One LogTailer per live job log notices growth (fstat every POLL_S while anyone w
 wakes its waiters; every follower reads the file itself from its own offset, so no log is
 held in memory and a slow follower never holds up another. Once the job is final the tailer
 is closed: followers drain what is left (final partial line included) and end.
-tail_offset finds where the last N lines start, reading a bounded amount; like any scan
-that can be large it runs in a worker thread through FileScans, never on the event loop.
+tail_offset finds where the last N lines start, reading a bounded amount; a scan that can
+be large runs in a worker thread through FileScans, never on the event loop.
 """
 from __future__ import annotations
 
