@@ -8,6 +8,8 @@ Each scenario runs a real benchd (tests/support/daemon.py) on a fresh temporary 
             for --seconds; client-side latency, errors, followers byte-exact, daemon RSS
   fuzz      random malformed bodies, ids, paths and queries (fixed seed): answers by class
   stalled   200 connections that send half a request and stall: health latency meanwhile
+  tail      10 clients asking ?tail=10^9 of a 50 MB log over and over (bench/health_under_tail.py):
+            health latency meanwhile
   damage    restart with damaged job records among 1,000 good ones: time to ready, moved aside;
             the same with a 1 TiB and a 3 GiB sparse record, a FIFO and a /dev/zero link
   disk      logs/ or results/ on a small tmpfs filled by a job (root only): outcome, reason,
@@ -181,6 +183,21 @@ def _connect(s: socket.socket, path: Path, timeout: float = 10.0) -> None:
             time.sleep(0.001)
 
 
+def tail(base: Path, seconds: float) -> list[Row]:
+    from bench.health_under_tail import grow_log, health_latencies, under_tails
+    d = Daemon(base / "tail")
+    try:
+        d.start()
+        job_id = grow_log(d, 50)
+        quiet = health_latencies(d, min(seconds, 10))
+        lat, tails = under_tails(d, job_id, 10, seconds, body=False)
+    finally:
+        d.close()
+    return [("tail", "health latency p99 while 10 clients tail=10^9 a 50 MB log",
+             f"{percentile(lat, 99) * 1e3:.1f} ms (quiet: {percentile(quiet, 99) * 1e3:.1f} ms;"
+             f" {tails['requests']} tails, {tails['errors']} errors)", "< 50 ms")]
+
+
 def _good_records(store: Store, n: int) -> None:
     for i in range(n):
         store.save(JobRecord(job_id=f"{i:012x}", status=JobState.COMPLETED, config=JobConfig(),
@@ -315,7 +332,9 @@ def main() -> int:
     rows: list[Row] = []
     try:
         for name, fn in (("load", lambda: load(base, a.seconds)), ("fuzz", lambda: fuzz(base)),
-                         ("stalled", lambda: stalled(base)), ("damage", lambda: damage(base)),
+                         ("stalled", lambda: stalled(base)),
+                         ("tail", lambda: tail(base, min(a.seconds, 10))),
+                         ("damage", lambda: damage(base)),
                          ("disk", lambda: disk(base) + inodes(base))):
             if name == "disk" and (a.skip_disk or os.geteuid() != 0):
                 rows.append(("disk", "skipped", "needs root (tmpfs mounts)", ""))

@@ -181,6 +181,7 @@ LOG_PARAMS = (Param("offset", "integer", "byte offset to start from (a reconnect
               Param("follow", "boolean", "1: keep streaming until the job ends"))
 WS_PARAMS = (Param("offset", "integer", "byte offset to start from"),)
 WS_MAX_LINE = 1 << 20   # a WebSocket follower never buffers more of an unterminated line
+WS_LINES_PER_TURN = 16  # a WebSocket follower gives the loop a turn after this many lines
 
 
 async def start_job(request: web.Request) -> web.StreamResponse:
@@ -326,12 +327,13 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     return json_response(_with_staged_run(record, ctx.results_dir, ctx.notifications))
 
 
-def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
+async def _log_start(manager: JobManager, job_id: str, offset: int | None,
+                     tail: int | None) -> int:
     """Where a log read starts (JobManager.follow_log refuses an offset past the end)."""
     manager.get(job_id)
     if offset is not None and tail is not None:
         raise InvalidRequest("tail: cannot be combined with offset")
-    return manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
+    return await manager.tail_offset(job_id, tail) if tail is not None else (offset or 0)
 
 
 async def job_logs(request: web.Request) -> web.StreamResponse:
@@ -340,7 +342,7 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     manager = _ctx(request).manager
     job_id = _job_id(request)
     q = _query(request, LOG_PARAMS)
-    start = _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
+    start = await _log_start(manager, job_id, _int(q, "offset"), _int(q, "tail"))
     follow = _bool(q, "follow")
     chunks = manager.follow_log(job_id, start, follow=follow)  # bad offset: 400 before headers
     resp = web.StreamResponse(headers={"X-Log-Offset": str(start),
@@ -394,7 +396,7 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
     manager = ctx.manager
     job_id = _job_id(request)
     q = _query(request, WS_PARAMS)
-    start = _log_start(manager, job_id, _int(q, "offset"), None)
+    start = await _log_start(manager, job_id, _int(q, "offset"), None)
     chunks = manager.follow_log(job_id, start, follow=True)  # bad offset: 400 before upgrade
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
@@ -426,9 +428,13 @@ async def job_logs_ws(request: web.Request) -> web.StreamResponse:
                     await send_pending(partial=True)
                 continue
             pending += chunk[:nl]
-            for line in bytes(pending).split(b"\n"):
+            for i, line in enumerate(bytes(pending).split(b"\n"), 1):
                 pos += len(line) + 1
                 await send(LogMessage(line=line.decode("utf-8", "replace"), offset=pos))
+                if i % WS_LINES_PER_TURN == 0:
+                    # sending does not yield while the client keeps up: a chunk of short
+                    # lines would hold the loop for tens of ms (health, other clients)
+                    await asyncio.sleep(0)
             pending = bytearray(chunk[nl + 1:])
         if pending:
             await send_pending(partial=False)

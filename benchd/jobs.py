@@ -54,6 +54,8 @@ PROGRESS_FIELD_MAX = 4096    # characters; a longer progress string is ignored, 
                              # record stays far below benchd.store.STATE_MAX_BYTES
 MIN_FREE_INODES = 16         # no job starts with fewer free inodes on logs/ (log, record, temps)
 FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ...)
+TAIL_SCANS = 2              # ?tail= offsets computed at once (worker threads); others wait
+TAIL_QUICK_LINES = 1000     # a tail of at most this many lines is first looked for on the loop
 
 
 class _Live:
@@ -73,7 +75,8 @@ class _Live:
 
 
 class _ProgressReader:
-    """Scans a job log from the start for progress lines, a bounded chunk at a time."""
+    """Scans a job log from the start for progress lines, a bounded chunk at a time. Each
+    step is blocking file I/O: JobManager._feed runs it in a worker thread."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -92,20 +95,28 @@ class _ProgressReader:
         self.pos += len(data)
         more = len(data) == READ_CHUNK
         buf = self.partial + data
-        lines = buf.split(b"\n")
-        self.partial = lines.pop()
-        if final and not more:
-            lines.append(self.partial)
-            self.partial = b""
+        cut = len(buf) if final and not more else buf.rfind(b"\n") + 1
+        self.partial = buf[cut:]
         if len(self.partial) > READ_CHUNK:  # a runaway line is not a progress line
             self.partial = b""
-        out = []
-        for line in lines:
-            if line.startswith(b"@@"):
-                obj = pprogress.parse_line(line)
-                if obj is not None:
-                    out.append(obj)
-        return out, more
+        return _progress_objects(buf[:cut]), more
+
+
+def _progress_objects(lines: bytes) -> list[dict]:
+    """The progress objects of the lines in `lines` that start with "@@". They are found by
+    searching for them (C speed), not by splitting every line: a log is mostly other lines
+    (a Python loop over the lines of one READ_CHUNK took tens of ms)."""
+    text = b"\n" + lines  # every line, the first one too, now follows a newline
+    out = []
+    at = text.find(b"\n@@")
+    while at >= 0:
+        end = text.find(b"\n", at + 1)
+        end = len(text) if end < 0 else end
+        obj = pprogress.parse_line(text[at + 1:end])
+        if obj is not None:
+            out.append(obj)
+        at = text.find(b"\n@@", end)
+    return out
 
 
 class JobManager:
@@ -136,6 +147,7 @@ class JobManager:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._dirty: set[str] = set()
         self._unsaved: set[str] = set()          # records the disk refused (full)
+        self._scans = logtail.FileScans(TAIL_SCANS)
 
     # queries ---------------------------------------------------------------------------
     def list_jobs(self, limit: int | None = None,
@@ -333,7 +345,7 @@ class JobManager:
                 await tracker
             except asyncio.CancelledError:
                 pass
-        self._scan_progress(live.job_id, reader)  # the supervisor is gone: the log is complete
+        await self._scan_progress(live.job_id, reader)  # the supervisor is gone: log complete
         self._finalize_from_disk(live)
 
     async def _wait_supervisor(self, live: _Live) -> None:
@@ -359,12 +371,25 @@ class JobManager:
 
     async def _track(self, live: _Live, reader: _ProgressReader) -> None:
         while True:
-            objs, more = reader.feed()
-            self._apply_progress(live.job_id, objs)
-            if more:
-                await asyncio.sleep(0)
-                continue
-            await live.tailer.wait_beyond(reader.pos)
+            if not await self._feed(live.job_id, reader):
+                await live.tailer.wait_beyond(reader.pos)
+
+    async def _feed(self, job_id: str, reader: _ProgressReader, final: bool = False) -> bool:
+        """One step of `reader` in a worker thread (it reads up to READ_CHUNK of the log: not
+        on the event loop), its progress applied; returns whether more is waiting. A step
+        under way when the caller is cancelled is finished and applied before the
+        cancellation goes on, so no second step runs on the reader meanwhile and none of
+        its progress is lost."""
+        step = asyncio.ensure_future(asyncio.to_thread(reader.feed, final))
+        try:
+            objs, more = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await asyncio.wait([step])  # wait() does not cancel what it waits for
+            if not step.cancelled() and step.exception() is None:
+                self._apply_progress(job_id, step.result()[0])
+            raise
+        self._apply_progress(job_id, objs)
+        return more
 
     def _apply_progress(self, job_id: str, objs: list[dict]) -> None:
         if not objs:
@@ -399,13 +424,11 @@ class JobManager:
             self._flush_handle = asyncio.get_running_loop().call_later(PROGRESS_FLUSH_S,
                                                                        self._flush)
 
-    def _scan_progress(self, job_id: str, reader: _ProgressReader | None = None) -> None:
+    async def _scan_progress(self, job_id: str, reader: _ProgressReader | None = None) -> None:
         """Apply the progress lines of a complete log (from `reader`'s position, else the start)."""
         reader = reader or _ProgressReader(self.store.paths(job_id).log)
-        more = True
-        while more:
-            objs, more = reader.feed(final=True)
-            self._apply_progress(job_id, objs)
+        while await self._feed(job_id, reader, final=True):
+            pass
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -581,8 +604,20 @@ class JobManager:
         except FileNotFoundError:
             return 0
 
-    def tail_offset(self, job_id: str, lines: int) -> int:
-        return logtail.tail_offset(self.log_path(job_id), lines)
+    async def tail_offset(self, job_id: str, lines: int) -> int:
+        """Where the last `lines` lines of the log start. A short tail (`tail -n 20`) is
+        looked for in the last TAIL_BLOCK bytes right here: one bounded read, cheaper than a
+        thread hop, which under load costs milliseconds and would queue a hundred clients
+        behind TAIL_SCANS. Anything else is scanned in a worker thread, at most TAIL_SCANS
+        at once, back at most TAIL_SCAN_MAX bytes: lines that begin before that give the
+        whole log (0), as do more lines than the log has."""
+        path = self.log_path(job_id)
+        if lines <= TAIL_QUICK_LINES:
+            off = logtail.tail_offset(path, lines, limit=logtail.TAIL_BLOCK)
+            if off is not None:
+                return off
+        off = await self._scans.run(logtail.tail_offset, path, lines)
+        return 0 if off is None else off
 
     def follow_log(self, job_id: str, offset: int = 0,
                    follow: bool = True) -> AsyncIterator[bytes]:
@@ -745,7 +780,7 @@ class JobManager:
         alive = (not foreign and pid is not None and procs.is_alive(pid, ticks)
                  and procs.lock_is_held(paths.lock) and marks.carried_by(pid))
         if ex is not None and not alive:
-            self._scan_progress(job_id)  # the run_dir it published while nobody watched
+            await self._scan_progress(job_id)  # the run_dir it published while nobody watched
             new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
             return (f"job {job_id}: finished while benchd was down; recorded {new.status.value}"
                     + (f" ({new.reason})" if new.reason else ""))

@@ -4,16 +4,20 @@ One LogTailer per live job log notices growth (fstat every POLL_S while anyone w
 wakes its waiters; every follower reads the file itself from its own offset, so no log is
 held in memory and a slow follower never holds up another. Once the job is final the tailer
 is closed: followers drain what is left (final partial line included) and end.
+tail_offset finds where the last N lines start, reading a bounded amount; a scan that can
+be large runs in a worker thread through FileScans, never on the event loop.
 """
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 POLL_S = 0.005
-CHUNK = 256 * 1024  # largest piece read and yielded at once
+CHUNK = 64 * 1024  # largest piece read and yielded at once (one turn of the loop)
+T = TypeVar("T")
 
 
 class LogTailer:
@@ -100,6 +104,11 @@ async def follow(path: Path, offset: int, tailer: LogTailer | None) -> AsyncIter
                         data = data[:cut]
                 pos += len(data)
                 yield data
+                if pos < size:
+                    # more is waiting, and a client that keeps up never pauses the socket,
+                    # so writing does not yield: give the loop (health, other clients) a
+                    # turn between chunks. (Caught up, the next wait yields anyway.)
+                    await asyncio.sleep(0)
                 continue
             if done:
                 return
@@ -108,9 +117,18 @@ async def follow(path: Path, offset: int, tailer: LogTailer | None) -> AsyncIter
         os.close(fd)
 
 
-def tail_offset(path: Path, lines: int, block: int = 64 * 1024) -> int:
-    """Byte offset at which the last `lines` lines of `path` start (scans backwards in blocks;
-    a final line without newline counts as a line). 0 when the file has fewer lines."""
+TAIL_SCAN_MAX = 64 << 20   # a tail looks back at most this far: its read is bounded
+TAIL_BLOCK = 64 * 1024
+
+
+def tail_offset(path: Path, lines: int, block: int = TAIL_BLOCK,
+                limit: int = TAIL_SCAN_MAX) -> int | None:
+    """Byte offset at which the last `lines` lines of `path` start (a final line without
+    newline counts as a line); 0 when the file has fewer lines. Reads backwards in blocks,
+    counting a block's newlines at C speed and looking for the one wanted only in the block
+    that holds it. It never reads more than the last `limit` bytes: None when the lines
+    asked for begin before that. Blocking file I/O: on the event loop only with a small
+    `limit`, otherwise through FileScans."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -122,17 +140,45 @@ def tail_offset(path: Path, lines: int, block: int = 64 * 1024) -> int:
         end = size
         if size and os.pread(fd, 1, size - 1) == b"\n":
             end -= 1  # the newline that terminates the last line is not a separator
+        floor = max(0, end - limit)
         seen = 0
         pos = end
-        while pos > 0:
-            start = max(0, pos - block)
+        while pos > floor:
+            start = max(floor, pos - block)
             buf = os.pread(fd, pos - start, start)
-            idx = len(buf)
-            while (idx := buf.rfind(b"\n", 0, idx)) >= 0:
-                seen += 1
-                if seen == lines:
-                    return start + idx + 1
+            found = buf.count(b"\n")
+            if seen + found >= lines:
+                idx = len(buf)
+                for _ in range(lines - seen):
+                    idx = buf.rfind(b"\n", 0, idx)
+                return start + idx + 1
+            seen += found
             pos = start
-        return 0
+        return 0 if floor == 0 else None
     finally:
         os.close(fd)
+
+
+class FileScans:
+    """Runs blocking file scans (tail offsets) in worker threads, at most `slots` at once, so
+    that the event loop never waits on one and any number of clients asking for them holds
+    at most `slots` threads (the rest wait their turn, on the loop, at no cost). A slot is
+    held until its thread is done, even when the caller is cancelled meanwhile."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = asyncio.Semaphore(slots)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        await self._slots.acquire()
+        try:
+            work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        except BaseException:
+            self._slots.release()
+            raise
+        work.add_done_callback(self._done)
+        return await asyncio.shield(work)
+
+    def _done(self, work: asyncio.Future[Any]) -> None:
+        self._slots.release()
+        if not work.cancelled():
+            work.exception()  # retrieved: a caller that went away must not leave a warning

@@ -181,7 +181,7 @@ async def test_follow_log_reconnecting_with_offset_gets_every_byte_once(manager,
     assert got.count(b"line ") == 400
     # a finished job: follow=False and follow=True both give what is there and end
     whole = bytes(got)
-    off = manager.tail_offset(rec.job_id, 2)
+    off = await manager.tail_offset(rec.job_id, 2)
     assert whole[off:].count(b"\n") == 2
     assert b"".join([c async for c in manager.follow_log(rec.job_id, off)]) == whole[off:]
     assert b"".join([c async for c in manager.follow_log(rec.job_id, off, follow=False)]) \
