@@ -4,24 +4,20 @@ orchestrator or a real interpreter, real signals. Terminal behaviour runs in a r
 pseudo-terminal of a known size (os.openpty + TIOCSWINSZ), piped behaviour through pipes."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import pwd
 import re
-import select
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.benchctl_run import BENCHCTL, bc, env_for
 from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
+from tests.support.terminal import in_pty
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -30,31 +26,7 @@ def run_in_pty(argv: list[str], env: dict[str, str], columns: int = 80, rows: in
                timeout: float = 30) -> tuple[int, str]:
     """argv with stdout and stderr on a pseudo-terminal of columns x rows; (exit code, the
     screen's text with escape sequences removed and \\r\\n as \\n)."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        os.close(master)
+    code, data, _ = in_pty(argv, env, columns=columns, rows=rows, timeout=timeout)
     text = ANSI.sub("", data.decode("utf-8", "replace")).replace("\r\n", "\n")
     return code, text
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from benchd.states import JobState
 from benchd.store import Store
 from tests.support.benchctl_run import BENCHCTL, bc, env_for
 from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
+from tests.support.terminal import in_pty
 
 REPO = Path(__file__).resolve().parents[2]
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -337,30 +337,8 @@ def test_logs_into_a_closed_pipe_is_quiet(daemon_factory) -> None:
 
 def _run_in_pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, bytes]:
     """Run argv with stdout and stderr on a pseudo-terminal; return (exit code, screen bytes)."""
-    master, slave = os.openpty()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            elif proc.poll() is not None:
-                break
-        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), data
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        os.close(master)
+    code, data, _ = in_pty(argv, env, timeout=timeout)
+    return code, data
 
 
 def test_follow_on_a_terminal_shows_the_progress_line(daemon_factory) -> None:

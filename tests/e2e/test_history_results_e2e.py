@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from pipeline.schema import RunList
 from tests.hostile.conftest import NEEDS_ROOT, tmpfs  # noqa: F401 (fixture)
 from tests.support.benchctl_run import BENCHCTL, bc, env_for
 from tests.support.daemon import Daemon, daemon_factory, wait_until  # noqa: F401 (fixture)
+from tests.support.terminal import in_pty
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "pipeline" / "fixtures"
@@ -36,36 +34,9 @@ TOY_PIPELINE = dict(orchestrator=[sys.executable, "-m", "pipeline"],
 
 def _pty(argv: list[str], env: dict[str, str], timeout: float = 30) -> tuple[int, str, str]:
     """argv with stdout on a pseudo-terminal and stderr on a pipe: (exit, screen, stderr)."""
-    master, slave = os.openpty()
     env = {"PAGER": "cat", **env}   # a long table would go to less, which waits for keys
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
-                            stderr=subprocess.PIPE, env=env)
-    os.close(slave)
-    data = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                data += chunk
-            elif proc.poll() is not None:
-                break
-        err = proc.stderr.read() if proc.stderr else b""
-        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), data.decode(), \
-            err.decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
-        os.close(master)
+    code, screen, err = in_pty(argv, env, stderr_apart=True, timeout=timeout)
+    return code, screen.decode(), err.decode()
 
 
 def _rows(text: str) -> list[list[str]]:
