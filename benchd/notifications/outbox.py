@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from pathlib import Path
 
 import msgspec
 
 from benchd.schema import Delivery, NotifyTarget
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.smallfile import UnreadableFile, read_small_file
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +123,14 @@ class Outbox:
 
 
 def _read_small(path: Path) -> bytes | None:
-    """A regular file's bytes, not through a symlink, at most MAX_FILE_BYTES; else None."""
+    """A regular file's bytes (no symlink, at most MAX_FILE_BYTES), else None: the shared
+    state-file reader, with anything odd logged and skipped."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return read_small_file(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         return None
+    except UnreadableFile as e:
+        log.warning("notify: ignoring %s: %s", path, e.why)
     except OSError as e:
         log.warning("notify: cannot read %s: %s", path, e.strerror)
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
-            log.warning("notify: ignoring %s: not a regular file of at most %d bytes", path,
-                        MAX_FILE_BYTES)
-            return None
-        return os.read(fd, MAX_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
+    return None

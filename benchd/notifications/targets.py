@@ -91,7 +91,9 @@ def check_target(target: NotifyTarget, field: str, policy: TargetPolicy) -> Noti
                              f"http or mailto")
     try:
         parts = urllib.parse.urlsplit(url)
-        host, _port = parts.hostname, parts.port
+        host = parts.hostname
+        if parts.port == 0:        # .port itself raises ValueError beyond 65535
+            raise ValueError("port 0")
     except ValueError as e:
         raise InvalidRequest(f"{field}.url: {e}") from None
     if not host:
