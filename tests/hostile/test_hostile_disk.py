@@ -71,11 +71,22 @@ def test_log_filesystem_fills_during_a_job(tmpfs, daemon_factory) -> None:
 
 
 def test_results_filesystem_fills_nothing_partial_is_published(tmpfs, daemon_factory) -> None:
-    """The real pipeline (gmst_era, --ci) publishing into a 64 KiB results filesystem."""
+    """The real pipeline (gmst_era, --ci) publishing into a results filesystem that fills up
+    once the job runs (a job is not started on a results filesystem that is already full:
+    that is a 507, test_hostile_retention.py). The filler is written right after the start
+    answer, while the orchestrator is still importing its libraries (over a second), well
+    before its first result write."""
     d: Daemon = daemon_factory(start=False, orchestrator=[sys.executable, "-m", "pipeline"])
-    results = tmpfs(d.root / "results", "64k")
+    results = tmpfs(d.root / "results", "2m")
     d.start()
     job = d.start_job(experiments=["gmst_era"], ci=True)
+    try:
+        with open(results / ".filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    except OSError:
+        pass
     final = d.wait_job(job["job_id"], timeout=240)
     log = d.log_file(job["job_id"]).read_text(errors="replace")
     assert final["status"] == "failed", (final, log[-2000:])

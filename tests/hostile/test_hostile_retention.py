@@ -30,7 +30,9 @@ def run_id(days_ago: float, k: int = 0) -> str:
 
 
 def listed(d: Daemon) -> dict[str, dict]:
-    return {r["run_id"]: r for r in d.get("/api/results").json()["runs"]}
+    r = d.get("/api/results")
+    assert r.status == 200, r.body
+    return {run["run_id"]: run for run in r.json()["runs"]}
 
 
 def test_pins_keep_runs_that_keep_days_would_delete(daemon_factory, template, tmp_path):
