@@ -102,7 +102,7 @@ def collect(results_dir: Path, in_use: set[str], sizes: SizeCache) -> list[RunFa
     results_dir = Path(results_dir)
     pinned = set(pins.read_pins(results_dir))
     out: list[RunFacts] = []
-    for summary in loader.list_runs(results_dir):
+    for summary in _all_runs(results_dir):
         created = run_created(summary.run_id)
         if created is None:
             continue
@@ -118,6 +118,20 @@ def collect(results_dir: Path, in_use: set[str], sizes: SizeCache) -> list[RunFa
                             pinned=s.run_id in pinned, in_use=s.in_use or s.run_id in in_use,
                             staged=True))
     return out
+
+
+def _all_runs(results_dir: Path, page: int = 100) -> list:
+    """Every published run, read a page at a time with a pause between pages: this runs in a
+    worker thread, and the pause hands the GIL back to the event loop (the API stays quick
+    while thousands of manifests are read)."""
+    runs, before = [], None
+    while True:
+        got = loader.page_runs(results_dir, limit=page, before=before)
+        runs.extend(got.runs)
+        if got.next is None:
+            return runs
+        before = got.next
+        time.sleep(0)
 
 
 class Pruner:

@@ -133,7 +133,11 @@ class Retention:
                 results_free_bytes=_free(self.results_dir), logs_free_bytes=_free(self.logs_dir))
 
     def _execute(self, actions: list[Action], trigger: str, by: str | None) -> list[bool]:
-        return [self.pruner.execute(a, trigger, by) for a in actions]
+        done = []
+        for a in actions:
+            done.append(self.pruner.execute(a, trigger, by))
+            time.sleep(0)   # hand the GIL back to the event loop between runs
+        return done
 
     def _runs_in_use(self) -> set[str]:
         """Runs a job that is not final writes, resumes or will resume."""
