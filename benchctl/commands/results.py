@@ -4,9 +4,13 @@ RUN is a run id, any unique prefix of one, `latest`, the `results/<id>` form tha
 prints (always that exact run), or a job id (or unique job id prefix): that job's run. A date
 (`2026-12-03`) lists that day's runs; a legacy run named by a date is listed with them and
 shown with `results/2026-12-03`. Run ids are tried before job ids.
+--html prints the run's self-contained report.html (plots of error distributions, speed,
+accuracy versus speed; exit 11 when it has none and matplotlib is missing where benchd runs).
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
-(newest first). One run prints, per experiment, its summary table (summary.md: accuracy
+(newest first), and REGR: the automatic regression check made when it was published
+against the newest earlier comparable run (REGRESSION, ok, or - when there was none to
+compare with). One run prints its regression verdict, then, per experiment, its summary table (summary.md: accuracy
 against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
 (yours, or anyone's for root and the admin group; published runs are never deleted).
@@ -28,6 +32,8 @@ from benchctl import render, runref
 from benchctl.client import query
 from benchctl.exitcodes import OK, UNKNOWN_JOB, USAGE, CliError
 
+HTML_TIMEOUT_S = 150.0   # a run without a stored report is drawn by benchd in a child
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", metavar="RUN",
@@ -44,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restore", action="store_true",
                    help="unpack the archived run RUN back into results/")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--html", action="store_true",
+                   help="print RUN's report.html (self-contained, with plots)")
 
 
 def _num(x: float | None) -> str:
@@ -73,6 +81,20 @@ def _show_run(detail: dict[str, Any]) -> str:
         head += (f" · {manifest.get('status')} · created {render.short_time(manifest.get('created_at'))}"
                  f" · n = {cfg.get('n')} · seed = {cfg.get('seed')}")
     out.append(head)
+    reg = manifest.get("regression")
+    if reg:
+        text = f"regression check: {reg.get('verdict')}"
+        if reg.get("base_run_id"):
+            text += f" against {reg['base_run_id']}"
+        if reg.get("reason"):
+            text += f" ({reg['reason']})"
+        out.append(text)
+        for r in reg.get("rows") or []:
+            ratio = r.get("ratio")
+            out.append(f"  {r.get('experiment')}/{r.get('library')}: "
+                       f"{', '.join(r.get('regressions') or [])}"
+                       + (f" (×{ratio:.3f} slower, p = {r.get('p_value'):.2g})"
+                          if ratio is not None and r.get("p_value") is not None else ""))
     for name, exp in (detail.get("experiments") or {}).items():
         out.append("")
         if exp.get("summary_md"):
@@ -90,6 +112,26 @@ def _pin_text(r: dict[str, Any]) -> str:
     if not r.get("pinned"):
         return "-"
     return f"yes: {r['pin_note']}" if r.get("pin_note") else "yes"
+
+
+def _regr_text(r: dict[str, Any]) -> str:
+    """The automatic check's verdict, loud when it found a regression."""
+    from pipeline.schema import VERDICT_OK, VERDICT_REGRESSION
+    verdict = r.get("regression")
+    if verdict == VERDICT_REGRESSION:
+        return "REGRESSION"
+    return VERDICT_OK if verdict == VERDICT_OK else "-"
+
+
+def _html(client: Any, ref: str) -> int:
+    """The run's report.html (benchd serves the stored file or draws one)."""
+    import json
+    run_id = json.loads(runref.fetch(client, ref))["run_id"]   # prefixes, job ids, latest
+    body = client.call_raw("GET", f"/api/results/{quote(run_id, safe='')}/report.html",
+                           timeout=HTML_TIMEOUT_S)
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return OK
 
 
 def _list_staged(client: Any, as_json: bool) -> int:
@@ -147,9 +189,11 @@ def _list_runs(client: Any, as_json: bool, day: str | None) -> int:
              str(r.get("n") if r.get("n") is not None else "-"),
              str(r.get("seed") if r.get("seed") is not None else "-"),
              ",".join(r.get("experiments") or []) or "-", str(r.get("libraries", 0)),
-             ",".join(r.get("failed_experiments") or []) or "-", _pin_text(r)] for r in runs]
+             ",".join(r.get("failed_experiments") or []) or "-", _regr_text(r),
+             _pin_text(r)] for r in runs]
     sys.stdout.write(render.table(["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS",
-                                   "LIBS", "FAILED", "PINNED"], rows, None, False) + "\n")
+                                   "LIBS", "FAILED", "REGR", "PINNED"], rows, None, False)
+                     + "\n")
     return OK
 
 
@@ -181,6 +225,10 @@ def _keep(client: Any, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
+    if args.html and (not args.run or runref.day(args.run) or args.staged or args.discard
+                      or args.pin or args.unpin or args.restore):
+        raise CliError("--html takes one published run (an id, a prefix, latest or a job id)",
+                       USAGE)
     if args.note is not None and not args.pin:
         raise CliError("--note goes with --pin", USAGE)
     if args.pin or args.unpin or args.restore:
@@ -201,6 +249,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if not runs:
             raise CliError("no result runs yet", UNKNOWN_JOB)
         run_id = max(runs, key=lambda r: (r.get("created_at") or "", r["run_id"]))["run_id"]
+    if args.html:
+        if args.json:
+            raise CliError("--html and --json cannot be combined", USAGE)
+        return _html(client, run_id)
     raw = runref.fetch(client, run_id)
     if args.json:
         from benchctl import jsonout
