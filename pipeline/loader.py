@@ -278,13 +278,14 @@ def detail_of_dir(run_dir: Path, manifest: schema.Manifest,
     """The RunDetail of a v1 run directory whose manifest is already read: a published run,
     or (the pre-publish regression check and report) the staged run about to be published."""
     warnings = [] if warnings is None else warnings
+    run_id = run_dir.name          # the directory names the run (staged or published alike)
     exps = {}
     for name, entry in manifest.experiments.items():
         ed = run_dir / name
-        libs = _libraries(manifest.run_id, ed, False, warnings) if ed.is_dir() else {}
+        libs = _libraries(run_id, ed, False, warnings) if ed.is_dir() else {}
         exps[name] = schema.ExperimentDetail(name=name, libraries=libs,
                                              summary_md=_text(ed / SUMMARY), status=entry.status)
-    return schema.RunDetail(run_id=manifest.run_id, layout="v1", manifest=manifest,
+    return schema.RunDetail(run_id=run_id, layout="v1", manifest=manifest,
                             experiments=exps, warnings=warnings)
 
 
