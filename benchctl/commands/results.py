@@ -9,8 +9,8 @@ accuracy versus speed; exit 11 when it has none and matplotlib is missing where 
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first), and REGR: the automatic regression check made when it was published
-against the newest earlier comparable run (REGRESSION, ok, or - when there was none to
-compare with). One run prints its regression verdict, then, per experiment, its summary table (summary.md: accuracy
+against the newest earlier comparable run (REGRESSION, ok, not_checked when the check
+failed, or - when there was none to compare with). One run prints its regression verdict, then, per experiment, its summary table (summary.md: accuracy
 against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
 (yours, or anyone's for root and the admin group; published runs are never deleted).
@@ -116,11 +116,11 @@ def _pin_text(r: dict[str, Any]) -> str:
 
 def _regr_text(r: dict[str, Any]) -> str:
     """The automatic check's verdict, loud when it found a regression."""
-    from pipeline.schema import VERDICT_OK, VERDICT_REGRESSION
+    from pipeline.schema import VERDICT_NOT_CHECKED, VERDICT_OK, VERDICT_REGRESSION
     verdict = r.get("regression")
     if verdict == VERDICT_REGRESSION:
         return "REGRESSION"
-    return VERDICT_OK if verdict == VERDICT_OK else "-"
+    return verdict if verdict in (VERDICT_OK, VERDICT_NOT_CHECKED) else "-"
 
 
 def _html(client: Any, ref: str) -> int:

@@ -26,7 +26,8 @@ def render_compare(rep: schema.CompareReport) -> str:
                                          "speed ratio head/base"),
                             "Forest plot: each square is a ratio of medians with its 95 % "
                             "bootstrap CI; red: a regression."))
-    rows = [[r.experiment, r.library, f"{r.base_version or '-'} → {r.head_version or '-'}",
+    rows = [[r.experiment, r.library, r.head_version or "-" if r.base_version == r.head_version
+             else f"{r.base_version or '-'} → {r.head_version or '-'}",
              page.num(r.ratio, ".3f"),
              "-" if r.ratio_ci_low is None else f"[{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]",
              page.num(r.p_value, ".2g"), f"{r.base_rounds}+{r.head_rounds}",

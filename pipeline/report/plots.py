@@ -175,7 +175,7 @@ def forest(key: str, rows: list[tuple[str, float, float | None, float | None, bo
 
 def series(key: str, lines: dict[str, list[tuple[int, float, float | None, float | None]]],
            xlabels: list[str], ylabel: str, title: str,
-           marks: list[tuple[int, str]] = ()) -> str:  # type: ignore[assignment]
+           marks: Sequence[tuple[int, str]] = ()) -> str:
     """Values over runs (x: run index, labelled by run id) per library, log y, CI bars where
     present; `marks` draws a vertical line with a label (a library version change)."""
     with figure(key, height=3.8) as (fig, ax):
