@@ -137,7 +137,7 @@ def scatter(key: str, points: list[tuple[str, float, float]], unit: str, title: 
                             fontsize=7)
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.legend(loc="upper right", fontsize=7)
+            ax.legend(loc="lower left", fontsize=7)
         else:
             ax.text(0.5, 0.5, "no library has both a timing and a non-zero p99 error",
                     ha="center", transform=ax.transAxes)
