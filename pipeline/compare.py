@@ -198,8 +198,9 @@ def environment(base: schema.Metadata, head: schema.Metadata) -> list[schema.Dif
     b, h = msgspec.to_builtins(base), msgspec.to_builtins(head)
     fields = [f for f in dict.fromkeys([*b, *h]) if f not in _ENV_SKIP]
     out = _differences(b, h, fields)
-    bv, hv = base.adapter_versions, head.adapter_versions
-    return out + _differences(bv, hv, sorted(set(bv) | set(hv)), "version of ")  # type: ignore[arg-type]
+    bv: dict[str, object] = dict(base.adapter_versions)
+    hv: dict[str, object] = dict(head.adapter_versions)
+    return out + _differences(bv, hv, sorted(set(bv) | set(hv)), "version of ")
 
 
 def compare(base: schema.RunDetail, head: schema.RunDetail, *,

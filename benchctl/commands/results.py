@@ -10,8 +10,9 @@ accuracy versus speed; exit 11 when it has none and matplotlib is missing where 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
 (newest first), and REGR: the automatic regression check made when it was published
 against the newest earlier comparable run (REGRESSION, ok, not_checked when the check
-failed, or - when there was none to compare with). One run prints its regression verdict, then, per experiment, its summary table (summary.md: accuracy
-against the reference and speed ratios). --staged lists unpublished runs instead (cancelled,
+failed, or - when there was none to compare with). One run prints its regression verdict,
+then, per experiment, its summary table (summary.md: accuracy against the reference and
+speed ratios). --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
 (yours, or anyone's for root and the admin group; published runs are never deleted).
 --pin RUN [--note TEXT] keeps a published run whatever the retention policy says (the note is
