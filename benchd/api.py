@@ -35,7 +35,7 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, Delivery
                            RetentionHistory)
 from benchd.states import FINAL, JobState
 from pipeline import archive, loader, pins, reportjob, staged, trend
-from pipeline.report import REPORT_FILE
+from pipeline.report import MPL_CACHE, REPORT_FILE
 from pipeline.results import MAX_FILE_BYTES, STAGING
 from pipeline.schema import (CompareReport, DiscardedRun, ExperimentInfo, Pin, RunDetail, RunList,
                              RunSummary, StagedRunList, TrendReport)
@@ -550,9 +550,13 @@ async def _reportjob(ctx: Context, *args: str) -> tuple[int, bytes, str]:
     caller maps the codes it can get (pipeline.reportjob.EXIT_*). It imports scipy and
     matplotlib, which would add ~100 MB to the daemon's RSS for good and block its loop for
     a second: a child pays that and gives the memory back when it exits."""
+    # matplotlib's font cache in the lab root: under the service's sandbox (ProtectHome,
+    # PrivateTmp) it would otherwise be rebuilt in a fresh temporary directory every time
+    env = {**os.environ, "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR")
+           or str(ctx.root / MPL_CACHE)}
     async with ctx.report_slots:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipeline.reportjob", *args, cwd=str(ctx.root),
+            sys.executable, "-m", "pipeline.reportjob", *args, cwd=str(ctx.root), env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
         try:

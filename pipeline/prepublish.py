@@ -32,7 +32,8 @@ def before_publish(results_dir: Path, staged_dir: Path, manifest: schema.Manifes
     if reg.reason:
         text += f" ({reg.reason})"
     say(text)
-    from pipeline.report import REPORT_FILE, PlotsUnavailable
+    from pipeline.report import REPORT_FILE, PlotsUnavailable, use_lab_cache
+    use_lab_cache(results_dir.parent)
     try:
         from pipeline.report.run_report import render_run
         html = render_run(detail)

@@ -11,7 +11,19 @@ publishes the run without report.html and says why).
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 REPORT_FILE = "report.html"
+MPL_CACHE = ".cache/matplotlib"   # under the lab root: matplotlib's config and font cache
+
+
+def use_lab_cache(lab_root: Path) -> None:
+    """Point matplotlib's config/font cache at the lab root when MPLCONFIGDIR is unset and
+    there is no writable home (the service's sandbox): a font cache rebuilt in a temporary
+    directory at every report costs seconds. A person's own run keeps matplotlib's default."""
+    if "MPLCONFIGDIR" not in os.environ and not os.access(os.path.expanduser("~"), os.W_OK):
+        os.environ["MPLCONFIGDIR"] = str(Path(lab_root) / MPL_CACHE)
 
 
 class PlotsUnavailable(RuntimeError):

@@ -163,6 +163,7 @@ def test_trend_results_html_and_the_regression_mark(daemon_factory, template: Pa
     r = d.get(f"/api/results/{SAME}/report.html", timeout=120)
     assert r.status == 200 and r.headers["content-type"].startswith("text/html")
     assert r.body.count(b"<svg") == 3
+    assert (d.root / ".cache" / "matplotlib").is_dir()    # its font cache outlives the child
     assert d.get(f"/api/results/{SAME}/report.html", timeout=120).body == r.body
 
 
