@@ -165,6 +165,12 @@ def test_trend_results_html_and_the_regression_mark(daemon_factory, template: Pa
     assert r.body.count(b"<svg") == 3
     assert (d.root / ".cache" / "matplotlib").is_dir()    # its font cache outlives the child
     assert d.get(f"/api/results/{SAME}/report.html", timeout=120).body == r.body
+    # a report.html that is a FIFO or a link out is never read: the report is drawn instead
+    os.mkfifo(results / SAME / REPORT_FILE)
+    (results / SLOW / REPORT_FILE).symlink_to("/etc/passwd")
+    for run_id in (SAME, SLOW):
+        r = d.get(f"/api/results/{run_id}/report.html", timeout=120)
+        assert r.status == 200 and r.body.count(b"<svg") == 3 and b"root:" not in r.body
 
 
 def test_without_matplotlib_benchd_and_benchctl_say_so(daemon_factory, template: Path,
