@@ -66,7 +66,8 @@ def render_markdown(rep: schema.TrendReport) -> str:
                 f"| run | status | version | n | ns/op | 95% CI | p99 ({unit}) |",
                 "|---|---|---|---|---|---|---|"]
         for p in s.points:
-            ci = "-" if p.ci_low_ns is None else f"[{p.ci_low_ns:.4g}, {p.ci_high_ns:.4g}]"
+            ci = "-" if p.ci_low_ns is None or p.ci_high_ns is None \
+                else f"[{p.ci_low_ns:.4g}, {p.ci_high_ns:.4g}]"
             out.append(f"| {p.run_id} | {p.status} | {p.version or '-'} | "
                        f"{p.n if p.n is not None else '-'} | {_num(p.median_ns)} | {ci} | "
                        f"{_num(p.p99, '.3g')} |")

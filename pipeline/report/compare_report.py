@@ -29,7 +29,8 @@ def render_compare(rep: schema.CompareReport) -> str:
     rows = [[r.experiment, r.library, r.head_version or "-" if r.base_version == r.head_version
              else f"{r.base_version or '-'} → {r.head_version or '-'}",
              page.num(r.ratio, ".3f"),
-             "-" if r.ratio_ci_low is None else f"[{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]",
+             "-" if r.ratio_ci_low is None or r.ratio_ci_high is None
+             else f"[{r.ratio_ci_low:.3f}, {r.ratio_ci_high:.3f}]",
              page.num(r.p_value, ".2g"), f"{r.base_rounds}+{r.head_rounds}",
              f"{page.num(r.base_p99, '.3g')} → {page.num(r.head_p99, '.3g')}",
              f"{page.num(r.base_max, '.3g')} → {page.num(r.head_max, '.3g')}", r.unit or "-",

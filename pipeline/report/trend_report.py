@@ -51,7 +51,8 @@ def render_trend(rep: schema.TrendReport) -> str:
              f"max ({unit})"],
             [[p.run_id, p.status, p.version or "-", p.n if p.n is not None else "-",
               p.seed if p.seed is not None else "-", page.num(p.median_ns),
-              "-" if p.ci_low_ns is None else f"[{p.ci_low_ns:.4g}, {p.ci_high_ns:.4g}]",
+              "-" if p.ci_low_ns is None or p.ci_high_ns is None
+              else f"[{p.ci_low_ns:.4g}, {p.ci_high_ns:.4g}]",
               page.num(p.p99, ".3g"), page.num(p.max, ".3g")] for p in s.points],
             numeric=(5, 7, 8)))
     for w in rep.warnings:
