@@ -15,14 +15,27 @@ from pipeline.atomicio import write_bytes_atomic
 def before_publish(results_dir: Path, staged_dir: Path, manifest: schema.Manifest,
                    say: Callable[[str], None]) -> None:
     """Set manifest.regression and write staged_dir/report.html (atomically)."""
-    detail = loader.detail_of_dir(staged_dir, manifest)
     try:
+        detail = loader.detail_of_dir(staged_dir, manifest)
         from pipeline import compare
         manifest.regression = compare.regression_check(results_dir, detail)
     except Exception as e:   # the check is advice: the run is published regardless
         manifest.regression = schema.RegressionCheck(
             verdict=schema.VERDICT_NOT_CHECKED, reason=f"{type(e).__name__}: {e}")
-    reg = manifest.regression
+    _say_verdict(manifest.regression, say)
+    from pipeline.report import REPORT_FILE, PlotsUnavailable, use_lab_cache
+    use_lab_cache(results_dir.parent)
+    try:
+        from pipeline.report.run_report import render_run
+        html = render_run(loader.detail_of_dir(staged_dir, manifest))
+        write_bytes_atomic(staged_dir / REPORT_FILE, html.encode("utf-8"))
+    except PlotsUnavailable as e:
+        say(f"pipeline: {REPORT_FILE} not written: {e}")
+    except Exception as e:   # a plotting bug (or a full disk) must not cost the run
+        say(f"pipeline: {REPORT_FILE} not written: {type(e).__name__}: {e}")
+
+
+def _say_verdict(reg: schema.RegressionCheck, say: Callable[[str], None]) -> None:
     text = f"pipeline: regression check: {reg.verdict}"
     if reg.base_run_id:
         text += f" against {reg.base_run_id}"
@@ -32,15 +45,3 @@ def before_publish(results_dir: Path, staged_dir: Path, manifest: schema.Manifes
     if reg.reason:
         text += f" ({reg.reason})"
     say(text)
-    from pipeline.report import REPORT_FILE, PlotsUnavailable, use_lab_cache
-    use_lab_cache(results_dir.parent)
-    try:
-        from pipeline.report.run_report import render_run
-        html = render_run(detail)
-    except PlotsUnavailable as e:
-        say(f"pipeline: {REPORT_FILE} not written: {e}")
-        return
-    except Exception as e:   # a plotting bug must not cost the run
-        say(f"pipeline: {REPORT_FILE} not written: {type(e).__name__}: {e}")
-        return
-    write_bytes_atomic(staged_dir / REPORT_FILE, html.encode("utf-8"))
