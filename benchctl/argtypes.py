@@ -38,3 +38,26 @@ def add_follow_timeouts(p: argparse.ArgumentParser, when: str) -> None:
                    help=f"with {when}: ask again when the stream has been silent this long "
                         "(a quiet job answers at once; a frozen benchd counts as unreachable; "
                         "default 60)")
+
+
+def ratio_above_one(text: str) -> float:
+    """--threshold: a finite ratio > 1 (1.10: ten percent slower)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio such as 1.10, got {text!r}") from None
+    if not (value > 1 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite ratio > 1, got {text}")
+    return value
+
+
+def factor_at_least_one(text: str) -> float:
+    """--error-tolerance: a finite factor >= 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a factor such as 1.10, got {text!r}") \
+            from None
+    if not (value >= 1 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite factor >= 1, got {text}")
+    return value

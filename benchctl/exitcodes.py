@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
+                           NotCancellable, PayloadTooLarge, PlotsUnavailable, RequestTimeout,
+                           RunInUse, RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow and tail -f: the job completed
 JOB_FAILED = 1      # the job failed (orchestrator exited non-zero or was killed)
+REGRESSION = 1      # compare: HEAD regressed against BASE (CI pipelines gate on it)
 USAGE = 2           # bad command line, or the daemon refused the request (400/408/413)
 JOB_CANCELLED = 3   # the job was cancelled
 UNKNOWN_JOB = 4     # no such job, results run or delivery, or no job to act on
@@ -21,6 +23,7 @@ JOB_UNKNOWN = 7     # the job's outcome is unknown (its supervisor vanished whil
 NOT_CANCELLABLE = 8  # the job had already finished
 CANCEL_FAILED = 9   # the daemon could not stop the job
 NO_SPACE = 10       # benchd's logs filesystem is full (507): no job can start until space is freed
+NO_PLOTS = 11       # matplotlib is missing (here, or where benchd runs: 501): no HTML report
 INTERRUPTED = 130   # Ctrl-C: benchctl stopped following; the job itself keeps running
 UNAVAILABLE = 69    # the daemon is unreachable (EX_UNAVAILABLE); the message names the socket
 UNTRUSTED_SOCKET = 77  # a socket found by discovery is not safe to trust (EX_NOPERM); names why
@@ -28,7 +31,7 @@ INTERNAL = 70       # an unexpected answer or a daemon-side error (EX_SOFTWARE)
 
 EXIT_CODES: tuple[tuple[int, str], ...] = (
     (OK, "success; for run --wait/--follow and tail -f: the job completed"),
-    (JOB_FAILED, "the job failed"),
+    (JOB_FAILED, "the job failed; for `compare`: a regression was found"),
     (USAGE, "usage error: bad option or value (also a request the daemon refused as invalid)"),
     (JOB_CANCELLED, "the job was cancelled (what a successful `cancel` exits with)"),
     (UNKNOWN_JOB, "unknown job, results run or notification delivery, or no job to act on"),
@@ -39,6 +42,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about)"),
     (CANCEL_FAILED, "the daemon could not stop the job"),
     (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
+    (NO_PLOTS, "--html: matplotlib is not installed (here or where benchd runs): no plots"),
     (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
     (INTERNAL, "internal error: unexpected answer from benchd"),
     (UNTRUSTED_SOCKET, ("refused a socket found by discovery that another user could control "
@@ -61,11 +65,13 @@ _BY_ERROR_CODE: dict[str, int] = {
     NotCancellable.code: NOT_CANCELLABLE,
     CancelFailed.code: CANCEL_FAILED,
     InsufficientStorage.code: NO_SPACE,
+    PlotsUnavailable.code: NO_PLOTS,
     BenchdError.code: INTERNAL,
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
 _BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
-                                   408: USAGE, 413: USAGE, 507: NO_SPACE}
+                                   408: USAGE, 413: USAGE, 507: NO_SPACE,
+                                   501: NO_PLOTS}
 
 _BY_STATE: dict[str, int] = {
     JobState.COMPLETED: OK,

@@ -23,7 +23,8 @@ from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, RequestTimeout, RunInUse, RunNotFound)
+                           NotCancellable, PayloadTooLarge, PlotsUnavailable, RequestTimeout,
+                           RunInUse, RunNotFound)
 from benchd.jobquery import JobQuery
 from benchd.layout import utc_now
 from benchd.peercred import PeerCred, peer_cred
@@ -33,10 +34,12 @@ from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, Delivery
                            LogMessage, NotifyTarget, NotifyTestResult, PinRequest, PruneReport,
                            RetentionHistory)
 from benchd.states import FINAL, JobState
-from pipeline import archive, loader, pins, staged
-from pipeline.results import STAGING
-from pipeline.schema import (DiscardedRun, ExperimentInfo, Pin, RunDetail, RunList, RunSummary,
-                             StagedRunList)
+from pipeline import archive, loader, pins, reportjob, staged, trend
+from pipeline.report import MPL_CACHE, REPORT_FILE
+from pipeline.results import MAX_FILE_BYTES, STAGING
+from pipeline.schema import (CompareReport, DiscardedRun, ExperimentInfo, Pin, RunDetail, RunList,
+                             RunSummary, StagedRunList, TrendReport)
+from pipeline.smallfile import read_small_file
 
 if TYPE_CHECKING:
     from benchd.jobs import JobManager
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 EXPERIMENTS_TIMEOUT_S = 120.0
+REPORT_TIMEOUT_S = 120.0    # a compare or report drawn in a child interpreter
 CLIENT_GONE_POLL_S = 2.0    # how often a waiting follower checks that its client is still there
 _ws_encoder = msgspec.json.Encoder()
 
@@ -543,6 +547,127 @@ async def get_result(request: web.Request) -> web.StreamResponse:
     return json_response(detail)
 
 
+# --- compare, trend, report.html -----------------------------------------------------------
+
+COMPARE_PARAMS = (Param("base", "string", "the base run: id, unique prefix or `latest`"),
+                  Param("head", "string", "the head run: id, unique prefix or `latest`"),
+                  Param("threshold", "string", "speed ratio beyond which a significant change "
+                        "is a regression (default 1.10)"),
+                  Param("error_tolerance", "string", "p99/max error growth factor that is a "
+                        "regression (default 1.10)"))
+TREND_PARAMS = (Param("experiment", "string", "the experiment (required)"),
+                Param("library", "string", "only this library"))
+
+
+async def _reportjob(ctx: Context, *args: str) -> tuple[int, bytes, str]:
+    """Run `python -m pipeline.reportjob ARGS`: (exit code, stdout, last stderr line); each
+    caller maps the codes it can get (pipeline.reportjob.EXIT_*). It imports scipy and
+    matplotlib, which would add ~100 MB to the daemon's RSS for good and block its loop for
+    a second: a child pays that and gives the memory back when it exits."""
+    # matplotlib's font cache in the lab root: under the service's sandbox (ProtectHome,
+    # PrivateTmp) it would otherwise be rebuilt in a fresh temporary directory every time
+    env = {**os.environ, "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR")
+           or str(ctx.root / MPL_CACHE)}
+    async with ctx.report_slots:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipeline.reportjob", *args, cwd=str(ctx.root), env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), REPORT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise BenchdError(f"{args[0]} took longer than {REPORT_TIMEOUT_S:g} s") from None
+        except asyncio.CancelledError:   # the client went away: do not leave the child
+            proc.kill()
+            await proc.wait()
+            raise
+    message = (err.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
+    return proc.returncode if proc.returncode is not None else -1, out, message
+
+
+def _factor(q: Mapping[str, str], name: str) -> str:
+    raw = q.get(name, "1.10")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}: expected a number such as 1.10, got {raw[:40]!r}") \
+            from None
+    if not value >= 1.0 or value == float("inf"):
+        raise InvalidRequest(f"{name}: expected a finite number >= 1, got {raw[:40]!r}")
+    return repr(value)
+
+
+async def compare_runs(request: web.Request) -> web.StreamResponse:
+    """Compare two published runs (pipeline.compare) in a child interpreter."""
+    q = _query(request, COMPARE_PARAMS)
+    missing = [p for p in ("base", "head") if not q.get(p)]
+    if missing:
+        raise InvalidRequest(f"{missing[0]}: required (a run id, a prefix or latest)")
+    threshold, tolerance = _factor(q, "threshold"), _factor(q, "error_tolerance")
+    if float(threshold) <= 1.0:
+        raise InvalidRequest(f"threshold: must be > 1, got {q.get('threshold')!r}")
+    ctx = _ctx(request)
+    rc, body, message = await _reportjob(ctx, "compare", str(ctx.results_dir), q["base"],
+                                         q["head"], threshold, tolerance)
+    if rc == reportjob.EXIT_INVALID:
+        raise InvalidRequest(message)
+    if rc == reportjob.EXIT_NOT_FOUND:
+        raise RunNotFound(message)
+    if rc != reportjob.EXIT_OK:
+        raise BenchdError(f"compare failed: {message}")
+    return web.Response(body=body, content_type="application/json")
+
+
+async def run_trend(request: web.Request) -> web.StreamResponse:
+    """One experiment over every published run; reads one file set per run, off the loop."""
+    q = _query(request, TREND_PARAMS)
+    if not q.get("experiment"):
+        raise InvalidRequest("experiment: required")
+    try:
+        rep = await asyncio.to_thread(trend.trend, _ctx(request).results_dir, q["experiment"],
+                                      q.get("library"))
+    except trend.TrendError as e:
+        raise InvalidRequest(str(e)) from None
+    return json_response(rep)
+
+
+def _stored_report(results_dir: Path, run: str) -> tuple[str, bytes | None]:
+    """The run's id and its report.html as written at publishing (None: it has none, e.g.
+    published without matplotlib, before reports existed, or archived)."""
+    run_id = loader.resolve_run_id(results_dir, run)
+    path = results_dir / run_id / REPORT_FILE
+    try:
+        return run_id, read_small_file(path, MAX_FILE_BYTES)
+    except OSError:
+        return run_id, None
+
+
+async def run_report(request: web.Request) -> web.StreamResponse:
+    """report.html of a run: the file written when it was published, else drawn now (in a
+    child interpreter; 501 `plots_unavailable` when matplotlib is missing)."""
+    _query(request, ())
+    ctx = _ctx(request)
+    run = request.match_info["run"]
+    try:
+        run_id, body = await asyncio.to_thread(_stored_report, ctx.results_dir, run)
+    except loader.AmbiguousRunError as e:
+        raise InvalidRequest(f"run: {e}") from None
+    except loader.RunNotFoundError as e:
+        raise RunNotFound(str(e) or f"no run {run!r}") from None
+    if body is None:
+        rc, body, message = await _reportjob(ctx, "report", str(ctx.results_dir), run_id)
+        if rc == reportjob.EXIT_NO_PLOTS:
+            raise PlotsUnavailable(f"run {run_id} has no stored report.html and none can be "
+                                   f"drawn here: {message}")
+        if rc == reportjob.EXIT_NOT_FOUND:
+            raise RunNotFound(message)
+        if rc != reportjob.EXIT_OK:
+            raise BenchdError(f"report failed: {message}")
+    return web.Response(body=body, content_type="text/html", charset="utf-8")
+
+
 # --- retention: pins, prune, archives ------------------------------------------------------
 
 PRUNE_PARAMS = (Param("dry_run", "boolean", "1: only say what would be deleted (anyone may)"),)
@@ -724,9 +849,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "Discard a staged run: its files are deleted (not a published run)",
              {200: "discarded; the run as it was"},
              (InvalidRequest, Forbidden, RunNotFound, RunInUse), DiscardedRun),
+    Endpoint("GET", "/api/results/compare", compare_runs,
+             "Compare two runs: speed ratios with CIs, significance, error and environment "
+             "changes, verdict", {200: "ok (verdict ok or regression)"},
+             (InvalidRequest, RunNotFound, BenchdError), CompareReport, query=COMPARE_PARAMS),
+    Endpoint("GET", "/api/results/trend", run_trend,
+             "One experiment's ns/op and p99 error over every published run",
+             {200: "ok"}, (InvalidRequest,), TrendReport, query=TREND_PARAMS),
     Endpoint("GET", "/api/results/{run}", get_result,
              "One run by id, `latest`, or a unique prefix of a run id (an exact id wins)",
              {200: "ok"}, (InvalidRequest, RunNotFound), RunDetail),
+    Endpoint("GET", "/api/results/{run}/report.html", run_report,
+             "The run's self-contained HTML report with plots (text/html)",
+             {200: "ok"}, (InvalidRequest, RunNotFound, PlotsUnavailable, BenchdError), None,
+             ok_content="text/html"),
     Endpoint("POST", "/api/results/{run}/pin", pin_run,
              "Pin a run: no retention rule deletes or archives it (optional body {note})",
              {200: "pinned"}, (*_BODY, Forbidden, RunNotFound), Pin, body=PinRequest),

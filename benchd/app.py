@@ -63,6 +63,8 @@ class Context:
     started_monotonic: float = field(default_factory=time.monotonic)
     experiments_cache: bytes | None = None
     experiments_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # compares and reports run in child interpreters (benchd.api): at most this many at once
+    report_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     websockets: "weakref.WeakSet[web.WebSocketResponse]" = field(default_factory=weakref.WeakSet)
     log_streams: "weakref.WeakSet[asyncio.Task[object]]" = field(default_factory=weakref.WeakSet)
 

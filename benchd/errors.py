@@ -83,6 +83,12 @@ class InsufficientStorage(BenchdError):
     summary = "benchd's logs filesystem is full"
 
 
+class PlotsUnavailable(BenchdError):
+    """matplotlib cannot be imported where benchd runs: no HTML report can be drawn."""
+    code, http_status = "plots_unavailable", 501
+    summary = "matplotlib is not installed where benchd runs: no HTML report"
+
+
 class CancelFailed(BenchdError):
     code, http_status = "cancel_failed", 500
     summary = "the job is still alive after the grace and margin"
@@ -92,5 +98,5 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
-                InsufficientStorage, DeliveryNotFound, JobFinal)
+                InsufficientStorage, DeliveryNotFound, JobFinal, PlotsUnavailable)
 }

@@ -150,7 +150,8 @@ def _summary_of_detail(detail: schema.RunDetail) -> schema.RunSummary:
         status=m.status if m else schema.RUN_COMPLETE, experiments=list(detail.experiments),
         libraries=libs, n=m.config.n if m else None, seed=m.config.seed if m else None,
         failed_experiments=[e for e, v in (m.experiments.items() if m else ())
-                            if v.status != schema.EXP_DONE], archived=True)
+                            if v.status != schema.EXP_DONE], archived=True,
+        regression=m.regression.verdict if m and m.regression else None)
 
 
 def _summary(d: Path) -> schema.RunSummary | None:
@@ -168,7 +169,8 @@ def _summary(d: Path) -> schema.RunSummary | None:
             run_id=d.name, layout="v1", created_at=m.created_at, status=m.status,
             experiments=list(m.experiments), libraries=libs, n=m.config.n, seed=m.config.seed,
             failed_experiments=[e for e, v in m.experiments.items()
-                                if v.status != schema.EXP_DONE])
+                                if v.status != schema.EXP_DONE],
+            regression=m.regression.verdict if m.regression else None)
     exps: list[str] = []
     libs, n, seed = 0, None, None
     for e in _experiment_dirs(d):
@@ -258,15 +260,7 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
         m = _published_manifest(d, warnings)
         if m is None:
             raise RunNotFoundError(f"run {run_id!r} has no readable published manifest")
-        exps = {}
-        for name, entry in m.experiments.items():
-            ed = d / name
-            libs = _libraries(run_id, ed, False, warnings) if ed.is_dir() else {}
-            exps[name] = schema.ExperimentDetail(name=name, libraries=libs,
-                                                 summary_md=_text(ed / SUMMARY),
-                                                 status=entry.status)
-        return schema.RunDetail(run_id=run_id, layout="v1", manifest=m, experiments=exps,
-                                warnings=warnings)
+        return detail_of_dir(d, m, warnings)
     exps = {}
     for ed in _experiment_dirs(d):
         libs = _libraries(run_id, ed, True, warnings)
@@ -277,6 +271,59 @@ def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
         raise RunNotFoundError(f"legacy run {run_id!r} has no readable results")
     return schema.RunDetail(run_id=run_id, layout="legacy", manifest=None, experiments=exps,
                             warnings=warnings)
+
+
+def detail_of_dir(run_dir: Path, manifest: schema.Manifest,
+                  warnings: list[str] | None = None) -> schema.RunDetail:
+    """The RunDetail of a v1 run directory whose manifest is already read: a published run,
+    or (the pre-publish regression check and report) the staged run about to be published."""
+    warnings = [] if warnings is None else warnings
+    run_id = run_dir.name          # the directory names the run (staged or published alike)
+    exps = {}
+    for name, entry in manifest.experiments.items():
+        ed = run_dir / name
+        libs = _libraries(run_id, ed, False, warnings) if ed.is_dir() else {}
+        exps[name] = schema.ExperimentDetail(name=name, libraries=libs,
+                                             summary_md=_text(ed / SUMMARY), status=entry.status)
+    return schema.RunDetail(run_id=run_id, layout="v1", manifest=manifest,
+                            experiments=exps, warnings=warnings)
+
+
+def load_experiment(results_dir: Path, run_id: str, experiment: str
+                    ) -> tuple[schema.RunSummary, schema.ExperimentDetail] | None:
+    """One experiment of one published run (what a trend reads from every run: only that
+    experiment's files), with the run's summary; None when the run is not published or
+    does not have the experiment."""
+    d = Path(results_dir) / run_id
+    if not _PLAIN_NAME_RE.fullmatch(experiment) or not is_run_id(run_id):
+        return None
+    if (not d.exists() and not d.is_symlink()) or LEGACY_RUN_ID_RE.fullmatch(run_id):
+        try:
+            detail = load_run(results_dir, run_id)
+        except RunNotFoundError:
+            return None
+        exp = detail.experiments.get(experiment)
+        if exp is None:
+            return None
+        return _summary_of_detail(detail), exp
+    if d.is_symlink() or not d.is_dir():
+        return None
+    m = _published_manifest(d, None)
+    if m is None or experiment not in m.experiments:
+        return None
+    ed = d / experiment
+    libs = _libraries(run_id, ed, False, None) if ed.is_dir() else {}
+    summary = schema.RunSummary(
+        run_id=run_id, layout="v1", created_at=m.created_at, status=m.status,
+        experiments=list(m.experiments), libraries=len(libs), n=m.config.n, seed=m.config.seed,
+        regression=m.regression.verdict if m.regression else None)
+    return summary, schema.ExperimentDetail(name=experiment, libraries=libs,
+                                            status=m.experiments[experiment].status)
+
+
+def run_ids(results_dir: Path) -> list[str]:
+    """Every published run's id (either layout, archived ones too), newest first: names only."""
+    return _run_names(Path(results_dir))
 
 
 def latest_run_id(results_dir: Path) -> str:

@@ -29,7 +29,7 @@ from typing import TextIO
 import msgspec
 import numpy as np
 
-from pipeline import metadata, progress, results, schema, stats, summary
+from pipeline import metadata, prepublish, progress, results, schema, stats, summary
 from pipeline.atomicio import write_bytes_atomic
 from pipeline.catalog import RunConfig
 from pipeline.experiments.base import Experiment
@@ -204,6 +204,7 @@ class Orchestrator:
         self.manifest.status = schema.RUN_COMPLETE
         self.manifest.published_at = self.manifest.updated_at = metadata.utc_now()
         self.manifest.orchestrator_pid = None
+        prepublish.before_publish(self.results_dir, self.staged.path, self.manifest, self._say)
         # the final manifest and the rename are one step: a signal waits until both are done
         stop_signals = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
@@ -218,7 +219,8 @@ class Orchestrator:
             shown = str(final.relative_to(self.results_dir.parent))
         except ValueError:
             shown = str(final)
-        self._emit("published", total, total, run_dir=shown)
+        self._emit("published", total, total, run_dir=shown,
+                   regression=msgspec.to_builtins(self.manifest.regression))
         counts: dict[str, int] = {}
         for entry in self.manifest.experiments.values():
             for st in entry.libraries.values():

@@ -3,7 +3,9 @@
 Format (one line each, flushed): the prefix `@@benchd-progress ` then one JSON object with
   run_id: str, k: int (1-based experiment index), total: int, experiment: str|null,
   adapter: str|null, phase: str  — one of PHASES —, and for phase "published" run_dir: str
-  (relative to the results dir's parent when possible, else absolute).
+  (relative to the results dir's parent when possible, else absolute) and regression: the
+  run's schema.RegressionCheck as JSON ({"verdict", "base_run_id", "rows", ...}: what a
+  notification about a regression is built from).
 A supervisor (benchd) scans the job log for these to show "3/9 experiments · gmst_era".
 Stdlib only: benchd parses them without importing the pipeline's numeric code.
 """

@@ -67,6 +67,89 @@ class ExperimentEntry(msgspec.Struct):
     reason: str | None = None
 
 
+# Regression verdicts (pipeline.compare): a row, a report, a published run's check.
+VERDICT_OK = "ok"                        # compared, nothing got significantly worse
+VERDICT_REGRESSION = "regression"        # at least one row regressed (speed, error or status)
+VERDICT_NO_BASELINE = "no_baseline"      # no earlier comparable run to compare with
+VERDICT_NOT_CHECKED = "not_checked"      # the check itself failed (reason says why)
+VERDICTS = (VERDICT_OK, VERDICT_REGRESSION, VERDICT_NO_BASELINE, VERDICT_NOT_CHECKED)
+# Why a compare row counts as a regression (CompareRow.regressions)
+REGRESSED_SPEED = "speed"                # ratio > threshold and significant
+REGRESSED_P99 = "p99"                    # p99 error grew beyond the error tolerance
+REGRESSED_MAX = "max"                    # max error grew beyond the error tolerance
+REGRESSED_NONFINITE = "nonfinite"        # more NaN/Inf errors than before
+REGRESSED_STATUS = "status"              # ok before, failed now
+# How a speed change's significance was decided (CompareRow.test)
+TEST_MANNWHITNEYU = "mannwhitneyu"       # Mann-Whitney U over the round samples, p < alpha
+TEST_CI99 = "ci99"                       # too few rounds for U to reach alpha: 99 % CI of ratio
+NO_SAMPLES_NOTE = "no samples: ratio of medians only, no significance"
+
+
+class CompareRow(msgspec.Struct):
+    """One experiment x library present in both runs (pipeline.compare)."""
+    experiment: str
+    library: str
+    role: str
+    base_status: str
+    head_status: str
+    base_version: str | None = None
+    head_version: str | None = None
+    base_median_ns: float | None = None
+    head_median_ns: float | None = None
+    ratio: float | None = None              # head / base median ns/op (> 1: slower)
+    ratio_ci_low: float | None = None       # 95 % bootstrap CI of the ratio of medians
+    ratio_ci_high: float | None = None
+    base_rounds: int = 0                    # round samples stored (0: a run without samples)
+    head_rounds: int = 0
+    p_value: float | None = None            # Mann-Whitney U, two-sided
+    test: str | None = None                 # TEST_* that decided `significant`, None: none could
+    significant: bool = False
+    unit: str | None = None                 # of the error columns
+    base_p99: float | None = None
+    head_p99: float | None = None
+    base_max: float | None = None
+    head_max: float | None = None
+    base_nonfinite: int | None = None       # NaN + Inf errors
+    head_nonfinite: int | None = None
+    regressions: list[str] = []             # REGRESSED_* reasons; empty: not a regression
+    improved: bool = False                  # significantly faster beyond the threshold
+    notes: list[str] = []
+
+
+class Difference(msgspec.Struct):
+    """A field that differs between the two runs (config, environment, adapter version)."""
+    field: str
+    base: str
+    head: str
+
+
+class CompareReport(msgspec.Struct):
+    """Body of GET /api/results/compare and `benchctl compare --json`."""
+    base_run_id: str
+    head_run_id: str
+    threshold: float                        # speed ratio beyond which a significant change counts
+    error_tolerance: float                  # p99/max error growth factor that counts
+    alpha: float                            # significance level (asv's 0.002)
+    verdict: str                            # VERDICT_OK | VERDICT_REGRESSION
+    rows: list[CompareRow] = []
+    only_in_base: list[str] = []            # "experiment/library" present in one run only
+    only_in_head: list[str] = []
+    config: list[Difference] = []           # n, seed, perf rounds...: what makes runs comparable
+    environment: list[Difference] = []      # CPU, Python, numpy, BLAS, threads, load (Metadata)
+    notes: list[str] = []
+    schema_version: int = SCHEMA_VERSION
+
+
+class RegressionCheck(msgspec.Struct):
+    """Manifest.regression: the automatic check made just before publishing (never redone)."""
+    verdict: str                            # one of VERDICTS
+    base_run_id: str | None = None          # the newest earlier comparable published run
+    threshold: float | None = None
+    error_tolerance: float | None = None
+    rows: list[CompareRow] = []             # the regressed rows only
+    reason: str | None = None               # why not_checked / no_baseline
+
+
 class Manifest(msgspec.Struct):
     """results/<run_id>/manifest.json (and the staging checkpoint while running)."""
     run_id: str
@@ -80,6 +163,7 @@ class Manifest(msgspec.Struct):
     reason: str | None = None             # why it is interrupted/failed
     orchestrator_pid: int | None = None
     resumed_at: list[str] = []            # UTC times of each --resume
+    regression: RegressionCheck | None = None  # verdict against the previous comparable run
     schema_version: int = SCHEMA_VERSION
 
 
@@ -108,6 +192,9 @@ class PerfStats(msgspec.Struct):
     checksum: float = 0.0                 # outputs consumed by the timed loop
     cpu_median_ns: float | None = None    # same, from this process's CPU time (diagnostic)
     busy_rounds: int = 0                  # rounds whose wall time exceeded CPU time by > 10 %
+    samples_ns: list[float] = []          # every timed round's ns/op, in round order
+    ci_low_ns: float | None = None        # 95 % bootstrap CI of the median ns/op
+    ci_high_ns: float | None = None
 
 
 class WorstCase(msgspec.Struct):
@@ -130,6 +217,9 @@ class AccuracyStats(msgspec.Struct):
     mean: float | None = None
     rms: float | None = None
     worst: list[WorstCase] = []
+    # |error| at the levels 0, 1, ..., 100 % (QUANTILE_LEVELS) over the finite errors: what
+    # report.html draws the error distribution from (the per-case errors are not kept)
+    quantiles: list[float] | None = None
 
 
 class WorkerResult(msgspec.Struct):
@@ -206,6 +296,7 @@ class RunSummary(msgspec.Struct):
     pinned: bool = False                  # results/.pins/<run_id>.json: never pruned
     pin_note: str | None = None
     archived: bool = False                # compressed into results/.archive/ (restorable)
+    regression: str | None = None         # Manifest.regression.verdict (None: never checked)
 
 
 class Pin(msgspec.Struct, omit_defaults=True):
@@ -285,3 +376,36 @@ class RunDetail(msgspec.Struct):
 def encode(obj: msgspec.Struct) -> bytes:
     """Stable pretty-ish JSON for files people may read."""
     return msgspec.json.format(msgspec.json.encode(obj), indent=2) + b"\n"
+
+
+class TrendPoint(msgspec.Struct):
+    """One run's figures for one experiment x library (pipeline.trend)."""
+    run_id: str
+    created_at: str | None
+    status: str                             # LIB_*
+    version: str | None = None
+    n: int | None = None
+    seed: int | None = None
+    median_ns: float | None = None
+    ci_low_ns: float | None = None
+    ci_high_ns: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    legacy: bool = False
+
+
+class TrendSeries(msgspec.Struct):
+    library: str
+    role: str
+    unit: str | None = None
+    points: list[TrendPoint] = []           # oldest first
+
+
+class TrendReport(msgspec.Struct):
+    """Body of GET /api/results/trend and `benchctl trend --json`."""
+    experiment: str
+    library: str | None                     # the --library filter, None: every library
+    series: list[TrendSeries] = []
+    runs_read: int = 0                      # published runs that have this experiment
+    warnings: list[str] = []
+    schema_version: int = SCHEMA_VERSION

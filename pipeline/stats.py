@@ -13,6 +13,7 @@ from pipeline.schema import AccuracyStats, PerfStats, WorstCase
 
 UNSTABLE_CV_PCT = 10.0     # a perf result with a larger round-to-round CV is flagged unstable
 WORST_CASES = 5
+QUANTILE_LEVELS = 101      # |error| quantiles at 0, 1, ..., 100 % kept for the report's ECDF
 
 
 def _f(x: float) -> float | None:
@@ -41,6 +42,8 @@ def accuracy(errors: np.ndarray, indices: np.ndarray, inputs: dict[str, np.ndarr
         stats.max = _f(e.max())
         stats.mean = _f(e.mean())
         stats.rms = _f(np.sqrt(np.mean(e * e)))
+        stats.quantiles = [float(q) for q in
+                           np.percentile(e, np.linspace(0.0, 100.0, QUANTILE_LEVELS))]
     # worst: non-finite first (stable by case index), then largest finite errors
     rank = np.where(fin, np.abs(np.where(fin, errors, 0.0)), np.inf)
     order = np.lexsort((indices, -rank))[:WORST_CASES]

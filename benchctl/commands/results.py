@@ -4,11 +4,16 @@ RUN is a run id, any unique prefix of one, `latest`, the `results/<id>` form tha
 prints (always that exact run), or a job id (or unique job id prefix): that job's run. A date
 (`2026-12-03`) lists that day's runs; a legacy run named by a date is listed with them and
 shown with `results/2026-12-03`. Run ids are tried before job ids.
+--html prints the run's self-contained report.html (plots of error distributions, speed,
+accuracy versus speed; exit 11 when it has none and matplotlib is missing where benchd runs).
 
 The list shows each run's id, status, creation time, N, seed, experiments and library count
-(newest first). One run prints, per experiment, its summary table (summary.md: accuracy
-against the reference and speed ratios); --experiment NAME shows only that one. On a terminal
-tables fit its width and long output goes through $PAGER; piped, nothing is cut. --staged lists unpublished runs instead (cancelled,
+(newest first), and REGR: the automatic regression check made when it was published
+against the newest earlier comparable run (REGRESSION, ok, not_checked when the check
+failed, or - when there was none to compare with). One run prints its regression verdict,
+then, per experiment, its summary table (summary.md: accuracy against the reference and
+speed ratios); --experiment NAME shows only that one. On a terminal tables fit its width and
+long output goes through $PAGER; piped, nothing is cut. --staged lists unpublished runs instead (cancelled,
 interrupted or broken; `benchctl run --resume RUN` finishes one); --discard RUN deletes one
 (yours, or anyone's for root and the admin group; published runs are never deleted).
 --pin RUN [--note TEXT] keeps a published run whatever the retention policy says (the note is
@@ -29,6 +34,8 @@ from benchctl import render, runref
 from benchctl.client import query
 from benchctl.exitcodes import OK, UNKNOWN_JOB, USAGE, CliError
 
+HTML_TIMEOUT_S = 150.0   # a run without a stored report is drawn by benchd in a child
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", metavar="RUN",
@@ -47,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restore", action="store_true",
                    help="unpack the archived run RUN back into results/")
     p.add_argument("--json", action="store_true", help="print the API's JSON")
+    p.add_argument("--html", action="store_true",
+                   help="print RUN's report.html (self-contained, with plots)")
 
 
 def _num(x: float | None) -> str:
@@ -77,6 +86,20 @@ def _show_run(detail: dict[str, Any], out: render.Out, only: str | None = None) 
                  f"{render.short_time(manifest.get('created_at'), out.human)}"
                  f" · n = {cfg.get('n')} · seed = {cfg.get('seed')}")
     lines.append(head)
+    reg = manifest.get("regression")
+    if reg:
+        text = f"regression check: {reg.get('verdict')}"
+        if reg.get("base_run_id"):
+            text += f" against {reg['base_run_id']}"
+        if reg.get("reason"):
+            text += f" ({reg['reason']})"
+        lines.append(text)
+        for r in reg.get("rows") or []:
+            ratio = r.get("ratio")
+            lines.append(f"  {r.get('experiment')}/{r.get('library')}: "
+                         f"{', '.join(r.get('regressions') or [])}"
+                         + (f" (×{ratio:.3f} slower, p = {r.get('p_value'):.2g})"
+                            if ratio is not None and r.get("p_value") is not None else ""))
     experiments = detail.get("experiments") or {}
     if only is not None:
         if only not in experiments:
@@ -102,6 +125,26 @@ def _pin_text(r: dict[str, Any]) -> str:
     if not r.get("pinned"):
         return "-"
     return f"yes: {r['pin_note']}" if r.get("pin_note") else "yes"
+
+
+def _regr_text(r: dict[str, Any]) -> str:
+    """The automatic check's verdict, loud when it found a regression."""
+    from pipeline.schema import VERDICT_NOT_CHECKED, VERDICT_OK, VERDICT_REGRESSION
+    verdict = r.get("regression")
+    if verdict == VERDICT_REGRESSION:
+        return "REGRESSION"
+    return verdict if verdict in (VERDICT_OK, VERDICT_NOT_CHECKED) else "-"
+
+
+def _html(client: Any, ref: str) -> int:
+    """The run's report.html (benchd serves the stored file or draws one)."""
+    import json
+    run_id = json.loads(runref.fetch(client, ref))["run_id"]   # prefixes, job ids, latest
+    body = client.call_raw("GET", f"/api/results/{quote(run_id, safe='')}/report.html",
+                           timeout=HTML_TIMEOUT_S)
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return OK
 
 
 def _list_staged(client: Any, as_json: bool, out: render.Out, pager: bool) -> int:
@@ -162,9 +205,11 @@ def _list_runs(client: Any, as_json: bool, day: str | None, out: render.Out,
              str(r.get("seed") if r.get("seed") is not None else "-"),
              render.experiments_cell({"experiments": r.get("experiments")},
                                      out.width is not None) if r.get("experiments") else "-",
-             str(r.get("libraries", 0)), r.get("failed_experiments") or "-", _pin_text(r)]
+             str(r.get("libraries", 0)), r.get("failed_experiments") or "-", _regr_text(r),
+             _pin_text(r)]
             for r in runs]
-    headers = ["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS", "LIBS", "FAILED", "PINNED"]
+    headers = ["RUN", "STATUS", "CREATED", "N", "SEED", "EXPERIMENTS", "LIBS", "FAILED", "REGR",
+               "PINNED"]
     if out.width is not None and not any(r.get("pinned") for r in runs):
         render.drop_column(headers, rows, None, "PINNED")
     render.page(render.table(headers, rows, None, False, out.width, keep=(0, 1)), pager)
@@ -204,6 +249,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
                                         or runref.day(args.run)):
         raise CliError("--experiment picks one experiment of a run: give RUN too "
                        "(`benchctl results latest --experiment gmst_era`)", USAGE)
+    if args.html and (not args.run or runref.day(args.run) or args.staged or args.discard
+                      or args.pin or args.unpin or args.restore):
+        raise CliError("--html takes one published run (an id, a prefix, latest or a job id)",
+                       USAGE)
     if args.note is not None and not args.pin:
         raise CliError("--note goes with --pin", USAGE)
     if args.pin or args.unpin or args.restore:
@@ -224,6 +273,10 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         if not runs:
             raise CliError("no result runs yet", UNKNOWN_JOB)
         run_id = max(runs, key=lambda r: (r.get("created_at") or "", r["run_id"]))["run_id"]
+    if args.html:
+        if args.json:
+            raise CliError("--html and --json cannot be combined", USAGE)
+        return _html(client, run_id)
     raw = runref.fetch(client, run_id)
     if args.json:
         from benchctl import jsonout

@@ -89,11 +89,13 @@ def test_exit_codes_are_unique_and_states_map() -> None:
 
 
 def test_lean_imports() -> None:
-    """status/history must not pull in aiohttp, msgspec, numpy, click or the pipeline."""
+    """status/history must not pull in aiohttp, msgspec, numpy, click or the pipeline; nor
+    scipy and matplotlib, which only compare, trend and --html import, when they run."""
     code = ("import sys; import benchctl.cli as c; c.build_parser(); "
             "import benchctl.client, benchctl.render, benchctl.jobref, benchd.defaults; "
             "bad = [m for m in ('aiohttp', 'msgspec', 'numpy', 'click', 'http.client', "
-            "'pipeline.progress', 'asyncio') if m in sys.modules]; print(bad)")
+            "'pipeline.progress', 'asyncio', 'scipy', 'matplotlib', 'pipeline.compare', "
+            "'pipeline.report', 'pipeline.trend') if m in sys.modules]; print(bad)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                        timeout=30)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
