@@ -156,7 +156,15 @@ def _summary_of_detail(detail: schema.RunDetail) -> schema.RunSummary:
 
 def _summary(d: Path) -> schema.RunSummary | None:
     """The RunSummary of run directory `d` (or of its archive when the directory is gone), or
-    None (with a warning) when it is not published."""
+    None (with a warning) when it is not published. A run that retention or a discard moves
+    away while it is being read is simply not listed (it is gone)."""
+    try:
+        return _read_summary(d)
+    except FileNotFoundError:
+        return None
+
+
+def _read_summary(d: Path) -> schema.RunSummary | None:
     if not d.exists() and not d.is_symlink():
         detail = archive.read_detail(d.parent, d.name)
         return _summary_of_detail(detail) if detail is not None else None
@@ -243,8 +251,16 @@ def resolve_run_id(results_dir: Path, ref: str) -> str:
 
 
 def load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
-    """One published run in full. RunNotFoundError if absent or unpublished;
-    InvalidRunIdError (a RunNotFoundError and ValueError) if run_id is not a plain run name."""
+    """One published run in full. RunNotFoundError if absent or unpublished (or moved away by
+    retention while it was read); InvalidRunIdError (a RunNotFoundError and ValueError) if
+    run_id is not a plain run name."""
+    try:
+        return _load_run(results_dir, run_id)
+    except FileNotFoundError:
+        raise RunNotFoundError(f"run {run_id!r} was removed while it was read") from None
+
+
+def _load_run(results_dir: Path, run_id: str) -> schema.RunDetail:
     if not isinstance(run_id, str) or not is_run_id(run_id):
         raise InvalidRunIdError(f"not a run id: {run_id!r} (expected YYYY-MM-DD_HH-MM-SS[_NN] "
                                 f"or YYYY-MM-DD)")

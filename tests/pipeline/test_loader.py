@@ -90,3 +90,26 @@ def test_empty_or_missing_results_dir(tmp_path: Path) -> None:
     assert loader.list_runs(tmp_path / "nope") == []
     with pytest.raises(loader.RunNotFoundError):
         loader.latest_run_id(tmp_path)
+
+
+def test_a_run_removed_while_it_is_read_is_not_listed_and_not_found(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Retention renames runs away while the API lists them. A CI run caught the rename
+    landing between pathlib's is_dir() check and its scandir() inside Path.glob, which then
+    raised FileNotFoundError out of the listing (a 500). That instant cannot be hit on
+    purpose, so glob is made to raise exactly that for this run (the one thing simulated
+    here; the files and the rest are real). Listing skips the run; loading says not found."""
+    rc, p = pr.run(["--experiments", "gmst_era", "--n", "20", "--no-perf"], tmp_path,
+                   pr.toy_env())
+    assert rc == 0, p.output
+    [run] = loader.list_runs(tmp_path)
+    real_glob = Path.glob
+
+    def glob_of_a_vanished_run(self: Path, pattern: str):  # type: ignore[no-untyped-def]
+        if self.parent.name == run.run_id:
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real_glob(self, pattern)
+    monkeypatch.setattr(Path, "glob", glob_of_a_vanished_run)
+    assert loader.list_runs(tmp_path) == []
+    with pytest.raises(loader.RunNotFoundError, match="removed while it was read"):
+        loader.load_run(tmp_path, run.run_id)
