@@ -14,6 +14,8 @@ from pathlib import Path
 import msgspec
 
 from benchd.layout import utc_from_timestamp
+from pipeline.results import MAX_FILE_BYTES
+from pipeline.smallfile import read_small_file
 from benchd.schema import Delivery, JobRecord, NotifyTarget
 from benchd.notifications.targets import redacted
 
@@ -36,8 +38,21 @@ def public_record(rec: JobRecord) -> JobRecord:
     return msgspec.structs.replace(rec, config=config)
 
 
+def regression_of(rec: JobRecord, root: Path) -> dict | None:
+    """The published run's automatic regression check (its manifest's `regression`), if any."""
+    if rec.run_dir is None:
+        return None
+    try:
+        data = read_small_file(root / rec.run_dir / "manifest.json", MAX_FILE_BYTES)
+        check = msgspec.json.decode(data).get("regression")
+    except (OSError, ValueError, msgspec.DecodeError, AttributeError):
+        return None
+    return check if isinstance(check, dict) else None
+
+
 def build(rec: JobRecord, event: str, target: NotifyTarget, source: str, root: Path,
-          log_path: Path, now: float | None = None) -> Delivery:
+          log_path: Path, now: float | None = None,
+          regression: dict | None = None) -> Delivery:
     """One Delivery of `event` about `rec` to `target`, due now."""
     now = time.time() if now is None else now
     run_id = rec.progress.run_id if rec.progress else None
@@ -48,7 +63,7 @@ def build(rec: JobRecord, event: str, target: NotifyTarget, source: str, root: P
         "results": ({"run_dir": str(root / rec.run_dir), "command": f"benchctl results {run_id}"}
                     if published and run_id else None),
         "log_command": f"benchctl logs {rec.job_id}",
-        "regression": None,   # a run's regression verdict, once results comparison exists
+        "regression": regression,   # the published run's automatic check (verdict, rows)
     }
     body = msgspec.json.encode({"type": event, "timestamp": utc_from_timestamp(now),
                                "data": data}).decode()

@@ -25,8 +25,10 @@ from benchd.schema import Delivery, DeliveryInfo, JobRecord, NotifyTarget, Notif
 from benchd.notifications import events, senders
 from benchd.notifications.config import NotifyConfig
 from benchd.notifications.outbox import Outbox
-from benchd.notifications.targets import (EVENT_FOR_STATE, TEST_EVENT, check_target,
-                                          check_targets, parse_events, shown)
+from benchd.notifications.targets import (EVENT_FOR_STATE, REGRESSION_EVENT, TEST_EVENT,
+                                          check_target, check_targets, parse_events, shown)
+from benchd.states import FINAL
+from pipeline.schema import VERDICT_REGRESSION
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +96,29 @@ class Notifications:
         event = EVENT_FOR_STATE.get(rec.status)
         if event is None:
             return
+        regression = events.regression_of(rec, self.root) if rec.status in FINAL else None
+        happened = [event]
+        if regression is not None and regression.get("verdict") == VERDICT_REGRESSION:
+            happened.append(REGRESSION_EVENT)
         wanted = [(t, "job") for t in self._targets_of(rec.job_id)] + \
                  [(t, "server") for t in self.config.targets]
-        for target, source in wanted:
-            if event not in parse_events(target.on, "on"):
+        for (target, source), ev in ((w, e) for w in wanted for e in happened):
+            if ev not in parse_events(target.on, "on"):
                 continue
-            d = events.build(rec, event, target, source, self.root,
-                             self.root / "logs" / f"{rec.job_id}.log")
+            d = events.build(rec, ev, target, source, self.root,
+                             self.root / "logs" / f"{rec.job_id}.log", regression=regression)
             if d.id in self._pending:
                 continue
             try:
                 queued = self.outbox.put(d)
             except OSError as e:  # disk full: still send it; it is lost only if we die too
                 log.error("notify: cannot queue %s for %s durably (%s); sending it anyway",
-                          event, shown(target), e.strerror)
+                          ev, shown(target), e.strerror)
                 queued = True
             if queued:
                 self._pending[d.id] = d
                 self._count(d.job_id, None, "pending")
-                log.info("notify: queued %s of job %s for %s", event, rec.job_id, shown(target))
+                log.info("notify: queued %s of job %s for %s", ev, rec.job_id, shown(target))
         self._wake.set()
 
     def _targets_of(self, job_id: str) -> list[NotifyTarget]:

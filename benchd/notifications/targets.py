@@ -24,7 +24,8 @@ EVENT_FOR_STATE: dict[JobState, str] = {
     JobState.CANCELLED: "job.cancelled",
     JobState.UNKNOWN: "job.unknown",
 }
-EVENTS: tuple[str, ...] = tuple(EVENT_FOR_STATE.values())
+REGRESSION_EVENT = "results.regression"   # a published run's automatic check found one
+EVENTS: tuple[str, ...] = (*EVENT_FOR_STATE.values(), REGRESSION_EVENT)
 FINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled", "job.unknown"})
 # Slurm's --mail-type words, plus each event's short name
 ALIASES: dict[str, frozenset[str]] = {
@@ -32,7 +33,8 @@ ALIASES: dict[str, frozenset[str]] = {
     "end": FINAL_EVENTS,
     "fail": frozenset({"job.failed", "job.unknown"}),
     "all": frozenset(EVENTS),
-    **{e.removeprefix("job."): frozenset({e}) for e in EVENTS},
+    "regression": frozenset({REGRESSION_EVENT}),
+    **{e.removeprefix("job."): frozenset({e}) for e in EVENTS if e.startswith("job.")},
 }
 DEFAULT_EVENTS = FINAL_EVENTS
 TEST_EVENT = "benchd.test"

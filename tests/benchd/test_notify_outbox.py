@@ -3,6 +3,7 @@ between queueing it and writing the record) is queued once, a crash in the middl
 a delivery never sends it again, and the outbox keeps its secrets private."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -74,3 +75,25 @@ def test_event_names_and_aliases():
     assert parse_events(["begin", "completed"], "on") == {"job.started", "job.completed"}
     with pytest.raises(InvalidRequest, match="^on: unknown event 'never'"):
         parse_events(["never"], "on")
+
+
+async def test_a_published_run_that_regressed_derives_a_regression_event(tmp_path):
+    """The run's manifest carries the automatic check's verdict (pipeline.compare at publish):
+    a target subscribed to `regression` gets results.regression beside job.completed, and
+    every event's body carries the verdict."""
+    run_dir = tmp_path / "results" / "2026-12-04_00-00-00"
+    run_dir.mkdir(parents=True)
+    check = {"verdict": "regression", "base_run_id": "2026-12-03_00-00-00", "rows": []}
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": run_dir.name,
+                                                       "regression": check}))
+    n = Notifications(tmp_path, NotifyConfig())
+    n.register_job("0123456789ab", [
+        NotifyTarget(url="http://127.0.0.1:9/a", secret=new_secret(), on=["end", "regression"]),
+        NotifyTarget(url="http://127.0.0.1:9/b", secret=new_secret())])      # default: end
+    rec = msgspec.structs.replace(record(JobState.COMPLETED),
+                                  run_dir=f"results/{run_dir.name}")
+    n.on_transition(rec)
+    got = sorted((d.target.url[-1], d.type) for d in n.outbox.load("pending"))
+    assert got == [("a", "job.completed"), ("a", "results.regression"), ("b", "job.completed")]
+    bodies = [json.loads(d.body) for d in n.outbox.load("pending")]
+    assert all(b["data"]["regression"]["verdict"] == "regression" for b in bodies)
