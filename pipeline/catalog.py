@@ -24,6 +24,12 @@ DEFAULT_SEED = 42
 DEFAULT_PERF_ROUNDS = 5
 CI_N = 200
 CI_PERF_ROUNDS = 3
+# Adaptive rounds stop at a CI half-width of 2 % of the median or after this many seconds of
+# timed rounds per library. 1 s keeps the default run (9 experiments, 49 libraries, n=1000)
+# within ~2x of its time with fixed 5 rounds; --ci stays quick.
+DEFAULT_MAX_PERF_SECONDS = 1.0
+CI_MAX_PERF_SECONDS = 0.25
+MAX_PERF_SECONDS_MAX = 3600.0
 N_MAX = 1_000_000        # beyond this a run takes hours for the slow adapters (siderust Moon)
 PERF_ROUNDS_MAX = 1000
 SEED_MAX = 2**63 - 1
@@ -47,6 +53,7 @@ class RunConfig:
     perf_rounds: int
     no_perf: bool
     ci: bool
+    max_perf_seconds: float = DEFAULT_MAX_PERF_SECONDS
 
 
 def parse_experiments(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -79,8 +86,15 @@ def _int_in(field: str, value: object, lo: int, hi: int) -> int:
 
 def validate_config(experiments: str | list[str] | None = None, n: int | None = None,
                     seed: int | None = None, perf_rounds: int | None = None,
-                    no_perf: bool = False, ci: bool = False) -> RunConfig:
+                    no_perf: bool = False, ci: bool = False,
+                    max_perf_seconds: float | None = None) -> RunConfig:
     """Check every value and fill defaults (--ci shrinks n and rounds unless given)."""
+    if max_perf_seconds is None:
+        max_perf_seconds = CI_MAX_PERF_SECONDS if ci else DEFAULT_MAX_PERF_SECONDS
+    if (isinstance(max_perf_seconds, bool) or not isinstance(max_perf_seconds, (int, float))
+            or not 0 < max_perf_seconds <= MAX_PERF_SECONDS_MAX):
+        raise ConfigError("max_perf_seconds", f"must be a number of seconds in (0, "
+                          f"{MAX_PERF_SECONDS_MAX:g}], got {max_perf_seconds!r}")
     return RunConfig(
         experiments=parse_experiments(experiments),
         n=_int_in("n", (CI_N if ci else DEFAULT_N) if n is None else n, 1, N_MAX),
@@ -89,13 +103,15 @@ def validate_config(experiments: str | list[str] | None = None, n: int | None = 
                             if perf_rounds is None else perf_rounds, 1, PERF_ROUNDS_MAX),
         no_perf=bool(no_perf),
         ci=bool(ci),
+        max_perf_seconds=float(max_perf_seconds),
     )
 
 
 def to_argv(cfg: RunConfig) -> list[str]:
     """The orchestrator's argv tail for a validated config (benchd runs `python -m pipeline`)."""
     argv = ["--experiments", ",".join(cfg.experiments), "--n", str(cfg.n), "--seed",
-            str(cfg.seed), "--perf-rounds", str(cfg.perf_rounds)]
+            str(cfg.seed), "--perf-rounds", str(cfg.perf_rounds),
+            "--max-perf-seconds", f"{cfg.max_perf_seconds:g}"]
     if cfg.no_perf:
         argv.append("--no-perf")
     if cfg.ci:
