@@ -110,8 +110,9 @@ def validate_config(experiments: str | list[str] | None = None, n: int | None = 
 def to_argv(cfg: RunConfig) -> list[str]:
     """The orchestrator's argv tail for a validated config (benchd runs `python -m pipeline`)."""
     argv = ["--experiments", ",".join(cfg.experiments), "--n", str(cfg.n), "--seed",
-            str(cfg.seed), "--perf-rounds", str(cfg.perf_rounds),
-            "--max-perf-seconds", f"{cfg.max_perf_seconds:g}"]
+            str(cfg.seed), "--perf-rounds", str(cfg.perf_rounds)]
+    if cfg.max_perf_seconds != (CI_MAX_PERF_SECONDS if cfg.ci else DEFAULT_MAX_PERF_SECONDS):
+        argv += ["--max-perf-seconds", repr(cfg.max_perf_seconds)]
     if cfg.no_perf:
         argv.append("--no-perf")
     if cfg.ci:

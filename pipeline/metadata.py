@@ -85,6 +85,19 @@ def cpufreq(root: Path = Path("/sys/devices/system/cpu")) -> tuple[dict[str, str
     return governors, freqs
 
 
+def cgroup_cpu_max() -> str | None:
+    """The CPU quota of this process's cgroup: cgroup v2 cpu.max ("max 100000" = none), or
+    v1 "quota period" from cpu.cfs_quota_us/cpu.cfs_period_us; None when neither exists."""
+    v2 = _read(Path("/sys/fs/cgroup/cpu.max"))
+    if v2:
+        return v2
+    quota = _read(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+    period = _read(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    if quota and period:
+        return f"{'max' if quota == '-1' else quota} {period}"
+    return None
+
+
 def collect(registry: ModuleType, seed: int, argv: list[str],
             thread_env: dict[str, str] | None = None) -> Metadata:
     """The run's metadata block (manifest.json "metadata"), with the machine's load and
@@ -98,6 +111,6 @@ def collect(registry: ModuleType, seed: int, argv: list[str],
                     numpy=numpy.__version__, git_sha=sha, git_dirty=dirty,
                     adapter_versions=adapter_versions(registry), seed=seed, argv=list(argv),
                     load_avg=load_avg(), nproc=len(os.sched_getaffinity(0)),
-                    cgroup_cpu_max=_read(Path("/sys/fs/cgroup/cpu.max")),
+                    cgroup_cpu_max=cgroup_cpu_max(),
                     cpu_governors=governors, cpu_cur_freq_khz=freqs,
                     thread_env=dict(thread_env or {}))
