@@ -152,3 +152,32 @@ class AstropyAdapter(DispatchAdapter):
 
     def _lunar_position(self, d: Inputs) -> np.ndarray:
         return self._body("moon", d)
+
+
+class AstropyLikeAdapter(AstropyAdapter):
+    """astropy computing the reference's own quantity, beside the default astropy adapter.
+
+    The default equ_horizontal (TETE -> AltAz) differs from the geometric `gst06a + hd2ae`
+    reference by polar motion and diurnal aberration, which are astropy's choices, not
+    errors. This variant measures astropy doing what the reference does — apparent sidereal
+    time from astropy's Time, then the HADec -> AltAz rotation (a pure rotation by the
+    latitude in astropy: no polar motion, no aberration) — so both figures are shown,
+    each labelled."""
+    name = "astropy_like"
+    distribution = "astropy"
+    models = {
+        "equ_horizontal": "like-for-like: Time(UT1).sidereal_time('apparent', 'greenwich', "
+                          "'IAU2006A') hour angle, then HADec -> AltAz (a rotation: no polar "
+                          "motion, no diurnal aberration, as gst06a + hd2ae); TT from UTC=UT1",
+    }
+
+    def _equ_horizontal(self, d: Inputs) -> np.ndarray:
+        import astropy.units as u
+        from astropy.coordinates import AltAz, EarthLocation, HADec
+        t = self._ut1(d)
+        gast = t.sidereal_time("apparent", "greenwich", model="IAU2006A").rad
+        loc = EarthLocation.from_geodetic(d["lon"] * u.rad, d["lat"] * u.rad, 0.0 * u.m)
+        hadec = HADec(ha=(gast + d["lon"] - d["ra"]) * u.rad, dec=d["dec"] * u.rad,
+                      location=loc, obstime=t)
+        aa = hadec.transform_to(AltAz(location=loc, obstime=t))
+        return np.stack([aa.az.rad, aa.alt.rad], axis=-1).astype(float)
