@@ -52,7 +52,6 @@ def load_registry() -> ModuleType:
 
 HARNESS_WARMUP_NS = 50_000_000       # the no-op loop is steady much sooner than a library
 HARNESS_ROUNDS = 5
-DEFAULT_MAX_PERF_S = 1.0             # cap on one library's timed rounds (adaptive rounds)
 
 
 def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
