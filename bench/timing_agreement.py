@@ -68,8 +68,8 @@ def main() -> int:
           f"load avg before {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, after "
           f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}")
     print("| experiment | reference | run 1 ns/op [95% CI] | run 2 ns/op [95% CI] | rounds | "
-          "ratio 2/1 | within 5% | CIs overlap |")
-    print("|---|---|---:|---:|---:|---:|---|---|")
+          "ratio 2/1 | within 5% | CIs overlap | CPU ns/op ratio 2/1 |")
+    print("|---|---|---:|---:|---:|---:|---|---|---:|")
     ok = True
 
     def fmt(x: dict) -> str:
@@ -79,7 +79,7 @@ def main() -> int:
     for exp in p1:
         x, y = p1[exp], p2.get(exp)
         if not x or not y or "median_ns" not in x or "median_ns" not in y:
-            print(f"| {exp} | – | – | – | – | – | no | – |")
+            print(f"| {exp} | – | – | – | – | – | no | – | – |")
             ok = False
             continue
         ratio = y["median_ns"] / x["median_ns"]
@@ -92,8 +92,10 @@ def main() -> int:
             overlap = "yes" if ov else "no"
             good = close and ov
         ok &= good
+        cpu = (f"{y['cpu_median_ns'] / x['cpu_median_ns']:.3f}"
+               if x.get("cpu_median_ns") and y.get("cpu_median_ns") else "–")
         print(f"| {exp} | {x['library']} | {fmt(x)} | {fmt(y)} | {x['rounds']}/{y['rounds']} | "
-              f"{ratio:.3f} | {'yes' if close else 'NO'} | {overlap} |")
+              f"{ratio:.3f} | {'yes' if close else 'NO'} | {overlap} | {cpu} |")
     return 0 if ok else 1
 
 
