@@ -392,7 +392,9 @@ class Orchestrator:
             bits.append(f"p99 {summary._num(r.accuracy.p99)} / max "
                         f"{summary._num(r.accuracy.max)} {r.accuracy.unit}")
         if r.perf:
-            bits.append(f"{summary._ns(r.perf)} ns/op")
+            ci = summary._ci(r.perf)
+            bits.append(f"{summary._ns(r.perf)} ns/op" + (f" (95% CI {ci}, {r.perf.rounds} "
+                                                          f"rounds)" if ci != "–" else ""))
         if r.speed_ratio is not None and r.role == schema.ROLE_CANDIDATE:
             bits.append(f"{r.speed_ratio:.2f}× ref")
         if r.domain and r.domain.out_of_domain:
