@@ -25,9 +25,10 @@ DEFAULT_PERF_ROUNDS = 5
 CI_N = 200
 CI_PERF_ROUNDS = 3
 # Adaptive rounds stop at a CI half-width of 2 % of the median or after this many seconds of
-# timed rounds per library. 1 s keeps the default run (9 experiments, 49 libraries, n=1000)
-# within ~2x of its time with fixed 5 rounds; --ci stays quick.
-DEFAULT_MAX_PERF_SECONDS = 1.0
+# timed rounds per library. Measured at load ~3.7 on 2 cores: a 1 s cap made the default run
+# (9 experiments, 50 libraries, n=1000) 2.3-2.5x as long as fixed 5 rounds (150-169 s against
+# 65-68 s: most libraries hit the cap there); 0.75 s aims at ~2x. --ci stays quick.
+DEFAULT_MAX_PERF_SECONDS = 0.75
 CI_MAX_PERF_SECONDS = 0.25
 MAX_PERF_SECONDS_MAX = 3600.0
 N_MAX = 1_000_000        # beyond this a run takes hours for the slow adapters (siderust Moon)

@@ -51,7 +51,7 @@ def load_registry() -> ModuleType:
 
 
 HARNESS_WARMUP_NS = 50_000_000       # the no-op loop is steady much sooner than a library
-HARNESS_ROUNDS = 5
+HARNESS_ROUNDS = 3
 
 
 def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
