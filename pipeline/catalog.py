@@ -24,6 +24,13 @@ DEFAULT_SEED = 42
 DEFAULT_PERF_ROUNDS = 5
 CI_N = 200
 CI_PERF_ROUNDS = 3
+# Adaptive rounds stop at a CI half-width of 2 % of the median or after this many seconds of
+# timed rounds per library. Measured at load ~3.7 on 2 cores: a 1 s cap made the default run
+# (9 experiments, 50 libraries, n=1000) 2.3-2.5x as long as fixed 5 rounds (150-169 s against
+# 65-68 s: most libraries hit the cap there); 0.75 s aims at ~2x. --ci stays quick.
+DEFAULT_MAX_PERF_SECONDS = 0.75
+CI_MAX_PERF_SECONDS = 0.25
+MAX_PERF_SECONDS_MAX = 3600.0
 N_MAX = 1_000_000        # beyond this a run takes hours for the slow adapters (siderust Moon)
 PERF_ROUNDS_MAX = 1000
 SEED_MAX = 2**63 - 1
@@ -38,9 +45,11 @@ class ConfigError(ValueError):
         self.message = message
 
 
-RunConfig = namedtuple("RunConfig", "experiments n seed perf_rounds no_perf ci")
+RunConfig = namedtuple("RunConfig", "experiments n seed perf_rounds no_perf ci max_perf_seconds",
+                       defaults=(DEFAULT_MAX_PERF_SECONDS,))
 RunConfig.__doc__ = """A validated run configuration (what the orchestrator will actually do):
-experiments (tuple[str, ...]), n, seed, perf_rounds (int), no_perf, ci (bool). A namedtuple,
+experiments (tuple[str, ...]), n, seed, perf_rounds (int), no_perf, ci (bool),
+max_perf_seconds (float: the adaptive-rounds time cap per adapter). A namedtuple,
 not a dataclass or typing.NamedTuple: those imports cost benchctl's start-up 3-14 ms, and
 benchctl imports this module to name experiments."""
 
@@ -97,22 +106,19 @@ def int_problem(value: object, lo: int, hi: int) -> str | None:
     return None
 
 
-def _int_in(field: str, value: object, lo: int, hi: int) -> int:
-    problem = int_problem(value, lo, hi)
-    if problem:
-        raise ConfigError(field, problem)
-    return value  # type: ignore[return-value]
-
-
 def validate_config(experiments: str | list[str] | None = None, n: int | None = None,
                     seed: int | None = None, perf_rounds: int | None = None,
-                    no_perf: bool = False, ci: bool = False) -> RunConfig:
-    """Check every value and fill defaults (--ci shrinks n and rounds unless given). Every bad
-    value is reported at once: 'n: must be ...; seed: must be ...' (the first field first)."""
+                    no_perf: bool = False, ci: bool = False,
+                    max_perf_seconds: float | None = None) -> RunConfig:
+    """Check every value and fill defaults (--ci shrinks n, rounds and the time cap unless
+    given). Every bad value is reported at once: 'n: must be ...; seed: must be ...' (the
+    first field first)."""
     values = {"n": ((CI_N if ci else DEFAULT_N) if n is None else n, 1, N_MAX),
               "seed": (DEFAULT_SEED if seed is None else seed, 0, SEED_MAX),
               "perf_rounds": ((CI_PERF_ROUNDS if ci else DEFAULT_PERF_ROUNDS)
                               if perf_rounds is None else perf_rounds, 1, PERF_ROUNDS_MAX)}
+    if max_perf_seconds is None:
+        max_perf_seconds = CI_MAX_PERF_SECONDS if ci else DEFAULT_MAX_PERF_SECONDS
     errors: list[ConfigError] = []
     try:
         names = parse_experiments(experiments)
@@ -122,19 +128,26 @@ def validate_config(experiments: str | list[str] | None = None, n: int | None = 
         problem = int_problem(value, lo, hi)
         if problem:
             errors.append(ConfigError(field, problem))
+    if (isinstance(max_perf_seconds, bool) or not isinstance(max_perf_seconds, (int, float))
+            or not 0 < max_perf_seconds <= MAX_PERF_SECONDS_MAX):
+        errors.append(ConfigError("max_perf_seconds", f"must be a number of seconds in (0, "
+                                  f"{MAX_PERF_SECONDS_MAX:g}], got {max_perf_seconds!r}"))
     if len(errors) == 1:
         raise errors[0]
     if errors:
         raise ConfigError(errors[0].field, "; ".join(
             [errors[0].message] + [f"{e.field}: {e.message}" for e in errors[1:]]))
     return RunConfig(experiments=names, n=values["n"][0], seed=values["seed"][0],
-                     perf_rounds=values["perf_rounds"][0], no_perf=bool(no_perf), ci=bool(ci))
+                     perf_rounds=values["perf_rounds"][0], no_perf=bool(no_perf), ci=bool(ci),
+                     max_perf_seconds=float(max_perf_seconds))
 
 
 def to_argv(cfg: RunConfig) -> list[str]:
     """The orchestrator's argv tail for a validated config (benchd runs `python -m pipeline`)."""
     argv = ["--experiments", ",".join(cfg.experiments), "--n", str(cfg.n), "--seed",
             str(cfg.seed), "--perf-rounds", str(cfg.perf_rounds)]
+    if cfg.max_perf_seconds != (CI_MAX_PERF_SECONDS if cfg.ci else DEFAULT_MAX_PERF_SECONDS):
+        argv += ["--max-perf-seconds", repr(cfg.max_perf_seconds)]
     if cfg.no_perf:
         argv.append("--no-perf")
     if cfg.ci:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import click
 
-from pipeline import catalog, results
+from pipeline import catalog, results, threads
 from pipeline.orchestrator import Orchestrator, config_record
 
-_CONFIG_OPTIONS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci", "worker_timeout")
+_CONFIG_OPTIONS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci", "worker_timeout",
+                   "max_perf_seconds")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,6 +29,10 @@ _CONFIG_OPTIONS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci", "
 @click.option("--perf-rounds", type=int, default=None, metavar="R",
               help=f"Timed rounds per library [default: {catalog.DEFAULT_PERF_ROUNDS}, "
                    f"--ci: {catalog.CI_PERF_ROUNDS}].")
+@click.option("--max-perf-seconds", type=float, default=None, metavar="S",
+              help=f"After --perf-rounds, add timed rounds until the median's 95% CI is "
+                   f"within 2% or a library's rounds took S seconds [default: "
+                   f"{catalog.DEFAULT_MAX_PERF_SECONDS:g}, --ci: {catalog.CI_MAX_PERF_SECONDS:g}].")
 @click.option("--no-perf", is_flag=True, help="Accuracy only: skip timing.")
 @click.option("--ci", is_flag=True, help="Small fast run (smaller n and fewer rounds unless given).")
 @click.option("--results-dir", type=click.Path(path_type=Path), default=Path("results"),
@@ -38,8 +43,8 @@ _CONFIG_OPTIONS = ("experiments", "n", "seed", "perf_rounds", "no_perf", "ci", "
               help="Wall-clock limit per library worker [default: scales with n and rounds].")
 @click.pass_context
 def main(ctx: click.Context, experiments: str, n: int | None, seed: int | None,
-         perf_rounds: int | None, no_perf: bool, ci: bool, results_dir: Path,
-         resume: str | None, worker_timeout: float | None) -> None:
+         perf_rounds: int | None, max_perf_seconds: float | None, no_perf: bool, ci: bool,
+         results_dir: Path, resume: str | None, worker_timeout: float | None) -> None:
     """Benchmark astronomy libraries against ERFA/SOFA (or DE421) for accuracy and speed.
 
     Writes results/<YYYY-MM-DD_HH-MM-SS>/<experiment>/<library>.json, summary.md and
@@ -65,11 +70,16 @@ def main(ctx: click.Context, experiments: str, n: int | None, seed: int | None,
                                      param_hint="'--worker-timeout'")
         try:
             cfg = catalog.validate_config(experiments=experiments, n=n, seed=seed,
-                                          perf_rounds=perf_rounds, no_perf=no_perf, ci=ci)
+                                          perf_rounds=perf_rounds, no_perf=no_perf, ci=ci,
+                                          max_perf_seconds=max_perf_seconds)
         except catalog.ConfigError as e:
             raise click.BadParameter(e.message, param_hint=f"'--{e.field.replace('_', '-')}'") \
                 from None
         config = config_record(cfg, worker_timeout)
+    try:
+        threads.job_threads()
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     try:
         results_dir = results.check_results_dir(results_dir)
     except results.ResultsDirError as e:

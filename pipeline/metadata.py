@@ -58,13 +58,59 @@ def adapter_versions(registry: ModuleType) -> dict[str, str]:
     return out
 
 
-def collect(registry: ModuleType, seed: int, argv: list[str]) -> Metadata:
-    """The run's metadata block (manifest.json "metadata")."""
+def load_avg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def cpufreq(root: Path = Path("/sys/devices/system/cpu")) -> tuple[dict[str, str],
+                                                                   dict[str, int]]:
+    """Per CPU: scaling governor and current frequency (kHz), where cpufreq exists (a VM
+    often has none: both empty). A 'powersave' governor or a low frequency explains slow runs."""
+    governors: dict[str, str] = {}
+    freqs: dict[str, int] = {}
+    for d in sorted(root.glob("cpu[0-9]*")):
+        gov = _read(d / "cpufreq" / "scaling_governor")
+        if gov:
+            governors[d.name] = gov
+        cur = _read(d / "cpufreq" / "scaling_cur_freq")
+        if cur and cur.isdigit():
+            freqs[d.name] = int(cur)
+    return governors, freqs
+
+
+def cgroup_cpu_max() -> str | None:
+    """The CPU quota of this process's cgroup: cgroup v2 cpu.max ("max 100000" = none), or
+    v1 "quota period" from cpu.cfs_quota_us/cpu.cfs_period_us; None when neither exists."""
+    v2 = _read(Path("/sys/fs/cgroup/cpu.max"))
+    if v2:
+        return v2
+    quota = _read(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
+    period = _read(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    if quota and period:
+        return f"{'max' if quota == '-1' else quota} {period}"
+    return None
+
+
+def collect(registry: ModuleType, seed: int, argv: list[str],
+            thread_env: dict[str, str] | None = None) -> Metadata:
+    """The run's metadata block (manifest.json "metadata"), with the machine's load and
+    frequency-scaling fingerprint (pyperf records the same kind of facts)."""
     import numpy
     sha, dirty = git_state()
+    governors, freqs = cpufreq()
     return Metadata(utc_time=utc_now(), hostname=socket.gethostname(), cpu_model=cpu_model(),
                     cores=os.cpu_count() or 0, os=platform.platform(),
                     python=sys.version.split()[0] + f" ({platform.python_implementation()})",
                     numpy=numpy.__version__, git_sha=sha, git_dirty=dirty,
                     adapter_versions=adapter_versions(registry), seed=seed, argv=list(argv),
-                    load_avg=[round(x, 2) for x in os.getloadavg()])
+                    load_avg=load_avg(), nproc=len(os.sched_getaffinity(0)),
+                    cgroup_cpu_max=cgroup_cpu_max(),
+                    cpu_governors=governors, cpu_cur_freq_khz=freqs,
+                    thread_env=dict(thread_env or {}))

@@ -29,7 +29,7 @@ from typing import TextIO
 import msgspec
 import numpy as np
 
-from pipeline import metadata, prepublish, progress, results, schema, stats, summary
+from pipeline import metadata, prepublish, progress, results, schema, stats, summary, threads
 from pipeline.atomicio import write_bytes_atomic
 from pipeline.catalog import RunConfig
 from pipeline.experiments.base import Experiment
@@ -58,7 +58,7 @@ def config_record(cfg: RunConfig, worker_timeout_s: float | None) -> schema.RunC
     """catalog.RunConfig -> the manifest's record of it (what --resume will reuse)."""
     return schema.RunConfigRecord(
         experiments=list(cfg.experiments), n=cfg.n, seed=cfg.seed, perf_rounds=cfg.perf_rounds,
-        no_perf=cfg.no_perf, ci=cfg.ci,
+        no_perf=cfg.no_perf, ci=cfg.ci, max_perf_seconds=cfg.max_perf_seconds,
         worker_timeout_s=worker_timeout_s or default_worker_timeout(cfg.n, cfg.perf_rounds,
                                                                     cfg.no_perf))
 
@@ -74,6 +74,7 @@ class Orchestrator:
         self._worker_pidfd: int | None = None     # set only while the worker is unreaped
         self._interrupted: int | None = None
         self._published = False
+        self.threads = threads.job_threads()     # BLAS/OpenMP threads of every worker
 
     # ---- signals -------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -169,7 +170,8 @@ class Orchestrator:
             self._say(f"pipeline: resuming {resume} (already done: {done})")
         else:
             assert config is not None
-            meta = metadata.collect(self.registry, config.seed, argv)
+            meta = metadata.collect(self.registry, config.seed, argv,
+                                    threads.thread_env(self.threads))
             self.staged = results.claim_run(self.results_dir)
             self.manifest = schema.Manifest(
                 run_id=self.staged.run_id, status=schema.RUN_RUNNING,
@@ -182,7 +184,8 @@ class Orchestrator:
         self._emit("start", 0, total, n=cfg.n, seed=cfg.seed)
         self._say(f"pipeline: run {self.staged.run_id}: {total} experiment(s), n={cfg.n}, "
                   f"seed={cfg.seed}, " + ("no perf" if cfg.no_perf else
-                                          f"{cfg.perf_rounds} perf rounds"))
+                                          f"{cfg.perf_rounds} perf rounds")
+                  + f", {self.threads} BLAS/OpenMP thread(s) per worker")
         load, cores = os.getloadavg()[0], os.cpu_count() or 1
         if not cfg.no_perf and load > cores:
             self._say(f"pipeline: warning: load average {load:.1f} > {cores} cores — timings "
@@ -204,6 +207,7 @@ class Orchestrator:
         self.manifest.status = schema.RUN_COMPLETE
         self.manifest.published_at = self.manifest.updated_at = metadata.utc_now()
         self.manifest.orchestrator_pid = None
+        self.manifest.metadata.load_avg_end = metadata.load_avg()
         prepublish.before_publish(self.results_dir, self.staged.path, self.manifest, self._say)
         # the final manifest and the rename are one step: a signal waits until both are done
         stop_signals = {signal.SIGTERM, signal.SIGINT}
@@ -300,7 +304,10 @@ class Orchestrator:
                 "--perf-rounds", str(cfg.perf_rounds), "--out", str(wd)]
         if cfg.no_perf:
             argv.append("--no-perf")
+        elif cfg.max_perf_seconds is not None:   # None: a run staged before adaptive rounds
+            argv += ["--max-perf-seconds", repr(cfg.max_perf_seconds)]
         env = dict(os.environ)
+        env.update(threads.thread_env(self.threads))   # before the worker imports numpy
         env["PYTHONPATH"] = os.pathsep.join(
             [str(metadata.PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         t0 = time.monotonic()
@@ -397,7 +404,9 @@ class Orchestrator:
             bits.append(f"p99 {summary._num(r.accuracy.p99)} / max "
                         f"{summary._num(r.accuracy.max)} {r.accuracy.unit}")
         if r.perf:
-            bits.append(f"{summary._ns(r.perf)} ns/op")
+            ci = summary._ci(r.perf)
+            bits.append(f"{summary._ns(r.perf)} ns/op" + (f" (95% CI {ci}, {r.perf.rounds} "
+                                                          f"rounds)" if ci != "–" else ""))
         if r.speed_ratio is not None and r.role == schema.ROLE_CANDIDATE:
             bits.append(f"{r.speed_ratio:.2f}× ref")
         if r.domain and r.domain.out_of_domain:

@@ -5,7 +5,7 @@ astronomy library is imported inside adapter methods, in the subprocess that mea
 """
 from __future__ import annotations
 
-from pipeline.adapters.astropy import AstropyAdapter
+from pipeline.adapters.astropy import AstropyAdapter, AstropyLikeAdapter
 from pipeline.adapters.base import Adapter
 from pipeline.adapters.de421 import De421Adapter
 from pipeline.adapters.ephem import EphemAdapter
@@ -35,7 +35,7 @@ EXPERIMENTS: dict[str, Experiment] = {
 # Reference adapters first, then the candidates in a stable order (the order reports use).
 _ADAPTER_CLASSES: tuple[type[Adapter], ...] = (
     ErfaAdapter, De421Adapter, NumpyNewtonAdapter,
-    AstropyAdapter, SkyfieldAdapter, PalpyAdapter, SiderustAdapter, EphemAdapter, NovasAdapter,
+    AstropyAdapter, AstropyLikeAdapter, SkyfieldAdapter, PalpyAdapter, SiderustAdapter, EphemAdapter, NovasAdapter,
 )
 
 ADAPTERS: dict[str, type[Adapter]] = {cls.name: cls for cls in _ADAPTER_CLASSES}

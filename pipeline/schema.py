@@ -39,6 +39,7 @@ class RunConfigRecord(msgspec.Struct, forbid_unknown_fields=True):
     no_perf: bool
     ci: bool
     worker_timeout_s: float
+    max_perf_seconds: float | None = None  # cap on one library's timed rounds (None: before it)
 
 
 class Metadata(msgspec.Struct):
@@ -56,6 +57,13 @@ class Metadata(msgspec.Struct):
     seed: int
     argv: list[str]
     load_avg: list[float] = []            # 1/5/15-min load at the start: was the machine busy?
+    # Added with issue 13 (machine fingerprint and thread settings; defaults keep old runs):
+    load_avg_end: list[float] = []        # 1/5/15-min load when the run finished
+    nproc: int | None = None              # CPUs this process may run on (sched_getaffinity)
+    cgroup_cpu_max: str | None = None     # /sys/fs/cgroup/cpu.max ("max 100000" = no quota)
+    cpu_governors: dict[str, str] = {}    # cpuN -> scaling_governor, where cpufreq exists
+    cpu_cur_freq_khz: dict[str, int] = {} # cpuN -> scaling_cur_freq at the start
+    thread_env: dict[str, str] = {}       # OMP/OPENBLAS/MKL/NUMEXPR_NUM_THREADS given to workers
 
 
 class ExperimentEntry(msgspec.Struct):
@@ -190,11 +198,19 @@ class PerfStats(msgspec.Struct):
     valid: bool                           # False when too fast to measure or unstable
     warnings: list[str] = []
     checksum: float = 0.0                 # outputs consumed by the timed loop
-    cpu_median_ns: float | None = None    # same, from this process's CPU time (diagnostic)
+    cpu_median_ns: float | None = None    # median over rounds of process CPU time per op
     busy_rounds: int = 0                  # rounds whose wall time exceeded CPU time by > 10 %
+    # Added with issue 13 (defaults keep older results loadable):
     samples_ns: list[float] = []          # every timed round's ns/op, in round order
-    ci_low_ns: float | None = None        # 95 % bootstrap CI of the median ns/op
-    ci_high_ns: float | None = None
+    ci_low_ns: float | None = None        # 95 % bootstrap CI of median_ns (seeded: same
+    ci_high_ns: float | None = None       # samples -> same CI); None with < 2 rounds
+    cpu_samples_ns: list[float] = []      # every round's process CPU ns/op, in round order
+    cpu_over_wall: float | None = None    # cpu_median_ns / median_ns; > 1.10 = extra threads
+    harness_ns: float | None = None       # per-op cost of the same timing loop (and per-case
+                                          # loop for L adapters) around a no-op call; shown
+                                          # beside median_ns, never subtracted from it
+    stop_reason: str | None = None        # why rounds stopped: "precision" | "time cap" |
+                                          # "min rounds" (no adaptive rounds asked)
 
 
 class WorstCase(msgspec.Struct):

@@ -71,19 +71,55 @@ def timer_resolution_ns() -> float:
 
 
 BUSY_WALL_OVER_CPU = 1.10  # a round whose wall time exceeds its CPU time by this waited/was preempted
+CPU_OVER_WALL = 1.10       # CPU time above wall time by this: the library ran extra threads
+CI_LEVEL = 0.95
+CI_RESAMPLES = 9999
+CI_SEED = 20261204         # fixed: the same samples always give the same CI
+TARGET_CI_HALF_PCT = 2.0   # adaptive rounds stop once the CI half-width is below this % of median
+
+
+def median_ci(samples: list[float], resamples: int = CI_RESAMPLES
+              ) -> tuple[float | None, float | None]:
+    """95 % bootstrap CI (percentile method, scipy.stats.bootstrap, fixed seed) of the median.
+
+    The percentile method, because it keeps ~95 % coverage of a median down to 5 samples
+    (measured in tests/pipeline/test_stats.py); BCa and basic under-cover there. Fewer than
+    two samples have no CI: (None, None). Identical samples: a zero-width CI."""
+    if len(samples) < 2:
+        return None, None
+    x = np.asarray(samples, dtype=np.float64)
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    from scipy.stats import bootstrap
+    r = bootstrap((x,), np.median, confidence_level=CI_LEVEL, n_resamples=resamples,
+                  method="percentile", vectorized=True, rng=np.random.default_rng(CI_SEED))
+    lo, hi = r.confidence_interval
+    return float(lo), float(hi)
+
+
+def ci_half_width_pct(samples: list[float], resamples: int = 2000) -> float:
+    """Half-width of the median's CI as a % of the median (inf when not computable)."""
+    lo, hi = median_ci(samples, resamples)
+    med = float(np.median(samples)) if samples else 0.0
+    if lo is None or hi is None or med <= 0:
+        return math.inf
+    return 50.0 * (hi - lo) / med
 
 
 def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: float,
          resolution_ns: float, checksum: float,
-         round_cpu_ns: list[int] | None = None) -> PerfStats:
+         round_cpu_ns: list[int] | None = None, harness_ns: float | None = None,
+         stop_reason: str | None = None) -> PerfStats:
     """Per-operation statistics from the durations of timed rounds.
 
     A round is `inner_repeats` calls of compute() over `ops_per_call` cases; the per-op time
-    of a round is its duration / (inner_repeats * ops_per_call). The result is flagged
-    invalid when one call is below the timer resolution ("too fast to measure") or the
-    rounds disagree by more than UNSTABLE_CV_PCT ("unstable"). The statistics are wall-clock
-    (as timeit); the process CPU time per round, when given, only explains instability: a
-    round with much more wall than CPU time was preempted by other load (or waited on I/O)."""
+    of a round is its duration / (inner_repeats * ops_per_call). Every round's per-op time is
+    kept (samples_ns); the median carries a 95 % bootstrap CI. The result is flagged
+    invalid when one call is below the timer resolution ("too fast to measure"), the
+    rounds disagree by more than UNSTABLE_CV_PCT ("unstable"), other load preempted most
+    rounds ("machine busy": wall > 1.1x CPU), or the library used more CPU than wall time
+    ("threaded": CPU > 1.1x wall, the figure is not single-core work). The statistics are
+    wall-clock (as timeit); CPU time is reported beside them."""
     if not round_ns:
         raise ValueError("perf needs at least one timed round")
     ops = max(1, inner_repeats * max(1, ops_per_call))
@@ -91,6 +127,7 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
     mean = statistics.fmean(per_op)
     stdev = statistics.stdev(per_op) if len(per_op) > 1 else 0.0
     cv = 100.0 * stdev / mean if mean > 0 else 0.0
+    median = statistics.median(per_op)
     warnings: list[str] = []
     if ops_per_call == 0:
         warnings.append("no case inside the domain: nothing was timed")
@@ -101,22 +138,33 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
         warnings.append(f"unstable: CV {cv:.1f}% over {len(per_op)} rounds "
                         f"(> {UNSTABLE_CV_PCT:.0f}%)")
     cpu_median = None
+    cpu_ratio = None
+    cpu_samples: list[float] = []
     busy = 0
     if round_cpu_ns:
-        cpu_median = statistics.median(c / ops for c in round_cpu_ns)
+        cpu_samples = [c / ops for c in round_cpu_ns]
+        cpu_median = statistics.median(cpu_samples)
+        cpu_ratio = cpu_median / median if median > 0 else None
         busy = sum(1 for w, c in zip(round_ns, round_cpu_ns) if w > BUSY_WALL_OVER_CPU * c)
         if busy:   # most rounds disturbed: the median describes the machine, not the library
             kind = "machine busy" if 2 * busy > len(per_op) else "some rounds disturbed"
             warnings.append(f"{kind}: {busy} of {len(per_op)} rounds took > "
                             f"{BUSY_WALL_OVER_CPU:.2f}x their CPU time (preempted or waiting)")
+        if cpu_ratio is not None and cpu_ratio > CPU_OVER_WALL:
+            warnings.append(f"threaded: CPU time {cpu_ratio:.2f}x wall time (> "
+                            f"{CPU_OVER_WALL:.2f}x): the library ran on more than one core, "
+                            f"so its wall time is not comparable")
     if len(per_op) < 3:
         warnings.append(f"only {len(per_op)} timed round(s): spread is not meaningful")
+    lo, hi = median_ci(per_op)
     return PerfStats(rounds=len(per_op), inner_repeats=inner_repeats, ops_per_call=ops_per_call,
-                     median_ns=statistics.median(per_op), mean_ns=mean, stdev_ns=stdev,
+                     median_ns=median, mean_ns=mean, stdev_ns=stdev,
                      min_ns=min(per_op), max_ns=max(per_op), cv_pct=cv, call_ns=float(call_ns),
                      timer_resolution_ns=float(resolution_ns),
                      valid=not any(w.startswith(("too fast", "unstable", "no case",
-                                                 "machine busy"))
+                                                 "machine busy", "threaded"))
                                    for w in warnings),
                      warnings=warnings, checksum=float(checksum), cpu_median_ns=cpu_median,
-                     busy_rounds=busy)
+                     busy_rounds=busy, samples_ns=per_op, ci_low_ns=lo, ci_high_ns=hi,
+                     cpu_samples_ns=cpu_samples, cpu_over_wall=cpu_ratio,
+                     harness_ns=harness_ns, stop_reason=stop_reason)

@@ -24,10 +24,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-import numpy as np
+from pipeline import threads
 
-from pipeline import schema, stats
-from pipeline.atomicio import write_bytes_atomic
+threads.pin_missing()     # before numpy is imported: BLAS/OpenMP read these once, at load
+
+import numpy as np  # noqa: E402
+
+from pipeline import schema, stats  # noqa: E402
+from pipeline.adapters import common  # noqa: E402
+from pipeline.atomicio import write_bytes_atomic  # noqa: E402
 
 REGISTRY_ENV = "PIPELINE_REGISTRY"   # module providing EXPERIMENTS/ADAPTERS/candidates (tests)
 DEFAULT_REGISTRY = "pipeline.registry"
@@ -45,13 +50,25 @@ def load_registry() -> ModuleType:
     return importlib.import_module(os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
 
 
-def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
-            ops_per_call: int) -> schema.PerfStats:
-    """Warm up, then `rounds` timed rounds of `call` with gc disabled.
+HARNESS_WARMUP_NS = 50_000_000       # the no-op loop is steady much sooner than a library
+HARNESS_ROUNDS = 3
 
-    Inner repeats are scaled from the warm-up so that a round lasts >= MIN_ROUND_NS; each
-    call's output is consumed (one element folded into a checksum inside the timed loop, a
-    full nansum outside it) so no call's work can be skipped."""
+
+def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
+            ops_per_call: int, max_perf_s: float | None = None,
+            harness_call: Callable[[], np.ndarray] | None = None,
+            warmup_ns: int = WARMUP_NS) -> schema.PerfStats:
+    """Warm up, then timed rounds of `call` with gc disabled.
+
+    `rounds` rounds always run. With `max_perf_s`, rounds are then added until the 95 % CI
+    of the median is narrower than +-stats.TARGET_CI_HALF_PCT of it ("precision"), or the
+    timed rounds have taken `max_perf_s` seconds ("time cap"). Inner repeats are scaled from
+    the warm-up so that a round lasts >= MIN_ROUND_NS; each call's output is consumed (one
+    element folded into a checksum inside the timed loop, a full nansum outside it) so no
+    call's work can be skipped. `harness_call`, a no-op standing in for `call`, is timed by
+    the same loop afterwards: its per-op time is the harness overhead (PerfStats.harness_ns)."""
+    if max_perf_s is not None:
+        import scipy.stats  # noqa: F401  (~0.5 s to import: not inside the time cap)
     clock = time.perf_counter_ns
     sink = 0.0
     gc_was_enabled = gc.isenabled()
@@ -63,7 +80,7 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
             t0 = clock()
             sink += call().item(0)
             warm.append(clock() - t0)
-            if clock() - started >= WARMUP_NS or len(warm) >= 10_000:
+            if clock() - started >= warmup_ns or len(warm) >= 10_000:
                 break
         warm.sort()
         call_ns = float(warm[len(warm) // 2])
@@ -71,7 +88,10 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
         cpu = time.process_time_ns
         round_ns: list[int] = []
         round_cpu: list[int] = []
-        for _ in range(rounds):
+        ops = inner * max(1, ops_per_call)
+        stop = "min rounds"
+        timed_from = clock()
+        while True:
             c0 = cpu()
             t0 = clock()
             for _ in range(inner - 1):
@@ -83,12 +103,41 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
             round_ns.append(clock() - t0)
             round_cpu.append(cpu() - c0)
             sink += float(np.nansum(out))
+            if len(round_ns) < rounds:
+                continue
+            if max_perf_s is None:
+                break
+            if (clock() - timed_from) / 1e9 >= max_perf_s:
+                stop = "time cap"
+                break
+            if stats.ci_half_width_pct([r / ops for r in round_ns]) < stats.TARGET_CI_HALF_PCT:
+                stop = "precision"
+                break
     finally:
         if gc_was_enabled:
             gc.enable()
+    harness = None
+    if harness_call is not None:
+        h = measure(harness_call, HARNESS_ROUNDS, resolution_ns, ops_per_call,
+                    warmup_ns=HARNESS_WARMUP_NS)
+        harness = h.median_ns
     checksum = sink if math.isfinite(sink) else 0.0
     return stats.perf(round_ns, inner, ops_per_call, call_ns, resolution_ns, checksum,
-                      round_cpu)
+                      round_cpu, harness_ns=harness, stop_reason=stop)
+
+
+def harness_noop(out: np.ndarray, loops: list[tuple[int, int]]) -> Callable[[], np.ndarray]:
+    """A call doing everything the harness does around a library call but no library work:
+    returns a ready output (the timing loop's own cost) after running the same per-case
+    loops (pipeline.adapters.common.loop_rows, with a row that returns a constant) that the
+    adapter's call ran, so a per-case (L) adapter's overhead includes its loop."""
+    rows = [(n, k, (0.0,) * k) for n, k in loops]
+
+    def noop() -> np.ndarray:
+        for n, k, row in rows:
+            common.loop_rows(n, k, lambda _i, r=row: r)
+        return out
+    return noop
 
 
 def _fail_reason(exc: BaseException) -> str:
@@ -98,7 +147,8 @@ def _fail_reason(exc: BaseException) -> str:
 
 
 def run(experiment: str, adapter_name: str, n: int, seed: int, out_dir: Path,
-        perf_rounds: int, no_perf: bool) -> schema.WorkerResult:
+        perf_rounds: int, no_perf: bool,
+        max_perf_s: float | None = None) -> schema.WorkerResult:
     """Measure one adapter on one experiment; never raises for the library's own failures."""
     from pipeline.adapters.base import AdapterUnavailable
 
@@ -137,7 +187,8 @@ def run(experiment: str, adapter_name: str, n: int, seed: int, out_dir: Path,
 
         t0 = time.perf_counter()
         # nothing inside the domain: nothing to compute (and no library sees an empty array)
-        out = np.asarray(call(), dtype=np.float64) if inside else np.empty((0, k))
+        with common.recording_loops() as loops:
+            out = np.asarray(call(), dtype=np.float64) if inside else np.empty((0, k))
         res.compute_s = time.perf_counter() - t0
         if out.shape != (inside, k):
             raise ValueError(f"compute() returned shape {out.shape}, expected ({inside}, {k}) "
@@ -150,7 +201,9 @@ def run(experiment: str, adapter_name: str, n: int, seed: int, out_dir: Path,
         res.domain = schema.DomainCounts(total=n, in_domain=inside, out_of_domain=n - inside,
                                          failed=bad_rows)
         if not no_perf and inside > 0:
-            res.perf = measure(call, perf_rounds, stats.timer_resolution_ns(), inside)
+            res.perf = measure(call, perf_rounds, stats.timer_resolution_ns(), inside,
+                               max_perf_s=max_perf_s,
+                               harness_call=harness_noop(out.copy(), loops))
         elif not no_perf:
             res.warnings.append("no case inside the domain: not timed")
         res.status, res.reason = schema.LIB_OK, None
@@ -172,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--perf-rounds", type=int, default=5)
     p.add_argument("--no-perf", action="store_true")
+    p.add_argument("--max-perf-seconds", type=float, default=None,
+                   help="add rounds until the median's CI is within 2%% or this many seconds "
+                        "of timed rounds (default: exactly --perf-rounds rounds)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
-    res = run(a.experiment, a.adapter, a.n, a.seed, a.out, a.perf_rounds, a.no_perf)
+    res = run(a.experiment, a.adapter, a.n, a.seed, a.out, a.perf_rounds, a.no_perf,
+              a.max_perf_seconds)
     res.peak_rss_kb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     write_bytes_atomic(a.out / "result.json", schema.encode(res))
     return 0

@@ -1,10 +1,13 @@
 """astropy through its own frames and Time (never by calling erfa directly).
 
 Directions are geocentric (GCRS with the geocentre as observer, so no aberration enters a
-GCRS->of-date transform when obstime matches). prepare() builds the Time arrays and the input
-frame objects (a user builds them once); compute() is the transform_to plus reading out the
-numbers. astropy is kept offline: no IERS download, no internet, degraded accuracy ignored
-(future epochs fall back to predicted/zero EOP instead of raising).
+GCRS->of-date transform when obstime matches). The timed call starts from the float arrays:
+it builds the Time arrays and the input frame objects, transforms, and reads out the numbers
+(prepare() only configures astropy). astropy is kept offline: no IERS download, no internet,
+degraded accuracy ignored. Beyond its bundled IERS table astropy's polar motion is not zero
+but a constant (x, y) = (35, 290) mas (measured): with diurnal aberration (AltAz is
+topocentric, observer moving with Earth's rotation, up to ~320 mas) that is its whole
+equ_horizontal difference from the reference's geometric hd2ae.
 """
 from __future__ import annotations
 
@@ -43,8 +46,9 @@ class AstropyAdapter(DispatchAdapter):
         "gmst_era": "Time(UT1, delta_ut1_utc=0).sidereal_time('mean','tio','IAU2006') + "
                     ".earth_rotation_angle('tio'); astropy's own TT from UTC=UT1",
         "equ_ecl": "GCRS -> GeocentricMeanEcliptic(equinox=obstime)",
-        "equ_horizontal": "TETE -> AltAz (pressure 0; includes astropy's polar motion from its "
-                          "bundled IERS table, predicted/zero beyond it); TT from UTC=UT1",
+        "equ_horizontal": "TETE -> AltAz (pressure 0); astropy adds polar motion (its bundled "
+                          "IERS table, a constant (35, 290) mas beyond it) and diurnal "
+                          "aberration (up to ~320 mas); TT from UTC=UT1",
         "solar_position": "get_body_barycentric('sun') - ('earth'), ephemeris='builtin' (epv00)",
         "lunar_position": "get_body_barycentric('moon') - ('earth'), ephemeris='builtin'",
         "precession": "GCRS -> PrecessedGeocentric(equinox=obstime)",
@@ -59,41 +63,11 @@ class AstropyAdapter(DispatchAdapter):
             raise AdapterUnavailable(f"astropy is not installed: {exc}")
 
     def prepare(self, experiment: str, d: Inputs) -> object:
+        """Configuration only (offline IERS, imports): every Time and frame is built from the
+        float inputs inside the timed call, as a user starting from numbers must."""
         configure_offline()
-        import astropy.units as u
-        from astropy.coordinates import GCRS, TETE, CartesianRepresentation, EarthLocation
-        from astropy.time import Time
-
-        if experiment in ("frame_rotation_bpn", "precession"):
-            t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
-            rep = CartesianRepresentation(d["x"], d["y"], d["z"])
-            return t, GCRS(rep, obstime=t)
-        if experiment == "equ_ecl":
-            t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
-            return t, GCRS(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
-        if experiment == "icrs_ecl_j2000":
-            t = Time(J2000, format="jd", scale="tt")
-            return t, GCRS(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
-        if experiment == "gmst_era":
-            t = Time(d["ut1_1"], d["ut1_2"], format="jd", scale="ut1")
-            t.delta_ut1_utc = 0.0
-            return t
-        if experiment == "equ_horizontal":
-            t = Time(d["ut1_1"], d["ut1_2"], format="jd", scale="ut1")
-            t.delta_ut1_utc = 0.0
-            loc = EarthLocation.from_geodetic(d["lon"] * u.rad, d["lat"] * u.rad, 0.0 * u.m)
-            return t, loc, TETE(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
-        if experiment in ("solar_position", "lunar_position"):
-            return Time(d["tdb1"], d["tdb2"], format="jd", scale="tdb")
+        import astropy.coordinates  # noqa: F401
         return d
-
-    def compute(self, experiment: str, prepared: object) -> np.ndarray:
-        """Forget what astropy cached on the prepared objects (scale conversions, derived
-        representations) so that every timed call does the whole transform again."""
-        for obj in prepared if isinstance(prepared, tuple) else (prepared,):
-            if hasattr(obj, "cache"):
-                del obj.cache
-        return super().compute(experiment, prepared)
 
     @staticmethod
     def _xyz(coord) -> np.ndarray:
@@ -105,46 +79,105 @@ class AstropyAdapter(DispatchAdapter):
     def _lonlat(coord) -> np.ndarray:
         return np.stack([coord.lon.rad, coord.lat.rad], axis=-1).astype(float)
 
-    def _frame_rotation_bpn(self, p) -> np.ndarray:
+    @staticmethod
+    def _gcrs_xyz(d: Inputs):
+        from astropy.coordinates import GCRS, CartesianRepresentation
+        from astropy.time import Time
+        t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
+        return t, GCRS(CartesianRepresentation(d["x"], d["y"], d["z"]), obstime=t)
+
+    @staticmethod
+    def _gcrs_radec(d: Inputs, t):
+        import astropy.units as u
+        from astropy.coordinates import GCRS
+        return GCRS(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
+
+    @staticmethod
+    def _ut1(d: Inputs):
+        from astropy.time import Time
+        t = Time(d["ut1_1"], d["ut1_2"], format="jd", scale="ut1")
+        t.delta_ut1_utc = 0.0
+        return t
+
+    def _frame_rotation_bpn(self, d: Inputs) -> np.ndarray:
         from astropy.coordinates import TETE
-        t, gcrs = p
+        t, gcrs = self._gcrs_xyz(d)
         return self._xyz(gcrs.transform_to(TETE(obstime=t)))
 
-    def _precession(self, p) -> np.ndarray:
+    def _precession(self, d: Inputs) -> np.ndarray:
         from astropy.coordinates import PrecessedGeocentric
-        t, gcrs = p
+        t, gcrs = self._gcrs_xyz(d)
         return self._xyz(gcrs.transform_to(PrecessedGeocentric(equinox=t, obstime=t)))
 
-    def _equ_ecl(self, p) -> np.ndarray:
+    def _equ_ecl(self, d: Inputs) -> np.ndarray:
         from astropy.coordinates import GeocentricMeanEcliptic
-        t, gcrs = p
-        return self._lonlat(gcrs.transform_to(GeocentricMeanEcliptic(equinox=t, obstime=t)))
+        from astropy.time import Time
+        t = Time(d["tt1"], d["tt2"], format="jd", scale="tt")
+        return self._lonlat(self._gcrs_radec(d, t).transform_to(
+            GeocentricMeanEcliptic(equinox=t, obstime=t)))
 
-    def _icrs_ecl_j2000(self, p) -> np.ndarray:
+    def _icrs_ecl_j2000(self, d: Inputs) -> np.ndarray:
         from astropy.coordinates import GeocentricMeanEcliptic
-        t, gcrs = p
-        return self._lonlat(gcrs.transform_to(GeocentricMeanEcliptic(equinox=t, obstime=t)))
+        from astropy.time import Time
+        t = Time(J2000, format="jd", scale="tt")
+        return self._lonlat(self._gcrs_radec(d, t).transform_to(
+            GeocentricMeanEcliptic(equinox=t, obstime=t)))
 
-    def _gmst_era(self, t) -> np.ndarray:
+    def _gmst_era(self, d: Inputs) -> np.ndarray:
+        t = self._ut1(d)
         gmst = t.sidereal_time("mean", "tio", model="IAU2006").rad
         era = t.earth_rotation_angle("tio").rad
         return np.stack([gmst, era], axis=-1).astype(float)
 
-    def _equ_horizontal(self, p) -> np.ndarray:
-        from astropy.coordinates import AltAz
-        t, loc, tete = p
+    def _equ_horizontal(self, d: Inputs) -> np.ndarray:
+        import astropy.units as u
+        from astropy.coordinates import TETE, AltAz, EarthLocation
+        t = self._ut1(d)
+        loc = EarthLocation.from_geodetic(d["lon"] * u.rad, d["lat"] * u.rad, 0.0 * u.m)
+        tete = TETE(ra=d["ra"] * u.rad, dec=d["dec"] * u.rad, obstime=t)
         aa = tete.transform_to(AltAz(obstime=t, location=loc))
         return np.stack([aa.az.rad, aa.alt.rad], axis=-1).astype(float)
 
-    def _body(self, body: str, t) -> np.ndarray:
+    def _body(self, body: str, d: Inputs) -> np.ndarray:
         from astropy.coordinates import get_body_barycentric
+        from astropy.time import Time
+        t = Time(d["tdb1"], d["tdb2"], format="jd", scale="tdb")
         geo = (get_body_barycentric(body, t, ephemeris="builtin")
                - get_body_barycentric("earth", t, ephemeris="builtin"))
         return np.stack([geo.x.to_value("km"), geo.y.to_value("km"), geo.z.to_value("km")],
                         axis=-1).astype(float)
 
-    def _solar_position(self, t) -> np.ndarray:
-        return self._body("sun", t)
+    def _solar_position(self, d: Inputs) -> np.ndarray:
+        return self._body("sun", d)
 
-    def _lunar_position(self, t) -> np.ndarray:
-        return self._body("moon", t)
+    def _lunar_position(self, d: Inputs) -> np.ndarray:
+        return self._body("moon", d)
+
+
+class AstropyLikeAdapter(AstropyAdapter):
+    """astropy computing the reference's own quantity, beside the default astropy adapter.
+
+    The default equ_horizontal (TETE -> AltAz) differs from the geometric `gst06a + hd2ae`
+    reference by polar motion and diurnal aberration, which are astropy's choices, not
+    errors. This variant measures astropy doing what the reference does — apparent sidereal
+    time from astropy's Time, then the HADec -> AltAz rotation (a pure rotation by the
+    latitude in astropy: no polar motion, no aberration) — so both figures are shown,
+    each labelled."""
+    name = "astropy_like"
+    distribution = "astropy"
+    models = {
+        "equ_horizontal": "like-for-like: Time(UT1).sidereal_time('apparent', 'greenwich', "
+                          "'IAU2006A') hour angle, then HADec -> AltAz (a rotation: no polar "
+                          "motion, no diurnal aberration, as gst06a + hd2ae); TT from UTC=UT1",
+    }
+
+    def _equ_horizontal(self, d: Inputs) -> np.ndarray:
+        import astropy.units as u
+        from astropy.coordinates import AltAz, EarthLocation, HADec
+        t = self._ut1(d)
+        gast = t.sidereal_time("apparent", "greenwich", model="IAU2006A").rad
+        loc = EarthLocation.from_geodetic(d["lon"] * u.rad, d["lat"] * u.rad, 0.0 * u.m)
+        hadec = HADec(ha=(gast + d["lon"] - d["ra"]) * u.rad, dec=d["dec"] * u.rad,
+                      location=loc, obstime=t)
+        aa = hadec.transform_to(AltAz(location=loc, obstime=t))
+        return np.stack([aa.az.rad, aa.alt.rad], axis=-1).astype(float)

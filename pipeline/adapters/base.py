@@ -41,9 +41,10 @@ class Adapter(ABC):
         return np.ones(n, dtype=bool)
 
     def prepare(self, experiment: str, inputs: Inputs) -> object:
-        """Untimed conversion of inputs into the library's own objects (e.g. building a
-        Time array is NOT part of prepare when the library must do it per call; say which in
-        the experiment's perf contract). Default: the inputs themselves."""
+        """Untimed set-up: configure the library and load data that do not depend on the
+        inputs (ephemeris files, timescale tables). Never a conversion of the inputs — Time
+        and frame objects, time scales, units are built inside compute(), the timed call
+        (see pipeline.adapters.common). Default: the inputs themselves."""
         return inputs
 
     @abstractmethod

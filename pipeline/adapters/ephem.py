@@ -1,11 +1,14 @@
 """PyEphem (libastro): per-case object calls, dates as Dublin JD (JD - 2415020) in UT.
 
-Sun/Moon: ephem wants UT; prepare() turns the TDB epoch into UT with ephem's own Delta-T
+Sun/Moon: ephem wants UT; the timed call turns the TDB epoch into UT with ephem's own Delta-T
 (TDB ~ TT, < 2 ms), so the body is computed at the same physical instant as the truth. Its
-a_ra/a_dec are astrometric (light time applied) in the J2000 mean frame; the distance is
-earth_distance.
+a_ra/a_dec are astrometric (geocentric light time applied) in the J2000 mean frame; the
+distance is earth_distance. For the Moon that light time (~1.3 s, 0.70" of lunar motion) is
+most of its difference from DE421's geometric position: a convention, not theory error.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -31,7 +34,8 @@ class EphemAdapter(DispatchAdapter):
         "equ_horizontal": "FixedBody(_epoch=date) for an Observer (pressure 0): ephem takes "
                           "the input as mean-of-date and adds nutation and annual aberration",
         "solar_position": "Sun().compute(UT) a_ra/a_dec (astrometric, J2000) x earth_distance",
-        "lunar_position": "Moon().compute(UT) a_ra/a_dec (astrometric, J2000) x earth_distance",
+        "lunar_position": "Moon().compute(UT) a_ra/a_dec (astrometric, J2000) x earth_distance; "
+                          "differs mainly by geocentric light time (0.70\", a convention)",
         "precession": "Equatorial(Equatorial(ra, dec, epoch=J2000), epoch=date) (libastro, "
                       "no frame bias)",
     }
@@ -47,18 +51,13 @@ class EphemAdapter(DispatchAdapter):
             return ephemeris_domain(inputs)
         return super().domain(experiment, inputs)
 
-    def prepare(self, experiment: str, d: Inputs) -> object:
+    @staticmethod
+    def _ut_of_tdb(tdb: list[float]) -> list[float]:
+        """TDB (Dublin JD) -> UT with ephem's own Delta-T, two passes (the second at UT)."""
         import ephem
-        if experiment in ("solar_position", "lunar_position"):
-            tdb = _dublin(d, "tdb1", "tdb2")
-            ut = tdb - np.array([ephem.delta_t(t) for t in tdb]) / 86400.0
-            ut = tdb - np.array([ephem.delta_t(t) for t in ut]) / 86400.0  # second pass at UT
-            return {"ut": ut}
-        if experiment == "precession":
-            ra = np.arctan2(d["y"], d["x"])
-            dec = np.arctan2(d["z"], np.hypot(d["x"], d["y"]))
-            return {"ra": ra, "dec": dec, "date": _dublin(d, "tt1", "tt2")}
-        return d
+        delta_t = ephem.delta_t
+        first = [t - delta_t(t) / 86400.0 for t in tdb]
+        return [t - delta_t(u) / 86400.0 for t, u in zip(tdb, first)]
 
     def _equ_ecl(self, d: Inputs) -> np.ndarray:
         import ephem
@@ -70,9 +69,11 @@ class EphemAdapter(DispatchAdapter):
             return float(ecl.lon), float(ecl.lat)
         return loop_rows(n_of(d), 2, row)
 
-    def _precession(self, d: dict) -> np.ndarray:
+    def _precession(self, d: Inputs) -> np.ndarray:
         import ephem
-        ra, dec, date = d["ra"].tolist(), d["dec"].tolist(), d["date"].tolist()
+        ra = np.arctan2(d["y"], d["x"]).tolist()
+        dec = np.arctan2(d["z"], np.hypot(d["x"], d["y"])).tolist()
+        date = _dublin(d, "tt1", "tt2").tolist()
 
         def row(i: int) -> tuple[float, float]:
             eq = ephem.Equatorial(ephem.Equatorial(ra[i], dec[i], epoch=ephem.J2000),
@@ -97,16 +98,17 @@ class EphemAdapter(DispatchAdapter):
             return float(star.az), float(star.alt)
         return loop_rows(n_of(d), 2, row)
 
-    def _body(self, cls_name: str, d: dict) -> np.ndarray:
+    def _body(self, cls_name: str, d: Inputs) -> np.ndarray:
         import ephem
-        ut = d["ut"].tolist()
+        ut = self._ut_of_tdb(_dublin(d, "tdb1", "tdb2").tolist())
         body = getattr(ephem, cls_name)()
+        cos, sin = math.cos, math.sin
 
         def row(i: int) -> tuple[float, float, float]:
             body.compute(ut[i])
             r = body.earth_distance * AU_KM
             ra, dec = float(body.a_ra), float(body.a_dec)
-            return (r * np.cos(dec) * np.cos(ra), r * np.cos(dec) * np.sin(ra), r * np.sin(dec))
+            return (r * cos(dec) * cos(ra), r * cos(dec) * sin(ra), r * sin(dec))
         return loop_rows(len(ut), 3, row)
 
     def _solar_position(self, d: dict) -> np.ndarray:

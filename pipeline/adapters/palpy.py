@@ -18,6 +18,11 @@ def _mjd(d: Inputs, a: str, b: str) -> np.ndarray:
     return (d[a] - MJD0) + d[b]
 
 
+def _lists(*arrays: np.ndarray) -> list[list[float]]:
+    """Python lists for per-case loops: indexing a list costs far less than a numpy array."""
+    return [a.tolist() for a in arrays]
+
+
 class PalpyAdapter(DispatchAdapter):
     name = "palpy"
     distribution = "palpy"
@@ -45,44 +50,47 @@ class PalpyAdapter(DispatchAdapter):
 
     def _frame_rotation_bpn(self, d: Inputs) -> np.ndarray:
         import palpy
-        mjd, x, y, z = _mjd(d, "tt1", "tt2"), d["x"], d["y"], d["z"]
-        return loop_rows(n_of(d), 3, lambda i: np.asarray(palpy.prenut(2000.0, mjd[i]))
-                         @ (x[i], y[i], z[i]))
+        mjd, x, y, z = _lists(_mjd(d, "tt1", "tt2"), d["x"], d["y"], d["z"])
+        prenut = palpy.prenut
+        return loop_rows(n_of(d), 3, lambda i: prenut(2000.0, mjd[i]) @ (x[i], y[i], z[i]))
 
     def _precession(self, d: Inputs) -> np.ndarray:
         import palpy
-        mjd, x, y, z = _mjd(d, "tt1", "tt2"), d["x"], d["y"], d["z"]
-        return loop_rows(n_of(d), 3, lambda i: np.asarray(
-            palpy.prec(2000.0, palpy.epj(mjd[i]))) @ (x[i], y[i], z[i]))
+        mjd, x, y, z = _lists(_mjd(d, "tt1", "tt2"), d["x"], d["y"], d["z"])
+        prec, epj = palpy.prec, palpy.epj
+        return loop_rows(n_of(d), 3, lambda i: prec(2000.0, epj(mjd[i])) @ (x[i], y[i], z[i]))
 
     def _equ_ecl(self, d: Inputs) -> np.ndarray:
         import palpy
-        mjd, ra, dec = _mjd(d, "tt1", "tt2"), d["ra"], d["dec"]
-        return loop_rows(n_of(d), 2, lambda i: palpy.eqecl(ra[i], dec[i], mjd[i]))
+        mjd, ra, dec = _lists(_mjd(d, "tt1", "tt2"), d["ra"], d["dec"])
+        eqecl = palpy.eqecl
+        return loop_rows(n_of(d), 2, lambda i: eqecl(ra[i], dec[i], mjd[i]))
 
     def _icrs_ecl_j2000(self, d: Inputs) -> np.ndarray:
         import palpy
-        ra, dec = d["ra"], d["dec"]
-        return loop_rows(n_of(d), 2, lambda i: palpy.eqecl(ra[i], dec[i], 51544.5))
+        ra, dec = _lists(d["ra"], d["dec"])
+        eqecl = palpy.eqecl
+        return loop_rows(n_of(d), 2, lambda i: eqecl(ra[i], dec[i], 51544.5))
 
     def _equ_horizontal(self, d: Inputs) -> np.ndarray:
         import palpy
         mjd_ut1 = _mjd(d, "ut1_1", "ut1_2")
         day = np.floor(mjd_ut1)
         gast = palpy.gmstaVector(day, mjd_ut1 - day) + palpy.eqeqxVector(_mjd(d, "tt1", "tt2"))
-        ha = gast + d["lon"] - d["ra"]
-        dec, lat = d["dec"], d["lat"]
-        return loop_rows(n_of(d), 2, lambda i: palpy.de2h(ha[i], dec[i], lat[i]))
+        ha, dec, lat = _lists(gast + d["lon"] - d["ra"], d["dec"], d["lat"])
+        de2h = palpy.de2h
+        return loop_rows(n_of(d), 2, lambda i: de2h(ha[i], dec[i], lat[i]))
 
     def _solar_position(self, d: Inputs) -> np.ndarray:
         import palpy
-        mjd = _mjd(d, "tdb1", "tdb2")
-        return loop_rows(n_of(d), 3, lambda i: -np.asarray(palpy.evp(mjd[i], 2000.0)[3]) * AU_KM)
+        mjd = _mjd(d, "tdb1", "tdb2").tolist()
+        evp = palpy.evp
+        return loop_rows(n_of(d), 3, lambda i: evp(mjd[i], 2000.0)[3] * -AU_KM)
 
     def _lunar_position(self, d: Inputs) -> np.ndarray:
         import palpy
         mjd = _mjd(d, "tdb1", "tdb2")
         x, y, z, _vx, _vy, _vz = palpy.dmoonVector(mjd)
-        epj = palpy.epjVector(mjd)
-        return loop_rows(n_of(d), 3, lambda i: np.asarray(palpy.prec(2000.0, epj[i])).T
-                         @ (x[i] * AU_KM, y[i] * AU_KM, z[i] * AU_KM))
+        epj, x, y, z = _lists(palpy.epjVector(mjd), x * AU_KM, y * AU_KM, z * AU_KM)
+        prec = palpy.prec
+        return loop_rows(n_of(d), 3, lambda i: prec(2000.0, epj[i]).T @ (x[i], y[i], z[i]))

@@ -6,6 +6,7 @@ vectorised IAU 2000A nutation needs ~22 kB per case. Sidereal inputs are built f
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Iterator
 
@@ -111,10 +112,11 @@ class SkyfieldAdapter(DispatchAdapter):
 
     def _kepler_solver(self, d: Inputs) -> np.ndarray:
         from skyfield.keplerlib import eccentric_anomaly
-        m, e = d["M"], d["e"]
+        m, e = d["M"].tolist(), d["e"].tolist()
+        atan2, sqrt, sin, cos = math.atan2, math.sqrt, math.sin, math.cos
 
         def row(i: int) -> tuple[float]:
-            ecc = eccentric_anomaly(float(e[i]), float(m[i]))
-            return (2.0 * np.arctan2(np.sqrt(1.0 + e[i]) * np.sin(ecc / 2.0),
-                                     np.sqrt(1.0 - e[i]) * np.cos(ecc / 2.0)),)
+            ecc = eccentric_anomaly(e[i], m[i])
+            return (2.0 * atan2(sqrt(1.0 + e[i]) * sin(ecc / 2.0),
+                                sqrt(1.0 - e[i]) * cos(ecc / 2.0)),)
         return loop_rows(n_of(d), 1, row)

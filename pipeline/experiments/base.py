@@ -14,6 +14,15 @@ import numpy as np
 
 Inputs = dict[str, np.ndarray]
 
+# The one timing rule, appended to every experiment's perf contract (issue 13: astropy's Time
+# and frame objects used to be built untimed while skyfield's were timed).
+TIMING_BASIS = (" Timing basis (every library): the timed call starts from the plain float "
+                "input arrays and ends with the plain float output array; every conversion a "
+                "user would have to make (Time/frame objects, time scales, units, angle "
+                "layouts, arrays to lists) is inside it. Untimed prepare() may only configure "
+                "the library and load data that do not depend on the inputs (ephemeris files, "
+                "timescale tables).")
+
 
 class Experiment(ABC):
     name: ClassVar[str]             # one of pipeline.catalog.EXPERIMENTS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.experiments.base import Experiment, Inputs
+from pipeline.experiments.base import TIMING_BASIS, Experiment, Inputs
 from pipeline.experiments.common import (EPHEMERIS_SPAN_DAYS, J2000, RAD2ARCSEC, RAD2MAS,
                                          check_columns, epoch_offsets, rng_for, vector_angle)
 
@@ -37,7 +37,7 @@ class SolarPosition(_Geocentric):
     _scale = RAD2MAS
     perf_contract = ("for each case: the Sun's geocentric position at the TDB epoch in ICRS "
                      "axes (km; direction is scored), including any frame rotation the "
-                     "library needs to get there; returns (n, 3) x, y, z")
+                     "library needs to get there; returns (n, 3) x, y, z") + TIMING_BASIS
     tolerance = {"de421": 0.0, "skyfield": 1.0, "astropy": 50.0, "erfa": 50.0, "palpy": 100.0,
                  "siderust": 300.0, "ephem": 2000.0}
 
@@ -49,6 +49,6 @@ class LunarPosition(_Geocentric):
     _scale = RAD2ARCSEC
     perf_contract = ("for each case: the Moon's geocentric position at the TDB epoch in ICRS "
                      "axes (km; direction is scored), including any frame rotation the "
-                     "library needs to get there; returns (n, 3) x, y, z")
+                     "library needs to get there; returns (n, 3) x, y, z") + TIMING_BASIS
     tolerance = {"de421": 0.0, "skyfield": 0.001, "siderust": 3.0, "erfa": 30.0,
                  "astropy": 30.0, "palpy": 30.0, "ephem": 5.0}

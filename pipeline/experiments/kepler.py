@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.experiments.base import Experiment, Inputs
+from pipeline.experiments.base import TIMING_BASIS, Experiment, Inputs
 from pipeline.experiments.common import check_columns, rng_for, wrapped_diff
 
 E_MAX = 0.95   # eccentricities drawn in [0, E_MAX): elliptic, including very eccentric orbits
@@ -22,7 +22,7 @@ class KeplerSolver(Experiment):
     error_unit = "rad"
     output_columns = ("nu",)
     perf_contract = ("for each case: solve M = E - e sin E to the library's full precision "
-                     "and return the true anomaly nu (rad); returns (n, 1) nu")
+                     "and return the true anomaly nu (rad); returns (n, 1) nu") + TIMING_BASIS
     tolerance = {"numpy_newton": 0.0, "skyfield": 1e-12, "siderust": 1e-12}
 
     def generate_inputs(self, n: int, seed: int) -> Inputs:

@@ -21,6 +21,8 @@ from pipeline import catalog  # noqa: E402
     (["--seed", "-1"], ["--seed", "got -1"]),
     (["--perf-rounds", "0"], ["--perf-rounds", "got 0"]),
     (["--worker-timeout", "-3"], ["--worker-timeout", "-3"]),
+    (["--max-perf-seconds", "0"], ["--max-perf-seconds", "got 0.0"]),
+    (["--max-perf-seconds", "5000"], ["--max-perf-seconds", "got 5000.0"]),
     (["--bogus"], ["--bogus"]),
 ])
 def test_bad_input_exits_2_naming_the_value(tmp_path: Path, args: list[str],

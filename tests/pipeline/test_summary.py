@@ -8,7 +8,9 @@ def _perf(ns: float, valid: bool = True) -> schema.PerfStats:
     return schema.PerfStats(rounds=3, inner_repeats=1, ops_per_call=10, median_ns=ns, mean_ns=ns,
                             stdev_ns=0, min_ns=ns, max_ns=ns, cv_pct=0, call_ns=ns * 10,
                             timer_resolution_ns=1, valid=valid,
-                            warnings=[] if valid else ["unstable: CV 30.0% over 3 rounds (> 10%)"])
+                            warnings=[] if valid else ["unstable: CV 30.0% over 3 rounds (> 10%)"],
+                            samples_ns=[ns] * 3, ci_low_ns=ns * 0.98, ci_high_ns=ns * 1.02,
+                            cpu_median_ns=ns * 0.995 if ns < 100 else ns, harness_ns=0.25)
 
 
 def test_render_table_notes_and_parity() -> None:
@@ -30,8 +32,10 @@ def test_render_table_notes_and_parity() -> None:
                         "erfa", [ref, cand, bad])
     lines = md.splitlines()
     assert lines[0] == "# gmst_era — GMST and ERA"
-    assert "| erfa (reference) | ok | 2.0 | – | – | – | – | 61.3 | 1.00 | 10 | 0 | 0 |" in lines
-    assert "| astropy | ok | 8.0 | 0.0031 | 0.0069 | 0.0073 | 1 | 1,425 ⚠ | 23.25 | 8 | 2 | 1 |" in lines
+    assert ("| erfa (reference) | ok | 2.0 | – | – | – | – | 61.3 | 60.1–62.5 | 61 | 0.25 | "
+            "1.00 | 3 | 10 | 0 | 0 |") in lines
+    assert ("| astropy | ok | 8.0 | 0.0031 | 0.0069 | 0.0073 | 1 | 1,425 ⚠ | 1,396–1,454 | "
+            "1,425 | 0.25 | 23.25 | 3 | 8 | 2 | 1 |") in lines
     assert "- **novas** failed: worker killed by SIGSEGV without a result" in lines
     assert "- astropy: unstable: CV 30.0% over 3 rounds (> 10%)" in lines
     assert "| astropy | sidereal_time \\| IAU2006 |" in lines      # pipes escaped
