@@ -212,6 +212,8 @@ def _list_runs(client: Any, as_json: bool, day: str | None, out: render.Out,
                "PINNED"]
     if out.width is not None and not any(r.get("pinned") for r in runs):
         render.drop_column(headers, rows, None, "PINNED")
+    if out.width is not None and all(_regr_text(r) == "-" for r in runs):
+        render.drop_column(headers, rows, None, "REGR")
     render.page(render.table(headers, rows, None, False, out.width, keep=(0, 1)), pager)
     return OK
 

@@ -97,7 +97,7 @@ def speed(key: str, rows: list[tuple[str, float, float | None, float | None, boo
         for i, (label, med, lo, hi, ref) in enumerate(rows):
             color = REF_COLOR if ref else COLOR
             if lo is not None and hi is not None:
-                ax.errorbar([med], [i], xerr=[[med - lo], [hi - med]], fmt="o", color=color,
+                ax.errorbar([med], [i], xerr=[[max(0.0, med - lo)], [max(0.0, hi - med)]], fmt="o", color=color,
                             capsize=3)
             else:
                 ax.plot([med], [i], "o", color=color)
@@ -186,8 +186,10 @@ def series(key: str, lines: dict[str, list[tuple[int, float, float | None, float
                 continue
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
             line, = ax.plot(xs, ys, "o-", label=label, markersize=3)
-            lows = [(p[1] - p[2]) if p[2] is not None else 0.0 for p in pts]
-            highs = [(p[3] - p[1]) if p[3] is not None else 0.0 for p in pts]
+            # a CI that does not contain the median (it was measured on other samples) draws
+            # no whisker on that side rather than failing the whole report
+            lows = [max(0.0, p[1] - p[2]) if p[2] is not None else 0.0 for p in pts]
+            highs = [max(0.0, p[3] - p[1]) if p[3] is not None else 0.0 for p in pts]
             if any(lows) or any(highs):
                 ax.errorbar(xs, ys, yerr=[lows, highs], fmt="none", color=line.get_color(),
                             capsize=2)
