@@ -29,7 +29,7 @@ from benchctl.argtypes import add_follow_timeouts
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
 from benchd.defaults import JOB_START_TIMEOUT_S
-from benchd.states import ACTIVE
+from benchd.states import FINAL
 
 START_ANSWER_S = JOB_START_TIMEOUT_S + 30.0  # benchd answers a start once the job runs
 
@@ -119,7 +119,7 @@ def _started_outcome(job: dict[str, Any]) -> int:
     """Exit code of a plain `run`: 0 once the job runs (or already completed); the job's
     outcome when benchd answered with a final record (e.g. the orchestrator failed to start)."""
     status = job.get("status")
-    return OK if status in ACTIVE else for_state(status)
+    return OK if status not in FINAL else for_state(status)
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         return code
     from benchctl import follow
     if args.follow:
-        if job.get("status") in ACTIVE:
+        if job.get("status") not in FINAL:
             sys.stderr.write(f"benchctl: job {job_id} started\n")
         sink = follow.make_sink(job.get("progress"))
         start: dict[str, Any] = {"offset": 0}
