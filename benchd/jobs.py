@@ -1,4 +1,4 @@
-"""The job layer: the only code in benchd that spawns, signals or waits on processes.
+"""The job layer's scheduler side: records, the queue, and what happens to a job when.
 
 JobManager keeps every JobRecord in memory (they are small), persists each transition
 atomically (benchd.store), keeps the queue (records in state queued/paused/preempted with
@@ -6,7 +6,8 @@ their priority and enqueue sequence) and asks benchd.scheduler which waiting job
 slot (`slots`, default 1), runs each job under its own supervisor process
 (benchd.supervisor) that outlives benchd if need be, and after a restart reconciles the
 records on disk with what is really running (finalize / reattach / respawn once / mark
-unknown).
+unknown). Processes are the executor's (benchd.executors: start, wait, stop, reattach; the
+local one, benchd.executors.local, is the only code that spawns, signals or kills them).
 The HTTP layer (benchd/api.py) calls one method per request; README's "Jobs" section
 describes the states, the files on disk and the process model.
 """
@@ -20,8 +21,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -32,7 +31,9 @@ from typing import Any
 import msgspec
 
 from benchd import audit, logtail, procs, scheduler
-from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S, MIN_FREE_BYTES
+from benchd.executors import Executor, Handle
+from benchd.executors.local import LocalExecutor
+from benchd.defaults import DEFAULT_GRACE_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage,
                            InvalidRequest, JobFinal, JobNotFound, NotCancellable, QueueFull)
@@ -46,8 +47,6 @@ from pipeline.catalog import ConfigError, to_argv, validate_config
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = JOB_START_TIMEOUT_S  # supervisor must report running/failed within this
-LEFTOVER_KILL_S = 2.0        # reconcile: how long leftovers are killed and looked for again
 CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
 GRACE_MAX_S = 3600.0
 RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
@@ -72,9 +71,7 @@ class _Live:
         self.tailer = logtail.LogTailer(paths.log)
         self.started = asyncio.get_running_loop().create_future()  # running or final
         self.done = asyncio.get_running_loop().create_future()     # final record persisted
-        self.popen: subprocess.Popen[bytes] | None = None          # when we spawned it
-        self.supervisor_pid: int | None = None
-        self.supervisor_ticks: int | None = None
+        self.handle = Handle(job_id)                               # the executor's
         self.task: asyncio.Task[None] | None = None
         self.launch: asyncio.Task[None] | None = None              # spawn until running
 
@@ -126,7 +123,8 @@ class JobManager:
                  on_transition: Callable[[JobRecord], None] | None = None,
                  make_space: Callable[[], Awaitable[str]] | None = None,
                  slots: int = 1,
-                 max_queued_per_user: int = DEFAULT_MAX_QUEUED_PER_USER) -> None:
+                 max_queued_per_user: int = DEFAULT_MAX_QUEUED_PER_USER,
+                 executor: Executor | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
@@ -134,6 +132,7 @@ class JobManager:
         self.admin_gid = admin_gid
         self.on_change = on_change
         self.store = Store(self.root)                  # creates the root if need be
+        self.executor: Executor = executor or LocalExecutor(self.root, self.store, grace)
         self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self.on_transition = on_transition  # before a new state is written (notifications)
         self.make_space = make_space   # retention: prune what the policy allows; says what not
@@ -502,40 +501,14 @@ class JobManager:
             raise
 
     async def _spawn(self, live: _Live, argv: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        log_fd = os.open(live.paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                         0o640)
-        ready_r, ready_w = os.pipe()
-        try:
-            cmd = [sys.executable, "-m", "benchd.supervisor", "--root", str(self.root),
-                   "--job-id", live.job_id, "--grace", repr(self.grace),
-                   "--ready-fd", str(ready_w), "--", *argv]
-            live.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
-                                          stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
-                                          start_new_session=True,
-                                          env=dict(os.environ, **live.marks.env()))
-        finally:
-            os.close(log_fd)
-            os.close(ready_w)
-        live.supervisor_pid = live.popen.pid
-        live.supervisor_ticks = procs.start_ticks(live.popen.pid)
-        try:
-            reply = await asyncio.wait_for(_read_all(loop, ready_r), START_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            reply = b""
-            log.error("job %s: supervisor pid %d said nothing in %.0f s; killing it",
-                      live.job_id, live.popen.pid, START_TIMEOUT_S)
-            procs.kill_pids([live.popen.pid], signal.SIGKILL)
-        finally:
-            os.close(ready_r)
-        word, _, rest = reply.decode("utf-8", "replace").strip().partition(" ")
+        started = await self.executor.start(live.marks, argv)
+        live.handle = started.handle
         live.task = self._spawn_task(self._run(live))
-        if word == "running":
+        if started.running:
             rec = self._jobs[live.job_id]
             self._update(rec, status=JobState.RUNNING, started_at=utc_now(),
-                         supervisor_pid=live.supervisor_pid,
-                         supervisor_start_ticks=live.supervisor_ticks,
-                         pgid=int(rest) if rest.isdigit() else None)
+                         supervisor_pid=live.handle.pid,
+                         supervisor_start_ticks=live.handle.ticks, pgid=live.handle.pgid)
             live.started.set_result(None)
         else:
             await asyncio.shield(live.done)  # _run finalizes from the exit record
@@ -565,7 +538,7 @@ class JobManager:
         reader = _ProgressReader(live.paths.log)
         tracker = asyncio.get_running_loop().create_task(self._track(live, reader))
         try:
-            await self._wait_supervisor(live)
+            await self.executor.wait(live.handle)
         finally:
             tracker.cancel()
             try:
@@ -574,27 +547,6 @@ class JobManager:
                 pass
         self._scan_progress(live.job_id, reader)  # the supervisor is gone: the log is complete
         self._finalize_from_disk(live)
-
-    async def _wait_supervisor(self, live: _Live) -> None:
-        assert live.supervisor_pid is not None
-        loop = asyncio.get_running_loop()
-        try:
-            pidfd = os.pidfd_open(live.supervisor_pid)
-        except ProcessLookupError:
-            pidfd = None
-        if pidfd is not None:
-            try:
-                if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
-                    fut = loop.create_future()
-                    loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
-                    try:
-                        await fut
-                    finally:
-                        loop.remove_reader(pidfd)
-            finally:
-                os.close(pidfd)
-        if live.popen is not None:
-            live.popen.wait()  # our child: reap it (it has exited, this does not block)
 
     async def _track(self, live: _Live, reader: _ProgressReader) -> None:
         while True:
@@ -654,10 +606,10 @@ class JobManager:
 
     def _finalize_from_disk(self, live: _Live) -> None:
         rec = self._jobs[live.job_id]
-        ex = self.store.read_exit(live.job_id)
+        ex = self.executor.outcome(live.job_id)
         if ex is None:
-            killed = _leftovers_note(_kill_leftovers(live.marks, rec.pgid,
-                                                     self.store.read_info(live.job_id)))
+            killed = self.executor.leftovers_note(self.executor.kill_leftovers(
+                live.marks, rec.pgid, self.executor.info(live.job_id)))
             if self._logs_full():  # the usual reason: the job's output filled the disk
                 self._finish(live, JobState.FAILED,
                              reason=f"the logs filesystem {self.store.logs_dir} is full (no "
@@ -666,11 +618,11 @@ class JobManager:
                 return
             if rec.status == JobState.STARTING:  # it never said "running": nothing ran
                 self._finish(live, JobState.FAILED,
-                             reason=f"supervisor (pid {live.supervisor_pid}) exited before "
+                             reason=f"supervisor (pid {live.handle.pid}) exited before "
                                     f"starting the orchestrator (see the job log); {killed}")
                 return
             self._finish(live, JobState.UNKNOWN,
-                         reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
+                         reason=f"supervisor (pid {live.handle.pid}) exited without an exit"
                                 f" record; {killed}")
             return
         self._finish(live, *self._outcome(rec, ex), exit=ex)
@@ -740,15 +692,10 @@ class JobManager:
         await asyncio.shield(live.started)
         g = self.grace if grace is None else float(grace)
         if not live.done.done():
-            # the order on disk is what the supervisor acts on (and what survives our death);
-            # the record says it was accepted -- written after the signal, off the fast path
-            self.store.write_cancel(job_id, CancelOrder(requester_uid=uid, grace=g,
+            # the executor carries the order out even if benchd dies; the record says it was
+            # accepted -- written after the signal, off the fast path
+            self.executor.stop(live.handle, CancelOrder(requester_uid=uid, grace=g,
                                                         requested_at=utc_now()))
-            if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
-                try:
-                    os.kill(live.supervisor_pid, signal.SIGUSR1)
-                except ProcessLookupError:
-                    pass
             rec = self._jobs[job_id]
             if rec.status not in FINAL:  # watchers see it now; the disk within PROGRESS_FLUSH_S
                 self._stage(msgspec.structs.replace(
@@ -759,7 +706,7 @@ class JobManager:
             await asyncio.wait_for(asyncio.shield(live.done), g + CANCEL_MARGIN_S)
         except asyncio.TimeoutError:
             raise CancelFailed(f"job {job_id} is still running {g + CANCEL_MARGIN_S:g} s after "
-                               f"the cancel (supervisor pid {live.supervisor_pid})") from None
+                               f"the cancel (supervisor pid {live.handle.pid})") from None
         return self._jobs[job_id]
 
     def run_owners(self, run_id: str) -> dict[int, str]:
@@ -963,8 +910,8 @@ class JobManager:
         for it and with what config died with the record: said so, never guessed. None when
         there is nothing to settle (a stale lock nobody holds)."""
         paths = self.store.paths(job_id)
-        info, ex = self.store.read_info(job_id), self.store.read_exit(job_id)
-        if info is None and ex is None and not procs.lock_is_held(paths.lock):
+        info, ex = self.executor.info(job_id), self.executor.outcome(job_id)
+        if info is None and ex is None and not self.executor.holds_lock(job_id):
             for p in paths.aux():
                 p.unlink(missing_ok=True)
             return None
@@ -983,7 +930,7 @@ class JobManager:
 
     def _own_info(self, rec: JobRecord) -> SupervisorInfo | None:
         """The job's pid file, unless it names another job instance (another token)."""
-        info = self.store.read_info(rec.job_id)
+        info = self.executor.info(rec.job_id)
         if info is not None and rec.job_token and info.job_token not in (None, rec.job_token):
             log.warning("job %s: ignoring %s: it is another job instance's (other token)",
                         rec.job_id, self.store.paths(rec.job_id).info)
@@ -993,11 +940,11 @@ class JobManager:
     async def _reconcile_one(self, rec: JobRecord, respawn: list[JobRecord]) -> str:
         job_id = rec.job_id
         paths = self.store.paths(job_id)
-        ex = self.store.read_exit(job_id)
+        ex = self.executor.outcome(job_id)
         info = self._own_info(rec)
         pid = rec.supervisor_pid or (info.supervisor_pid if info else None)
         ticks = rec.supervisor_start_ticks or (info.supervisor_start_ticks if info else None)
-        if ex is None and pid is None and procs.lock_is_held(paths.lock):
+        if ex is None and pid is None and self.executor.holds_lock(job_id):
             # a supervisor is starting up under us: give it a moment to write its pid file
             deadline = time.monotonic() + 5.0
             while info is None and time.monotonic() < deadline:
@@ -1010,8 +957,7 @@ class JobManager:
         foreign = started_in is not None and started_in != self.root_id
         marks = procs.JobMarks(job_id, token, self.root_id)
         # ours only if this root started it: a copy's lock may even be the same inode (cp -al)
-        alive = (not foreign and pid is not None and procs.is_alive(pid, ticks)
-                 and procs.lock_is_held(paths.lock) and marks.carried_by(pid))
+        alive = not foreign and self.executor.is_ours(marks, pid, ticks)
         if ex is not None and not alive:
             self._scan_progress(job_id)  # the run_dir it published while nobody watched
             new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
@@ -1026,7 +972,7 @@ class JobManager:
             return f"job {job_id}: {why}; recorded unknown"
         if alive:
             live = _Live(job_id, paths, marks)
-            live.supervisor_pid, live.supervisor_ticks = pid, ticks
+            live.handle = Handle(job_id, pid, ticks, rec.pgid or (info.pgid if info else None))
             live.started.set_result(None)
             self._live[job_id] = live
             fields: dict = dict(supervisor_pid=pid, supervisor_start_ticks=ticks)
@@ -1044,14 +990,15 @@ class JobManager:
             return f"job {job_id}: supervisor pid {pid} still running; reattached"
         # a supervisor spawned just before the crash, not yet holding its lock, carries the
         # marks: killed here, before the orchestrator (which it starts only once locked) ran
-        killed = _kill_leftovers(marks, rec.pgid or (info.pgid if info else None), info)
+        killed = self.executor.kill_leftovers(marks, rec.pgid or (info.pgid if info else None),
+                                              info)
         if pid is None and rec.status == JobState.STARTING \
                 and 0 < rec.spawn_attempts < MAX_SPAWN_ATTEMPTS:
             # the spawn intent was written, then benchd died before the supervisor ran the
             # orchestrator: nothing of it runs now (lock free, marks killed), so start it again
             respawn.append(rec)
             return (f"job {job_id}: benchd stopped while starting it (attempt "
-                    f"{rec.spawn_attempts}); {_leftovers_note(killed)}; starting it again")
+                    f"{rec.spawn_attempts}); {self.executor.leftovers_note(killed)}; starting it again")
         if pid is None and rec.status == JobState.STARTING:
             again = (f" (attempt {rec.spawn_attempts}; not tried again: it never started)"
                      if rec.spawn_attempts else "")
@@ -1061,12 +1008,12 @@ class JobManager:
         elif self._logs_full():  # its output filled the disk, so no exit record either
             why = (f"the logs filesystem {self.store.logs_dir} is full (no space left on "
                    f"device): the job's output and its exit record could not be written "
-                   f"while benchd was down; {_leftovers_note(killed)}")
+                   f"while benchd was down; {self.executor.leftovers_note(killed)}")
             self._finish(None, JobState.FAILED, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded failed"
         else:
             why = (f"supervisor (pid {pid}) vanished while benchd was down and left no exit "
-                   f"record; {_leftovers_note(killed)}")
+                   f"record; {self.executor.leftovers_note(killed)}")
         self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
         return f"job {job_id}: {why}; recorded unknown"
 
@@ -1094,87 +1041,6 @@ class JobManager:
             await live.tailer.close()
         for job_id in list(self._unsaved):
             self._save(self._jobs[job_id])
-
-
-async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
-    """Everything from a pipe until EOF, without blocking the loop."""
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    eof = loop.create_future()
-
-    def on_readable() -> None:
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        if data:
-            chunks.append(data)
-        elif not eof.done():
-            eof.set_result(None)
-
-    loop.add_reader(fd, on_readable)
-    try:
-        await eof
-    finally:
-        loop.remove_reader(fd)
-    return b"".join(chunks)
-
-
-def _kill_leftovers(marks: procs.JobMarks, pgid: int | None,
-                    info: SupervisorInfo | None = None) -> list[str]:
-    """SIGKILL what is left of a job whose supervisor is gone and cannot do it: every process
-    carrying the job's marks (escaped ones included: procs.job_pids), and its process group
-    when the group leader is provably still this job's orchestrator (it carries the marks, or
-    pid + start ticks from this job's own pid file). The group kill also covers a process
-    caught in the middle of execve, whose environment cannot be read yet. Scans again after
-    each kill until one finds nobody: a process that forked between a scan and its kill (a
-    double fork in flight) has a child the next scan sees. Never the job id alone: a copied
-    root's benchd must not reach the original's processes. Returns "pid (comm)" of each
-    process killed; what cleared its environment AND left the group is not among them."""
-    killed: dict[int, str] = {}
-    deadline = time.monotonic() + LEFTOVER_KILL_S
-    while True:
-        victims = set(procs.job_pids(marks))
-        if pgid is not None and (pgid in victims or _leader_proven(marks, pgid, info)):
-            victims |= set(procs.group_members(pgid))
-            procs.kill_group(pgid, signal.SIGKILL)
-        if not victims:
-            break
-        for pid in victims - killed.keys():
-            killed[pid] = procs.command_name(pid)
-        procs.kill_pids(sorted(victims), signal.SIGKILL)
-        if time.monotonic() > deadline:
-            log.warning("job %s: processes still alive after SIGKILL: %s", marks.job_id,
-                        sorted(victims))
-            break
-        time.sleep(0.002)   # let the kernel finish the kills before the next look
-    return [f"{pid} ({name})" for pid, name in sorted(killed.items())]
-
-
-def _leader_proven(marks: procs.JobMarks, pgid: int, info: SupervisorInfo | None) -> bool:
-    """Is `pgid` still this job's orchestrator by its supervisor's pid file? The file must be
-    this job instance's (same token; legacy: the leader's cwd is this root) and name `pgid`
-    with start ticks that still match."""
-    if info is None or info.orchestrator_pid != pgid or info.orchestrator_start_ticks is None:
-        return False
-    if marks.token is not None:
-        if info.job_token != marks.token or info.root_id not in (None, marks.root_id):
-            return False
-    elif procs.cwd_identity(pgid) != marks.root_id:
-        return False
-    return procs.is_alive(pgid, info.orchestrator_start_ticks)
-
-
-def _leftovers_note(killed: list[str]) -> str:
-    """What a reason says about leftovers: exactly what was killed, and what cannot be known.
-    Without the supervisor (whose subreaper role held every descendant) or a cgroup, a
-    process that left the job's process group and cleared its environment is invisible."""
-    shown = ", ".join(killed[:5]) + (f", and {len(killed) - 5} more" if len(killed) > 5 else "")
-    found = (f"{len(killed)} leftover process(es) killed: {shown}" if killed
-             else "no leftover process found")
-    return (f"{found} (found by the job's environment marks or process group; a process that "
-            f"left the group and cleared its environment cannot be found outside systemd and "
-            f"may still be running)")
 
 
 def _last_error_line(path: Path, window: int = 8192) -> str | None:

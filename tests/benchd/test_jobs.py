@@ -208,13 +208,13 @@ async def test_follow_log_bad_offsets(manager):
 async def test_supervisor_dying_before_running_is_failed_not_unknown(manager, monkeypatch):
     """A supervisor that cannot even start (here: its module is not importable) never says
     "running": the job provably never ran, so it is FAILED with a pointer to the log."""
-    import benchd.jobs as jobs_mod
-    real_popen = jobs_mod.subprocess.Popen
+    import benchd.executors.local as local_executor
+    real_popen = local_executor.subprocess.Popen
 
     def broken_popen(cmd, **kw):
         cmd = [c if c != "benchd.supervisor" else "benchd.no_such_supervisor" for c in cmd]
         return real_popen(cmd, **kw)
-    monkeypatch.setattr(jobs_mod.subprocess, "Popen", broken_popen)
+    monkeypatch.setattr(local_executor.subprocess, "Popen", broken_popen)
     rec = await manager.start(CFG, uid=1, user="u")
     assert rec.status == JobState.FAILED
     assert "exited before starting the orchestrator" in rec.reason
