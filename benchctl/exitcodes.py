@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, QueueFull, RequestTimeout, RunInUse,
+                           NotCancellable, NotPausable, PayloadTooLarge, QueueFull, RequestTimeout, RunInUse,
                            RunNotFound)
 from benchd.states import JobState
 
@@ -39,7 +39,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
             "discard is in use")),
     (FORBIDDEN, "forbidden: another user's job or staged run"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
-    (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about)"),
+    (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about), or "
+                      "cannot be paused/resumed in its state"),
     (CANCEL_FAILED, "the daemon could not stop the job"),
     (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
     (QUEUE_FULL, "queue full: you already have the most waiting jobs benchd allows (retry "
@@ -68,6 +69,7 @@ _BY_ERROR_CODE: dict[str, int] = {
     CancelFailed.code: CANCEL_FAILED,
     InsufficientStorage.code: NO_SPACE,
     QueueFull.code: QUEUE_FULL,
+    NotPausable.code: NOT_CANCELLABLE,
     BenchdError.code: INTERNAL,
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).

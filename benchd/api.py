@@ -23,7 +23,8 @@ from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, QueueFull, RequestTimeout, RunInUse,
+                           NotCancellable, NotPausable, PayloadTooLarge, QueueFull, RequestTimeout,
+                           RunInUse,
                            RunNotFound)
 from benchd.jobquery import JobQuery
 from benchd.layout import utc_now
@@ -31,6 +32,7 @@ from benchd.peercred import PeerCred, peer_cred
 from benchd.notifications.targets import redacted
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DeliveryInfo,
                            DeliveryList, DoneMessage, Health, JobConfig, JobList, JobPatch, JobRecord,
+                           PauseRequest,
                            LogMessage, NotifyTarget, NotifyTestResult, PinRequest, PruneReport,
                            RetentionHistory)
 from benchd.states import FINAL, JobState
@@ -330,6 +332,24 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     record = await ctx.manager.cancel(job_id, caller.uid, body.grace if body else None)
     return json_response(_with_staged_run(record, ctx.results_dir))
+
+
+async def pause_job(request: web.Request) -> web.StreamResponse:
+    """Hold a queued or preempted job (owner, root or the admin group)."""
+    job_id = _job_id(request)
+    _query(request, ())
+    body = await decode_body(request, PauseRequest, optional=True)
+    ctx = _ctx(request)
+    rec = await ctx.manager.pause(job_id, _caller(request).uid, bool(body and body.now))
+    return json_response(rec)
+
+
+async def resume_job(request: web.Request) -> web.StreamResponse:
+    """Put a paused job back in the queue (owner, root or the admin group)."""
+    job_id = _job_id(request)
+    _query(request, ())
+    ctx = _ctx(request)
+    return json_response(await ctx.manager.resume(job_id, _caller(request).uid))
 
 
 def _log_start(manager: JobManager, job_id: str, offset: int | None, tail: int | None) -> int:
@@ -696,6 +716,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: "final record"},
              (*_BODY, Forbidden, JobNotFound, NotCancellable, CancelFailed),
              JobRecord, body=CancelRequest),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/pause", pause_job,
+             "Hold a queued or preempted job (it keeps its place, is not started)",
+             {200: "the record, paused"},
+             (*_BODY, Forbidden, JobNotFound, NotPausable), JobRecord, body=PauseRequest),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/resume", resume_job,
+             "Put a paused job back in the queue",
+             {200: "the record, queued (or starting)"},
+             (InvalidRequest, Forbidden, JobNotFound, NotPausable), JobRecord),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs", job_logs,
              "The job's log as text (streamed; header X-Log-Offset = start offset)",
              {200: "ok"}, (InvalidRequest, JobNotFound), None, query=LOG_PARAMS,

@@ -83,6 +83,12 @@ class InsufficientStorage(BenchdError):
     summary = "benchd's logs filesystem is full"
 
 
+class NotPausable(BenchdError):
+    """Pause/resume asked of a job in a state where it means nothing (or is not supported)."""
+    code, http_status = "not_pausable", 409
+    summary = "the job cannot be paused or resumed in its state (the message says why)"
+
+
 class QueueFull(BenchdError):
     """The caller already has --max-queued-per-user jobs waiting; `retry_after` (seconds) is
     sent as Retry-After: about when the first of them may have started."""
@@ -103,5 +109,6 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
-                InsufficientStorage, DeliveryNotFound, JobFinal, QueueFull)
+                InsufficientStorage, DeliveryNotFound, JobFinal, QueueFull,
+                NotPausable)
 }

@@ -36,7 +36,8 @@ from benchd.executors.local import LocalExecutor
 from benchd.defaults import DEFAULT_GRACE_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage,
-                           InvalidRequest, JobFinal, JobNotFound, NotCancellable, QueueFull)
+                           InvalidRequest, JobFinal, JobNotFound, NotCancellable, NotPausable,
+                           QueueFull)
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
                            SupervisorInfo, check_label)
 from benchd.jobquery import JobQuery, Page, page
@@ -440,6 +441,37 @@ class JobManager:
         if p != rec.priority:
             self._update(rec, priority=p)
             self._dispatch()
+        return self.shown(self._jobs[job_id])
+
+    async def pause(self, job_id: str, uid: int, now: bool = False) -> JobRecord:
+        """Hold a waiting job (Slurm's `scontrol hold`): it keeps its place in the queue but
+        is not started until resumed. Owner, root or the admin group. Pausing a running job
+        (at an experiment boundary, or `now`) is not supported yet: NotPausable says so."""
+        rec = self.get(job_id)
+        await self._check_owner(rec, uid, "pause")
+        rec = self._jobs[job_id]
+        if rec.status == JobState.PAUSED:
+            return self.shown(rec)
+        if rec.status in (JobState.QUEUED, JobState.PREEMPTED):
+            new = self._update(rec, status=JobState.PAUSED)
+            self._dispatch()  # the slot it might have taken goes to the next one
+            return self.shown(new)
+        if rec.status in FINAL:
+            raise NotPausable(f"job {job_id} is already {rec.status.value}")
+        raise NotPausable(f"job {job_id} is {rec.status.value}: pausing a running job is not "
+                          f"supported yet (cancel it; its staged run can be resumed with "
+                          f"`benchctl run --resume RUN`)")
+
+    async def resume(self, job_id: str, uid: int) -> JobRecord:
+        """Put a held (paused) job back in the queue, in its old place."""
+        rec = self.get(job_id)
+        await self._check_owner(rec, uid, "resume")
+        rec = self._jobs[job_id]
+        if rec.status != JobState.PAUSED:
+            raise NotPausable(f"job {job_id} is {rec.status.value}, not paused: nothing to "
+                              f"resume")
+        self._update(rec, status=JobState.QUEUED)
+        self._dispatch()
         return self.shown(self._jobs[job_id])
 
     async def _check_owner(self, rec: JobRecord, uid: int, what: str) -> None:

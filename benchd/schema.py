@@ -71,6 +71,11 @@ class JobPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     priority: int | None = None   # -10..10; above 0 needs root or the admin group
 
 
+class PauseRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of POST /api/benchmark/jobs/{id}/pause (optional)."""
+    now: bool = False             # a running job: SIGTERM now, not at the next boundary
+
+
 class Progress(msgspec.Struct, omit_defaults=True):
     """Where a job is, parsed from the pipeline's progress lines (pipeline.progress)."""
     k: int = 0                   # experiments finished or in progress, 1-based while running

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from benchd import procs
-from benchd.errors import Forbidden, InvalidRequest, QueueFull
+from benchd.errors import Forbidden, InvalidRequest, NotPausable, QueueFull
 from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
@@ -235,3 +235,32 @@ async def test_slots_count(made, spec, tmp_path):
     gate.touch()
     for j in (a, b, c):
         assert (await final_record(m, j.job_id, timeout=60)).status == JobState.COMPLETED
+
+
+async def test_hold_keeps_a_queued_job_from_starting_until_resumed(made, spec, tmp_path):
+    gate = held(spec, tmp_path)
+    m = await made()
+    run = await m.start(CFG, uid=1, user="alice")
+    a = await m.start(CFG, uid=1, user="alice")
+    b = await m.start(CFG, uid=1, user="alice")
+    with pytest.raises(Forbidden, match="belongs to alice"):
+        await m.pause(a.job_id, 2)
+    with pytest.raises(NotPausable, match="running"):
+        await m.pause(run.job_id, 1)
+    with pytest.raises(NotPausable, match="not paused"):
+        await m.resume(a.job_id, 1)
+    assert (await m.pause(a.job_id, 1)).status == JobState.PAUSED
+    assert order(m) == [a.job_id, b.job_id]          # it keeps its place
+    c = await m.start(CFG, uid=1, user="alice")
+    await m.pause(c.job_id, 1)
+    gone = await m.cancel(c.job_id, 1)               # a paused job: cancelled at once
+    assert gone.status == JobState.CANCELLED and "while paused" in gone.reason
+    await m.close()                                  # the hold survives a restart
+    m = await made()
+    assert m.get(a.job_id).status == JobState.PAUSED
+    gate.touch()
+    assert (await final_record(m, b.job_id, timeout=60)).status == JobState.COMPLETED
+    assert m.get(a.job_id).status == JobState.PAUSED  # the free slot went to b, not a
+    assert m.active() is None
+    assert (await m.resume(a.job_id, 0)).status in (JobState.STARTING, JobState.RUNNING)
+    assert (await final_record(m, a.job_id, timeout=60)).status == JobState.COMPLETED

@@ -156,6 +156,11 @@ class SchedulerModel(RuleBasedStateMachine):
                     and (w.queue_seq or 0) < (started.queue_seq or 0):
                 self.violations.append(f"{job_id} overtook its user's earlier {w.job_id}")
 
+    def _in_order(self, ids) -> list[str]:
+        """`ids` in submission order: job ids are random, so picking by sorted id would make
+        a replayed example act on other jobs (hypothesis then calls the test flaky)."""
+        return [j for j in self.m._order if j in ids]
+
     # rules ---------------------------------------------------------------------------------
     @rule(uid=st.sampled_from(USERS), priority=st.integers(-3, 3),
           dep=st.sampled_from([None, "after", "after_any"]), pick=st.integers(0, 10**6))
@@ -183,16 +188,28 @@ class SchedulerModel(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 10**6), priority=st.integers(-5, 5))
     def reprioritise(self, pick: int, priority: int) -> None:
-        waiting = sorted(self.m._waiting)
+        waiting = self._in_order(self.m._waiting)
         if not waiting:
             return
         self.run(self.m.set_priority(waiting[pick % len(waiting)], 0, priority))
         self.settle()
 
+    @rule(pick=st.integers(0, 10**6), hold=st.booleans())
+    def pause_or_resume(self, pick: int, hold: bool) -> None:
+        waiting = self._in_order(self.m._waiting)
+        if not waiting:
+            return
+        job_id = waiting[pick % len(waiting)]
+        try:
+            self.run(self.m.pause(job_id, 0) if hold else self.m.resume(job_id, 0))
+        except BenchdError:
+            assert not hold and self.m.get(job_id).status != JobState.PAUSED
+        self.settle()
+
     @precondition(lambda self: self.ex.alive)
     @rule(pick=st.integers(0, 10**6), code=st.sampled_from([0, 0, 1]))
     def job_exits(self, pick: int, code: int) -> None:
-        running = sorted(self.ex.alive)
+        running = self._in_order(self.ex.alive)
         self.ex.exit(running[pick % len(running)], code)
         self.settle()
 
@@ -257,6 +274,6 @@ class SchedulerModel(RuleBasedStateMachine):
 
 
 SchedulerModel.TestCase.settings = settings(
-    max_examples=40, stateful_step_count=30, deadline=None,
+    max_examples=100, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_scheduler_model = SchedulerModel.TestCase

@@ -99,3 +99,23 @@ def test_run_wait_waits_through_the_queue_showing_the_position(daemon_factory) -
     assert p.returncode == 0, err
     assert "queued, position 1 in the queue" in err, err
     assert d.job(first)["status"] == "completed"
+
+
+def test_benchctl_pause_holds_a_queued_job_and_resume_releases_it(daemon_factory) -> None:
+    d = daemon_factory()
+    gate = d.root / "gate"
+    d.set_spec(wait_for_file=str(gate), lines=1)
+    first = d.start_job()["job_id"]
+    a = d.start_job()["job_id"]
+    b = d.start_job()["job_id"]
+    r = bc(d, "pause", a)
+    assert r.returncode == 0 and "paused" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    r = bc(d, "pause", first)                              # running: not supported yet
+    assert r.returncode == 8 and "not supported" in r.stderr, (r.returncode, r.stderr)
+    gate.touch()
+    assert d.wait_job(b, timeout=60)["status"] == "completed"   # b took the slot, not a
+    assert d.job(a)["status"] == "paused"
+    r = bc(d, "resume", a)
+    assert r.returncode == 0, r.stderr
+    assert d.wait_job(a, timeout=60)["status"] == "completed"
+    assert bc(d, "resume", a).returncode == 8              # not paused any more
