@@ -14,6 +14,7 @@ describes the states, the files on disk and the process model.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import logging
 import math
@@ -147,6 +148,7 @@ class JobManager:
         self._seq = 0                            # last enqueue sequence handed out
         self._vclock = 0                         # key of the last job started (fairness)
         self._positions: dict[str, int] | None = None  # cache of queue_positions()
+        self._qlist: list[tuple[tuple[int, int, int], str]] | None = None  # sorted queue
         self._settling = False                   # reconcile/close: no dispatch meanwhile
         self._typical: dict[tuple, float | None] = {}  # estimated_start_s cache (per config)
         self._start_lock = asyncio.Lock()
@@ -187,8 +189,9 @@ class JobManager:
         """job id -> 1-based place in the queue (benchd.scheduler.queue_order), for every
         waiting job; held and blocked ones keep their place but are skipped when starting."""
         if self._positions is None:
-            order = scheduler.queue_order(self._snapshot())
-            self._positions = {w.job_id: i for i, w in enumerate(order, 1)}
+            if self._qlist is None:  # same order as scheduler.queue_order, kept sorted
+                self._qlist = sorted((_order_key(self._jobs[j]), j) for j in self._waiting)
+            self._positions = {j: i for i, (_, j) in enumerate(self._qlist, 1)}
         return self._positions
 
     def shown(self, rec: JobRecord) -> JobRecord:
@@ -259,9 +262,13 @@ class JobManager:
             self._order.append(job_id)
             if not now:
                 self._waiting.add(job_id)
+                if self._qlist is not None:  # a submit is one insertion, not a new sort
+                    bisect.insort(self._qlist, (_order_key(rec), job_id))
                 self._positions = None
                 self._announce(rec)
-                self._dispatch()  # its dependencies may already have failed
+                why = self._dependency_failure(rec)  # no slot for it now: nothing else to do
+                if why is not None:
+                    self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
                 return self.shown(self._jobs[job_id])
             live = self._begin(rec, self._argv_tail(config))
             # shielded: a caller that goes away mid-start must not leave a half-started job
@@ -362,6 +369,8 @@ class JobManager:
     def _starts_now(self, rec: JobRecord) -> bool:
         """Would the scheduler give `rec` (not yet in the queue) a slot right now?"""
         free = self.slots - len(self._live)
+        if free <= 0:
+            return False
         return any(w.job_id == rec.job_id for w in scheduler.pick(self._snapshot(rec), free))
 
     def _deps_met(self, rec: JobRecord) -> bool:
@@ -393,13 +402,13 @@ class JobManager:
         changed = True
         while changed:  # a failed dependent may itself be another job's dependency
             changed = False
-            for job_id in sorted(self._waiting):
+            for job_id in sorted(j for j in self._waiting if self._jobs[j].config.after):
                 rec = self._jobs[job_id]
                 why = self._dependency_failure(rec)
                 if why is not None:
                     self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
                     changed = True
-        while True:
+        while self.slots > len(self._live):
             picked = scheduler.pick(self._snapshot(), self.slots - len(self._live))
             if not picked:
                 return
@@ -846,6 +855,7 @@ class JobManager:
             self._waiting.discard(rec.job_id)
         if rec.status in WAITING or new.status in WAITING:
             self._positions = None
+            self._qlist = None
         if new.status == JobState.COMPLETED and rec.status != new.status:
             self._typical.clear()
         if self.on_transition is not None and new.status != rec.status:
@@ -1100,6 +1110,11 @@ def _log_task_failure(task: asyncio.Task[None]) -> None:
 def _opt_int(value: object, default: int | None) -> int | None:
     """An int from a progress line, else what was known before (only "start" carries n)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _order_key(rec: JobRecord) -> tuple[int, int, int]:
+    return scheduler.order_key(rec.priority, rec.queue_key or rec.queue_seq or 0,
+                               rec.queue_seq or 0)
 
 
 def _opt_str(v: object) -> str | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 PRIORITY_MIN, PRIORITY_MAX = -10, 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Waiting:
     """A job in the queue as the policy sees it."""
     job_id: str
@@ -46,9 +46,14 @@ def next_key(vclock: int, own_keys: Iterable[int]) -> int:
     return max(vclock, max(own_keys, default=0)) + 1
 
 
+def order_key(priority: int, key: int, seq: int) -> tuple[int, int, int]:
+    """The sort key of queue_order (the job layer keeps a sorted list by it)."""
+    return (-priority, key, seq)
+
+
 def queue_order(jobs: Iterable[Waiting]) -> list[Waiting]:
     """Every waiting job in the order it would start (held and blocked ones included)."""
-    return sorted(jobs, key=lambda w: (-w.priority, w.key, w.seq))
+    return sorted(jobs, key=lambda w: order_key(w.priority, w.key, w.seq))
 
 
 def pick(waiting: Iterable[Waiting], free_slots: int) -> list[Waiting]:
