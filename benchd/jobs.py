@@ -782,8 +782,11 @@ class JobManager:
         """Delete final jobs' records and logs (retention's keep-job-days): each job's files
         are renamed into logs/.trash in one step each, then deleted, off the event loop.
         Returns (job id, days since it finished) of those removed."""
+        needed = {d for w in self._waiting for d in (*(self._jobs[w].config.after or ()),
+                                                     *(self._jobs[w].config.after_any or ()))}
         recs = [self._jobs[j] for j in job_ids if j in self._jobs
-                and self._jobs[j].status in FINAL and j not in self._live]
+                and self._jobs[j].status in FINAL and j not in self._live
+                and j not in needed]  # a waiting job's dependency must stay known
         if not recs:
             return []
         gone = await asyncio.to_thread(self.store.trash_jobs, [r.job_id for r in recs])

@@ -173,7 +173,7 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     from benchctl import follow
     if job.get("status") in WAITING:
         from benchctl import waiting
-        waiting.through_queue(client, job, sys.stderr)
+        job = waiting.through_queue(client, job, sys.stderr)
     if args.follow:
         if job.get("status") not in FINAL:
             sys.stderr.write(f"benchctl: job {job_id} started\n")

@@ -264,3 +264,26 @@ async def test_hold_keeps_a_queued_job_from_starting_until_resumed(made, spec, t
     assert m.active() is None
     assert (await m.resume(a.job_id, 0)).status in (JobState.STARTING, JobState.RUNNING)
     assert (await final_record(m, a.job_id, timeout=60)).status == JobState.COMPLETED
+
+
+async def test_retention_never_forgets_a_waiting_jobs_dependency(made, spec, tmp_path):
+    """keep-job-days may delete old final jobs, but not one a queued job depends on: the
+    dependent would then fail as if its dependency had failed."""
+    gate = held(spec, tmp_path)
+    m = await made()
+    done = await m.start(CFG, uid=1, user="alice")
+    blocker = await m.start(CFG, uid=1, user="alice")
+    gate.touch()
+    await final_record(m, done.job_id)
+    await final_record(m, blocker.job_id)
+    spec(wait_for_file=str(tmp_path / "gate2"))
+    runner = await m.start(CFG, uid=1, user="alice")            # takes the slot
+    dependent = await m.start(msgspec.structs.replace(CFG, after=[done.job_id]), uid=1,
+                              user="alice")
+    assert m.get(dependent.job_id).status == JobState.QUEUED
+    assert await m.forget_jobs([done.job_id, blocker.job_id]) != []
+    assert done.job_id in [r.job_id for r in m.list_jobs()]    # kept: still needed
+    assert blocker.job_id not in [r.job_id for r in m.list_jobs()]
+    (tmp_path / "gate2").touch()
+    await final_record(m, runner.job_id)
+    assert (await final_record(m, dependent.job_id, timeout=60)).status == JobState.COMPLETED
