@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, PlotsUnavailable, RequestTimeout,
-                           RunInUse, RunNotFound)
+                           NotCancellable, NotPausable, PayloadTooLarge, PlotsUnavailable,
+                           QueueFull, RequestTimeout, RunInUse, RunNotFound)
 from benchd.states import JobState
 
 OK = 0              # success; for run --wait/--follow and tail -f: the job completed
@@ -24,6 +24,8 @@ NOT_CANCELLABLE = 8  # the job had already finished
 CANCEL_FAILED = 9   # the daemon could not stop the job
 NO_SPACE = 10       # benchd's logs filesystem is full (507): no job can start until space is freed
 NO_PLOTS = 11       # matplotlib is missing (here, or where benchd runs: 501): no HTML report
+QUEUE_FULL = 12     # you have --max-queued-per-user jobs waiting (429): retry later
+WAIT_TIMEOUT = 124  # `wait --timeout` passed before the jobs ended (like timeout(1))
 INTERRUPTED = 130   # Ctrl-C: benchctl stopped following; the job itself keeps running
 UNAVAILABLE = 69    # the daemon is unreachable (EX_UNAVAILABLE); the message names the socket
 UNTRUSTED_SOCKET = 77  # a socket found by discovery is not safe to trust (EX_NOPERM); names why
@@ -39,10 +41,14 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
             "discard is in use")),
     (FORBIDDEN, "forbidden: another user's job or staged run"),
     (JOB_UNKNOWN, "the job's outcome is unknown (state 'unknown')"),
-    (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about)"),
+    (NOT_CANCELLABLE, "the job had already finished (nothing to cancel or notify about), or "
+                      "cannot be paused/resumed in its state"),
     (CANCEL_FAILED, "the daemon could not stop the job"),
     (NO_SPACE, "benchd's disk is full: no job can start until space is freed"),
     (NO_PLOTS, "--html: matplotlib is not installed (here or where benchd runs): no plots"),
+    (QUEUE_FULL, "queue full: you already have the most waiting jobs benchd allows (retry "
+                 "later)"),
+    (WAIT_TIMEOUT, "`wait --timeout` passed before the jobs ended (they keep going)"),
     (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
     (INTERNAL, "internal error: unexpected answer from benchd"),
     (UNTRUSTED_SOCKET, ("refused a socket found by discovery that another user could control "
@@ -66,12 +72,14 @@ _BY_ERROR_CODE: dict[str, int] = {
     CancelFailed.code: CANCEL_FAILED,
     InsufficientStorage.code: NO_SPACE,
     PlotsUnavailable.code: NO_PLOTS,
+    QueueFull.code: QUEUE_FULL,
+    NotPausable.code: NOT_CANCELLABLE,
     BenchdError.code: INTERNAL,
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
 _BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
-                                   408: USAGE, 413: USAGE, 507: NO_SPACE,
-                                   501: NO_PLOTS}
+                                   408: USAGE, 413: USAGE, 429: QUEUE_FULL,
+                                   501: NO_PLOTS, 507: NO_SPACE}
 
 _BY_STATE: dict[str, int] = {
     JobState.COMPLETED: OK,

@@ -21,12 +21,12 @@ from benchctl import render
 from benchctl.client import (Client, NoAnswer, Response, StreamCut, Unreachable, job_path,
                              query, raise_api_error)
 from benchctl.exitcodes import INTERNAL, CliError, for_state
-from benchd.states import JobState
+from benchd.states import FINAL, JobState
 
 DEFAULT_RECONNECT_S = 60.0
 DEFAULT_STALL_S = 60.0      # a follow stream with no byte for this long is requested anew
 MAX_SCAN = 10_000   # lines visible_tail reads back at most, looking for enough visible ones
-_FINAL = {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN}
+_FINAL = FINAL
 
 
 class RawSink:

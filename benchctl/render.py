@@ -30,6 +30,9 @@ STATE_STYLE: dict[str, str] = {
     JobState.UNKNOWN: "\x1b[35;7m",       # magenta, inverse: unknown is not a plain failure
     JobState.RUNNING: "\x1b[36m",         # cyan
     JobState.STARTING: "\x1b[2;36m",      # dim cyan
+    JobState.QUEUED: "\x1b[2m",           # dim: waiting
+    JobState.PAUSED: "\x1b[33m",          # yellow: held
+    JobState.PREEMPTED: "\x1b[2;33m",     # dim yellow: waiting again
 }
 BOLD = "\x1b[1m"
 DIM = "\x1b[2m"

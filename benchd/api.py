@@ -23,14 +23,15 @@ from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
 from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
-                           NotCancellable, PayloadTooLarge, PlotsUnavailable, RequestTimeout,
-                           RunInUse, RunNotFound)
+                           NotCancellable, NotPausable, PayloadTooLarge, PlotsUnavailable,
+                           QueueFull, RequestTimeout, RunInUse, RunNotFound)
 from benchd.jobquery import JobQuery
 from benchd.layout import utc_now
 from benchd.peercred import PeerCred, peer_cred
 from benchd.notifications.targets import redacted
 from benchd.schema import (JOB_ID_RE, CancellingMessage, CancelRequest, DeliveryInfo,
-                           DeliveryList, DoneMessage, Health, JobConfig, JobList, JobRecord,
+                           DeliveryList, DoneMessage, Health, JobConfig, JobList, JobPatch, JobRecord,
+                           PauseRequest,
                            LogMessage, NotifyTarget, NotifyTestResult, PinRequest, PruneReport,
                            RetentionHistory)
 from benchd.states import FINAL, JobState
@@ -201,7 +202,7 @@ async def start_job(request: web.Request) -> web.StreamResponse:
     record = await ctx.manager.start(
         config, caller.uid, caller.user,
         before_start=lambda rec: ctx.notifications.register_job(rec.job_id, targets))
-    return json_response(record, 201,
+    return json_response(ctx.manager.shown(record), 201,
                          {"Location": f"/api/benchmark/jobs/{record.job_id}"})
 
 
@@ -249,15 +250,28 @@ def _with_staged_run(rec: JobRecord, results_dir: Path,
 async def list_jobs(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     found = ctx.manager.page_jobs(_job_query(_query(request, LIST_PARAMS)))
-    jobs = [_with_staged_run(r, ctx.results_dir, ctx.notifications) for r in found.jobs]
+    jobs = [_with_staged_run(ctx.manager.shown(r), ctx.results_dir, ctx.notifications)
+            for r in found.jobs]
     return json_response(JobList(jobs=jobs, next=found.next, total=found.total))
 
 
 async def get_job(request: web.Request) -> web.StreamResponse:
     _query(request, ())
     ctx = _ctx(request)
-    return json_response(_with_staged_run(ctx.manager.get(_job_id(request)), ctx.results_dir,
-                                          ctx.notifications))
+    return json_response(_with_staged_run(ctx.manager.shown(ctx.manager.get(_job_id(request))),
+                                          ctx.results_dir, ctx.notifications))
+
+
+async def patch_job(request: web.Request) -> web.StreamResponse:
+    """Change a job's priority (the owner, root or the admin group; above 0: root/admin)."""
+    job_id = _job_id(request)
+    _query(request, ())
+    body = await decode_body(request, JobPatch, optional=False)
+    ctx = _ctx(request)
+    rec = ctx.manager.get(job_id)
+    if body.priority is not None:
+        rec = await ctx.manager.set_priority(job_id, _caller(request).uid, body.priority)
+    return json_response(ctx.manager.shown(rec))
 
 
 # --- notifications -----------------------------------------------------------------------
@@ -329,6 +343,24 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     record = await ctx.manager.cancel(job_id, caller.uid, body.grace if body else None)
     return json_response(_with_staged_run(record, ctx.results_dir, ctx.notifications))
+
+
+async def pause_job(request: web.Request) -> web.StreamResponse:
+    """Hold a queued or preempted job (owner, root or the admin group)."""
+    job_id = _job_id(request)
+    _query(request, ())
+    body = await decode_body(request, PauseRequest, optional=True)
+    ctx = _ctx(request)
+    rec = await ctx.manager.pause(job_id, _caller(request).uid, bool(body and body.now))
+    return json_response(rec)
+
+
+async def resume_job(request: web.Request) -> web.StreamResponse:
+    """Put a paused job back in the queue (owner, root or the admin group)."""
+    job_id = _job_id(request)
+    _query(request, ())
+    ctx = _ctx(request)
+    return json_response(await ctx.manager.resume(job_id, _caller(request).uid))
 
 
 async def _log_start(manager: JobManager, job_id: str, offset: int | None,
@@ -802,19 +834,33 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              {200: "ok"}, (), Health),
     Endpoint("GET", "/api/openapi.json", openapi_json, "This OpenAPI document", {200: "ok"}),
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
-             {201: "started (status running, or failed if it could not start)"},
-             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage), JobRecord,
-             body=JobConfig),
+             {201: "started (status running, or failed if it could not start), or queued "
+                   "(status queued, with queue_position) when no slot is free"},
+             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage, QueueFull),
+             JobRecord, body=JobConfig),
     Endpoint("GET", "/api/benchmark/jobs", list_jobs,
              "Job history, newest first, one page (`next` is the cursor of the next page)",
              {200: "ok"}, (InvalidRequest,), JobList, query=LIST_PARAMS),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}", get_job, "One job",
              {200: "ok"}, (InvalidRequest, JobNotFound), JobRecord),
+    Endpoint("PATCH", "/api/benchmark/jobs/{job_id}", patch_job,
+             "Change a job's priority (body {\"priority\": N})",
+             {200: "the record with its new priority (and queue position)"},
+             (*_BODY, Forbidden, JobNotFound, JobFinal), JobRecord, body=JobPatch,
+             body_required=True),
     Endpoint("POST", "/api/benchmark/jobs/{job_id}/cancel", cancel_job,
              "Cancel a job (SIGTERM, SIGKILL after the grace); returns the final record",
              {200: "final record"},
              (*_BODY, Forbidden, JobNotFound, NotCancellable, CancelFailed),
              JobRecord, body=CancelRequest),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/pause", pause_job,
+             "Hold a queued or preempted job (it keeps its place, is not started)",
+             {200: "the record, paused"},
+             (*_BODY, Forbidden, JobNotFound, NotPausable), JobRecord, body=PauseRequest),
+    Endpoint("POST", "/api/benchmark/jobs/{job_id}/resume", resume_job,
+             "Put a paused job back in the queue",
+             {200: "the record, queued (or starting)"},
+             (InvalidRequest, Forbidden, JobNotFound, NotPausable), JobRecord),
     Endpoint("GET", "/api/benchmark/jobs/{job_id}/logs", job_logs,
              "The job's log as text (streamed; header X-Log-Offset = start offset)",
              {200: "ok"}, (InvalidRequest, JobNotFound), None, query=LOG_PARAMS,

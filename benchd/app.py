@@ -150,7 +150,9 @@ async def error_middleware(request: web.Request,
         if e.http_status in audit.AUDITED_STATUSES:
             audit.refused(e, request.method, request.path, _peer_uid(request),
                           job_id or request.match_info.get("job_id"))
-        return error_response(e.http_status, e.code, e.message, job_id=job_id)
+        retry = getattr(e, "retry_after", None)
+        return error_response(e.http_status, e.code, e.message, job_id=job_id,
+                              headers={"Retry-After": str(retry)} if retry is not None else None)
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -182,6 +182,12 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
               show_default=True, envvar="BENCHD_MIN_FREE",
               help="Percent of the results/logs filesystem to keep free: below it, retention "
                    "prunes what its policy allows (only when a policy is set).")
+@click.option("--slots", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              envvar="BENCHD_SLOTS",
+              help="Jobs that may run at once; further jobs wait in the queue.")
+@click.option("--max-queued-per-user", type=click.IntRange(min=0), default=50,
+              show_default=True, envvar="BENCHD_MAX_QUEUED_PER_USER",
+              help="Waiting jobs one user may have; one more is refused (429 queue_full).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
@@ -190,8 +196,9 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
          orchestrator: list[str] | None, notify_config: Path, notify_allow_hosts: str | None,
          notify_retry_base: float, notify_give_up: float, keep_days: float | None,
          keep_runs: int | None, max_results_size: int | None, keep_job_days: float | None,
-         archive_after: float | None, min_free: float, log_level: str) -> None:
-    """Run the benchd job daemon: one benchmark job at a time, HTTP/1.1 + JSON on a Unix
+         archive_after: float | None, min_free: float, slots: int, max_queued_per_user: int,
+         log_level: str) -> None:
+    """Run the benchd job daemon: jobs queued for --slots slots, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
 
     Exit status: 0 clean stop, 1 could not start or crashed, 2 usage error.
@@ -210,7 +217,8 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
                        notify_retry_base=notify_retry_base, notify_give_up=notify_give_up,
                        retention=Policy(keep_days=keep_days, keep_runs=keep_runs,
                                         max_size=max_results_size, keep_job_days=keep_job_days,
-                                        archive_after=archive_after, min_free=min_free / 100))
+                                        archive_after=archive_after, min_free=min_free / 100),
+                       slots=slots, max_queued_per_user=max_queued_per_user)
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

@@ -57,7 +57,7 @@ class DeliveryNotFound(BenchdError):
 class JobFinal(BenchdError):
     """The job has ended: nothing left to add to it (e.g. a notification target)."""
     code, http_status = "job_final", 409
-    summary = "the job has ended: no events left to notify about"
+    summary = "the job has ended: no events left to notify about, no priority to change"
 
 
 class RunInUse(BenchdError):
@@ -89,6 +89,23 @@ class PlotsUnavailable(BenchdError):
     summary = "matplotlib is not installed where benchd runs: no HTML report"
 
 
+class NotPausable(BenchdError):
+    """Pause/resume asked of a job in a state where it means nothing (or is not supported)."""
+    code, http_status = "not_pausable", 409
+    summary = "the job cannot be paused or resumed in its state (the message says why)"
+
+
+class QueueFull(BenchdError):
+    """The caller already has --max-queued-per-user jobs waiting; `retry_after` (seconds) is
+    sent as Retry-After: about when the first of them may have started."""
+    code, http_status = "queue_full", 429
+    summary = "you have --max-queued-per-user jobs waiting already (Retry-After says when to retry)"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class CancelFailed(BenchdError):
     code, http_status = "cancel_failed", 500
     summary = "the job is still alive after the grace and margin"
@@ -98,5 +115,6 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     cls.code: cls
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
-                InsufficientStorage, DeliveryNotFound, JobFinal, PlotsUnavailable)
+                InsufficientStorage, DeliveryNotFound, JobFinal, PlotsUnavailable, QueueFull,
+                NotPausable)
 }

@@ -1,15 +1,20 @@
-"""The job layer: the only code in benchd that spawns, signals or waits on processes.
+"""The job layer's scheduler side: records, the queue, and what happens to a job when.
 
 JobManager keeps every JobRecord in memory (they are small), persists each transition
-atomically (benchd.store), runs at most one job at a time, each under its own supervisor
-process (benchd.supervisor) that outlives benchd if need be, and after a restart reconciles
-the records on disk with what is really running (finalize / reattach / mark unknown).
+atomically (benchd.store), keeps the queue (records in state queued/paused/preempted with
+their priority and enqueue sequence) and asks benchd.scheduler which waiting job takes a free
+slot (`slots`, default 1), runs each job under its own supervisor process
+(benchd.supervisor) that outlives benchd if need be, and after a restart reconciles the
+records on disk with what is really running (finalize / reattach / respawn once / mark
+unknown). Processes are the executor's (benchd.executors: start, wait, stop, reattach; the
+local one, benchd.executors.local, is the only code that spawns, signals or kills them).
 The HTTP layer (benchd/api.py) calls one method per request; README's "Jobs" section
 describes the states, the files on disk and the process model.
 """
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import logging
 import math
@@ -17,8 +22,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from datetime import datetime
@@ -28,23 +31,24 @@ from typing import Any
 
 import msgspec
 
-from benchd import audit, logtail, procs
-from benchd.defaults import DEFAULT_GRACE_S, JOB_START_TIMEOUT_S, MIN_FREE_BYTES
+from benchd import audit, logtail, procs, scheduler
+from benchd.executors import Executor, Handle
+from benchd.executors.local import LocalExecutor
+from benchd.defaults import DEFAULT_GRACE_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
-from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage, InvalidRequest,
-                           JobNotFound, NotCancellable)
+from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage,
+                           InvalidRequest, JobFinal, JobNotFound, NotCancellable, NotPausable,
+                           QueueFull)
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
                            SupervisorInfo, check_label)
 from benchd.jobquery import JobQuery, Page, page
-from benchd.states import ACTIVE, FINAL, JobState, can_transition
+from benchd.states import ACTIVE, ELIGIBLE, FINAL, WAITING, JobState, can_transition
 from benchd.store import JobPaths, Store, utc_from_timestamp, utc_now
 from pipeline import progress as pprogress
 from pipeline.catalog import ConfigError, to_argv, validate_config
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = JOB_START_TIMEOUT_S  # supervisor must report running/failed within this
-LEFTOVER_KILL_S = 2.0        # reconcile: how long leftovers are killed and looked for again
 CANCEL_MARGIN_S = 5.0        # after the grace, how long the SIGKILL escalation may take
 GRACE_MAX_S = 3600.0
 RECOVERED_REQUESTER = "unknown (record rebuilt)"  # its record was lost: nobody to name
@@ -57,6 +61,10 @@ FOLLOW_RETRY_S = 1.0        # after an OSError while following a job (EMFILE, ..
 TAIL_SCANS = 2              # ?tail= offsets computed at once (worker threads); others wait
 TAIL_QUICK_LINES = 1000     # a tail of at most this many lines is first looked for on the loop
 
+MAX_SPAWN_ATTEMPTS = 2      # a job whose spawn was interrupted by a crash is spawned once more
+DEFAULT_MAX_QUEUED_PER_USER = 50
+RETRY_AFTER_DEFAULT_S = 60  # Retry-After of a 429 when no finished job says how long jobs take
+
 
 class _Live:
     """Runtime state of the one active job (not persisted: the record is)."""
@@ -68,10 +76,9 @@ class _Live:
         self.tailer = logtail.LogTailer(paths.log)
         self.started = asyncio.get_running_loop().create_future()  # running or final
         self.done = asyncio.get_running_loop().create_future()     # final record persisted
-        self.popen: subprocess.Popen[bytes] | None = None          # when we spawned it
-        self.supervisor_pid: int | None = None
-        self.supervisor_ticks: int | None = None
+        self.handle = Handle(job_id)                               # the executor's
         self.task: asyncio.Task[None] | None = None
+        self.launch: asyncio.Task[None] | None = None              # spawn until running
 
 
 class _ProgressReader:
@@ -120,14 +127,18 @@ def _progress_objects(lines: bytes) -> list[dict]:
 
 
 class JobManager:
-    """Every job of one lab root: its records (in memory, persisted on each change), the one
-    active job's supervisor, log and progress. Methods are called from the event loop."""
+    """Every job of one lab root: its records (in memory, persisted on each change), the
+    queue, and each active job's supervisor, log and progress. Methods are called from the
+    event loop."""
 
     def __init__(self, root: Path, *, grace: float = DEFAULT_GRACE_S,
                  orchestrator: list[str] | None = None, admin_gid: int | None = None,
                  on_change: Callable[[JobRecord], None] | None = None,
                  on_transition: Callable[[JobRecord], None] | None = None,
-                 make_space: Callable[[], Awaitable[str]] | None = None) -> None:
+                 make_space: Callable[[], Awaitable[str]] | None = None,
+                 slots: int = 1,
+                 max_queued_per_user: int = DEFAULT_MAX_QUEUED_PER_USER,
+                 executor: Executor | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
@@ -135,13 +146,23 @@ class JobManager:
         self.admin_gid = admin_gid
         self.on_change = on_change
         self.store = Store(self.root)                  # creates the root if need be
+        self.executor: Executor = executor or LocalExecutor(self.root, self.store, grace)
         self.root_id = procs.root_identity(self.root)  # a copy of logs/ cannot carry this
         self.on_transition = on_transition  # before a new state is written (notifications)
         self.make_space = make_space   # retention: prune what the policy allows; says what not
         self._jobs: dict[str, JobRecord] = {}
         self._order: list[str] = []              # oldest first
         self._index: dict[str, int] = {}         # job id -> position in _order (paging)
-        self._live: _Live | None = None
+        self.slots = slots
+        self.max_queued_per_user = max_queued_per_user
+        self._live: dict[str, _Live] = {}        # job id -> runtime of each active job
+        self._waiting: set[str] = set()          # ids of jobs in WAITING states
+        self._seq = 0                            # last enqueue sequence handed out
+        self._vclock = 0                         # key of the last job started (fairness)
+        self._positions: dict[str, int] | None = None  # cache of queue_positions()
+        self._qlist: list[tuple[tuple[int, int, int], str]] | None = None  # sorted queue
+        self._settling = False                   # reconcile/close: no dispatch meanwhile
+        self._typical: dict[tuple, float | None] = {}  # estimated_start_s cache (per config)
         self._start_lock = asyncio.Lock()
         self._changed: dict[str, asyncio.Event] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -171,50 +192,315 @@ class JobManager:
         return rec
 
     def active(self) -> JobRecord | None:
-        return self._jobs[self._live.job_id] if self._live else None
+        """The oldest active job (starting or running), if any."""
+        return self._jobs[next(iter(self._live))] if self._live else None
+
+    def active_jobs(self) -> list[JobRecord]:
+        return [self._jobs[j] for j in self._live]
+
+    def queue_positions(self) -> dict[str, int]:
+        """job id -> 1-based place in the queue (benchd.scheduler.queue_order), for every
+        waiting job; held and blocked ones keep their place but are skipped when starting."""
+        if self._positions is None:
+            if self._qlist is None:  # same order as scheduler.queue_order, kept sorted
+                self._qlist = sorted((_order_key(self._jobs[j]), j) for j in self._waiting)
+            self._positions = {j: i for i, (_, j) in enumerate(self._qlist, 1)}
+        return self._positions
+
+    def shown(self, rec: JobRecord) -> JobRecord:
+        """The record as the API shows it: with its queue position while it waits."""
+        if rec.status not in WAITING:
+            return rec
+        return msgspec.structs.replace(rec, queue_position=self.queue_positions().get(rec.job_id),
+                                       estimated_start_s=self.estimated_start_s(rec.job_id))
+
+    def estimated_start_s(self, job_id: str) -> float | None:
+        """Seconds until a waiting job may start, from the durations of earlier completed
+        jobs with the same experiments and n (any completed job when none is comparable):
+        the jobs ahead of it, spread over the slots. None when nothing has completed yet."""
+        rec = self._jobs[job_id]
+        pos = self.queue_positions().get(job_id)
+        if pos is None:
+            return None
+        key = (tuple(rec.config.experiments or ()), rec.config.n, rec.config.ci)
+        if key not in self._typical:
+            self._typical[key] = self._typical_duration(rec.config)
+        per_job = self._typical[key]
+        if per_job is None:
+            return None
+        ahead = pos - 1 + len(self._live)
+        return round(per_job * ahead / max(1, self.slots), 1)
 
     # start -------------------------------------------------------------------------------
     async def start(self, config: JobConfig, uid: int, user: str, *,
                     before_start: Callable[[JobRecord], None] | None = None) -> JobRecord:
-        """Validate, then run the orchestrator under a new supervisor. Returns the record once
-        the orchestrator runs (or the FAILED record if it could not be started).
+        """Validate, then run the orchestrator under a new supervisor when the scheduler gives
+        it a free slot now, else queue it (`config.queue` false: refuse with Busy instead).
+        Returns the record once the orchestrator runs (or the FAILED record if it could not
+        be started), or the QUEUED record with its position.
         `before_start(record)` runs once the job has its id, before anything is written; if it
         raises, nothing is started or kept."""
         check_label(config.label)
-        if config.resume is not None:
-            tail = resume_argv(config, self.root / "results")
-        else:
-            try:
-                tail = to_argv(validate_config(config.experiments, config.n, config.seed,
-                                               config.perf_rounds, config.no_perf, config.ci))
-            except ConfigError as e:
-                raise InvalidRequest(str(e)) from None
-        self._check_idle()
+        self._argv_tail(config)  # refused now, not when its turn comes
+        priority = await self._check_priority(config.priority, uid, None)
+        self._check_dependencies(config)
         note = await self.make_space() if self.make_space is not None else ""
         self._check_space(note)
         async with self._start_lock:
-            self._check_idle()
             job_id = secrets.token_hex(6)
             while job_id in self._jobs:
                 job_id = secrets.token_hex(6)
-            rec = JobRecord(job_id=job_id, status=JobState.STARTING, config=config,
+            rec = JobRecord(job_id=job_id, status=JobState.QUEUED, config=config,
                             requester_uid=uid, requester_name=user, created_at=utc_now(),
-                            job_token=secrets.token_hex(16), root_id=self.root_id)
+                            job_token=secrets.token_hex(16), root_id=self.root_id,
+                            priority=priority, queue_seq=self._seq + 1,
+                            queue_key=scheduler.next_key(
+                                self._vclock, (self._jobs[j].queue_key or 0
+                                               for j in self._waiting
+                                               if self._jobs[j].requester_uid == uid)))
+            now = self._starts_now(rec)
+            if not now:
+                if not config.queue:
+                    self._refuse_busy()
+                self._check_quota(uid, user)
             if before_start is not None:
                 before_start(rec)
+            if now:  # the spawn intent is the first record: a restart finds it (reconcile)
+                rec = msgspec.structs.replace(rec, status=JobState.STARTING, spawn_attempts=1)
+                self._vclock = max(self._vclock, rec.queue_key or 0)
             self._save_first(rec)  # before anything exists: a refusal leaves no phantom job
-            live = _Live(job_id, self.store.paths(job_id),
-                         procs.JobMarks(job_id, rec.job_token, self.root_id))
-            self._live = live
+            self._seq += 1
             self._jobs[job_id] = rec
             self._index[job_id] = len(self._order)
             self._order.append(job_id)
-            argv = [*self.orchestrator, *tail, "--results-dir",
-                    str(self.root / "results")]
+            if not now:
+                self._waiting.add(job_id)
+                if self._qlist is not None:  # a submit is one insertion, not a new sort
+                    bisect.insort(self._qlist, (_order_key(rec), job_id))
+                self._positions = None
+                self._announce(rec)
+                why = self._dependency_failure(rec)  # no slot for it now: nothing else to do
+                if why is not None:
+                    self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
+                return self.shown(self._jobs[job_id])
+            live = self._begin(rec, self._argv_tail(config))
             # shielded: a caller that goes away mid-start must not leave a half-started job
-            launch = asyncio.get_running_loop().create_task(self._launch(live, rec, argv))
-            await asyncio.shield(launch)
+            await asyncio.shield(live.launch)
             return self._jobs[job_id]
+
+    def _argv_tail(self, config: JobConfig) -> list[str]:
+        """The orchestrator's arguments for `config`, or the error that refuses it."""
+        if config.resume is not None:
+            return resume_argv(config, self.root / "results")
+        try:
+            return to_argv(validate_config(config.experiments, config.n, config.seed,
+                                           config.perf_rounds, config.no_perf, config.ci))
+        except ConfigError as e:
+            raise InvalidRequest(str(e)) from None
+
+    def _begin(self, rec: JobRecord, tail: list[str]) -> _Live:
+        """Spawn the supervisor of a job whose record already says STARTING (on disk)."""
+        live = _Live(rec.job_id, self.store.paths(rec.job_id),
+                     procs.JobMarks(rec.job_id, rec.job_token, self.root_id))
+        self._live[rec.job_id] = live
+        argv = [*self.orchestrator, *tail, "--results-dir", str(self.root / "results")]
+        live.launch = asyncio.get_running_loop().create_task(self._launch(live, rec, argv))
+        return live
+
+    async def _check_priority(self, priority: object, uid: int, rec: JobRecord | None) -> int:
+        if isinstance(priority, bool) or not isinstance(priority, int) \
+                or not scheduler.PRIORITY_MIN <= priority <= scheduler.PRIORITY_MAX:
+            raise InvalidRequest(f"priority: must be an integer from {scheduler.PRIORITY_MIN} "
+                                 f"to {scheduler.PRIORITY_MAX}, got {priority!r}")
+        if priority > 0 and (rec is None or priority > rec.priority) \
+                and not await asyncio.to_thread(self.is_admin, uid):
+            raise Forbidden(f"priority: only root or the admin group may raise a priority "
+                            f"above 0 (asked for {priority})")
+        return priority
+
+    def _check_dependencies(self, config: JobConfig) -> None:
+        for field in ("after", "after_any"):
+            ids = getattr(config, field) or []
+            for dep in ids:
+                if not isinstance(dep, str) or not JOB_ID_RE.fullmatch(dep):
+                    raise InvalidRequest(f"{field}: not a job id: {dep!r} (12 hex digits)")
+                if dep not in self._jobs:
+                    raise InvalidRequest(f"{field}: no job {dep!r}")
+
+    def _check_quota(self, uid: int, user: str) -> None:
+        mine = sum(1 for j in self._waiting if self._jobs[j].requester_uid == uid)
+        if mine >= self.max_queued_per_user:
+            retry = self._typical_duration(None)
+            raise QueueFull(f"{user} (uid {uid}) already has {mine} jobs waiting, the most "
+                            f"benchd allows (--max-queued-per-user {self.max_queued_per_user}); "
+                            f"retry once some have started",
+                            max(1, math.ceil(retry)) if retry else RETRY_AFTER_DEFAULT_S)
+
+    def _typical_duration(self, config: JobConfig | None) -> float | None:
+        """Median run time (s) of the last 20 completed jobs like `config` (same experiments
+        and n; any job when none is alike or `config` is None)."""
+        alike: list[float] = []
+        other: list[float] = []
+        for job_id in reversed(self._order):
+            r = self._jobs[job_id]
+            if r.status != JobState.COMPLETED or not r.started_at or not r.finished_at:
+                continue
+            try:
+                d = (datetime.fromisoformat(r.finished_at)
+                     - datetime.fromisoformat(r.started_at)).total_seconds()
+            except ValueError:
+                continue
+            same = config is not None and (r.config.experiments, r.config.n, r.config.ci) == \
+                (config.experiments, config.n, config.ci)
+            (alike if same else other).append(d)
+            if len(alike) >= 20 or (config is None and len(other) >= 20):
+                break
+        pool = alike or other[:20]
+        return sorted(pool)[len(pool) // 2] if pool else None
+
+    def _refuse_busy(self) -> None:
+        if self._live:
+            rec = self._jobs[next(iter(self._live))]
+            raise Busy(f"job {rec.job_id} is {rec.status.value} (started by "
+                        f"{rec.requester_name}); no free slot ({self.slots}) and the request "
+                        f"said not to queue", rec.job_id)
+        first = scheduler.pick(self._snapshot(), 1)
+        if first:
+            raise Busy(f"no free slot now: job {first[0].job_id} is queued ahead and the "
+                       f"request said not to queue", first[0].job_id)
+        raise InvalidRequest("queue: false cannot be combined with dependencies that have "
+                             "not completed yet (after/after_any): the job could not start now")
+
+    # the queue ---------------------------------------------------------------------------
+    def _snapshot(self, extra: JobRecord | None = None) -> list[scheduler.Waiting]:
+        recs = [self._jobs[j] for j in self._waiting] + ([extra] if extra else [])
+        return [scheduler.Waiting(r.job_id, r.requester_uid, r.priority, r.queue_seq or 0,
+                                  r.status in ELIGIBLE and self._deps_met(r),
+                                  r.queue_key or r.queue_seq or 0)
+                for r in recs]
+
+    def _starts_now(self, rec: JobRecord) -> bool:
+        """Would the scheduler give `rec` (not yet in the queue) a slot right now?"""
+        free = self.slots - len(self._live)
+        if free <= 0:
+            return False
+        return any(w.job_id == rec.job_id for w in scheduler.pick(self._snapshot(rec), free))
+
+    def _deps_met(self, rec: JobRecord) -> bool:
+        for dep in rec.config.after or ():
+            d = self._jobs.get(dep)
+            if d is None or d.status != JobState.COMPLETED:
+                return False
+        for dep in rec.config.after_any or ():
+            d = self._jobs.get(dep)
+            if d is not None and d.status not in FINAL:
+                return False
+        return True
+
+    def _dependency_failure(self, rec: JobRecord) -> str | None:
+        """Why `rec` can never start (an `after` job ended other than completed), if so."""
+        for dep in rec.config.after or ():
+            d = self._jobs.get(dep)
+            if d is None:
+                return f"dependency failed: job {dep} no longer exists"
+            if d.status in FINAL and d.status != JobState.COMPLETED:
+                return f"dependency failed: job {dep} ended {d.status.value}"
+        return None
+
+    def _dispatch(self) -> None:
+        """Apply the policy: end jobs whose dependencies failed, then start the jobs the
+        scheduler picks for the free slots. Called after every change that may matter."""
+        if self._settling:
+            return
+        changed = True
+        while changed:  # a failed dependent may itself be another job's dependency
+            changed = False
+            for job_id in sorted(j for j in self._waiting if self._jobs[j].config.after):
+                rec = self._jobs[job_id]
+                why = self._dependency_failure(rec)
+                if why is not None:
+                    self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
+                    changed = True
+        while self.slots > len(self._live):
+            picked = scheduler.pick(self._snapshot(), self.slots - len(self._live))
+            if not picked:
+                return
+            for w in picked:
+                rec = self._jobs[w.job_id]
+                tail = self._queued_argv(rec)
+                if tail is None:
+                    continue
+                rec = self._update(rec, status=JobState.STARTING,
+                                   spawn_attempts=rec.spawn_attempts + 1)  # intent first
+                self._vclock = max(self._vclock, rec.queue_key or 0)
+                self._begin(rec, tail)
+
+    def _queued_argv(self, rec: JobRecord) -> list[str] | None:
+        """The argv tail of a job checked when it was submitted (a resumed run that is gone
+        or busy by now is the orchestrator's to refuse: exit 2, with the reason in the log);
+        None, with the job failed, if its config no longer validates (a changed catalog)."""
+        if rec.config.resume is not None:
+            return ["--resume", rec.config.resume]
+        c = rec.config
+        try:
+            return to_argv(validate_config(c.experiments, c.n, c.seed, c.perf_rounds,
+                                           c.no_perf, c.ci))
+        except ConfigError as e:
+            self._update(rec, status=JobState.FAILED, finished_at=utc_now(),
+                         reason=f"could not start: {e}")
+            return None
+
+    async def set_priority(self, job_id: str, uid: int, priority: object) -> JobRecord:
+        """PATCH {"priority": N}: owner, root or the admin group; above 0 (or raising a job
+        already above 0) needs root or the admin group."""
+        rec = self.get(job_id)
+        await self._check_owner(rec, uid, "re-prioritise")
+        if rec.status in FINAL:
+            raise JobFinal(f"job {job_id} is already {rec.status.value}: its priority no "
+                           f"longer matters")
+        p = await self._check_priority(priority, uid, rec)
+        rec = self._jobs[job_id]
+        if p != rec.priority:
+            self._update(rec, priority=p)
+            self._dispatch()
+        return self.shown(self._jobs[job_id])
+
+    async def pause(self, job_id: str, uid: int, now: bool = False) -> JobRecord:
+        """Hold a waiting job (Slurm's `scontrol hold`): it keeps its place in the queue but
+        is not started until resumed. Owner, root or the admin group. Pausing a running job
+        (at an experiment boundary, or `now`) is not supported yet: NotPausable says so."""
+        rec = self.get(job_id)
+        await self._check_owner(rec, uid, "pause")
+        rec = self._jobs[job_id]
+        if rec.status == JobState.PAUSED:
+            return self.shown(rec)
+        if rec.status in (JobState.QUEUED, JobState.PREEMPTED):
+            new = self._update(rec, status=JobState.PAUSED)
+            self._dispatch()  # the slot it might have taken goes to the next one
+            return self.shown(new)
+        if rec.status in FINAL:
+            raise NotPausable(f"job {job_id} is already {rec.status.value}")
+        raise NotPausable(f"job {job_id} is {rec.status.value}: pausing a running job is not "
+                          f"supported yet (cancel it; its staged run can be resumed with "
+                          f"`benchctl run --resume RUN`)")
+
+    async def resume(self, job_id: str, uid: int) -> JobRecord:
+        """Put a held (paused) job back in the queue, in its old place."""
+        rec = self.get(job_id)
+        await self._check_owner(rec, uid, "resume")
+        rec = self._jobs[job_id]
+        if rec.status != JobState.PAUSED:
+            raise NotPausable(f"job {job_id} is {rec.status.value}, not paused: nothing to "
+                              f"resume")
+        self._update(rec, status=JobState.QUEUED)
+        self._dispatch()
+        return self.shown(self._jobs[job_id])
+
+    async def _check_owner(self, rec: JobRecord, uid: int, what: str) -> None:
+        if uid != rec.requester_uid and not await asyncio.to_thread(self.is_admin, uid):
+            raise Forbidden(f"job {rec.job_id} belongs to {rec.requester_name} "
+                            f"(uid {rec.requester_uid}); only they, root or the admin group "
+                            f"may {what} it")
 
     async def _launch(self, live: _Live, rec: JobRecord, argv: list[str]) -> None:
         try:
@@ -268,47 +554,15 @@ class JobManager:
                     f"device: {e.strerror}); its record could not be written") from None
             raise
 
-    def _check_idle(self) -> None:
-        if self._live is not None:
-            rec = self._jobs[self._live.job_id]
-            raise Busy(f"job {rec.job_id} is {rec.status.value} (started by "
-                       f"{rec.requester_name}); one job at a time", rec.job_id)
-
     async def _spawn(self, live: _Live, argv: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        log_fd = os.open(live.paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                         0o640)
-        ready_r, ready_w = os.pipe()
-        try:
-            cmd = [sys.executable, "-m", "benchd.supervisor", "--root", str(self.root),
-                   "--job-id", live.job_id, "--grace", repr(self.grace),
-                   "--ready-fd", str(ready_w), "--", *argv]
-            live.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
-                                          stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
-                                          start_new_session=True,
-                                          env=dict(os.environ, **live.marks.env()))
-        finally:
-            os.close(log_fd)
-            os.close(ready_w)
-        live.supervisor_pid = live.popen.pid
-        live.supervisor_ticks = procs.start_ticks(live.popen.pid)
-        try:
-            reply = await asyncio.wait_for(_read_all(loop, ready_r), START_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            reply = b""
-            log.error("job %s: supervisor pid %d said nothing in %.0f s; killing it",
-                      live.job_id, live.popen.pid, START_TIMEOUT_S)
-            procs.kill_pids([live.popen.pid], signal.SIGKILL)
-        finally:
-            os.close(ready_r)
-        word, _, rest = reply.decode("utf-8", "replace").strip().partition(" ")
+        started = await self.executor.start(live.marks, argv)
+        live.handle = started.handle
         live.task = self._spawn_task(self._run(live))
-        if word == "running":
+        if started.running:
             rec = self._jobs[live.job_id]
             self._update(rec, status=JobState.RUNNING, started_at=utc_now(),
-                         supervisor_pid=live.supervisor_pid,
-                         supervisor_start_ticks=live.supervisor_ticks,
-                         pgid=int(rest) if rest.isdigit() else None)
+                         supervisor_pid=live.handle.pid,
+                         supervisor_start_ticks=live.handle.ticks, pgid=live.handle.pgid)
             live.started.set_result(None)
         else:
             await asyncio.shield(live.done)  # _run finalizes from the exit record
@@ -338,7 +592,7 @@ class JobManager:
         reader = _ProgressReader(live.paths.log)
         tracker = asyncio.get_running_loop().create_task(self._track(live, reader))
         try:
-            await self._wait_supervisor(live)
+            await self.executor.wait(live.handle)
         finally:
             tracker.cancel()
             try:
@@ -347,27 +601,6 @@ class JobManager:
                 pass
         await self._scan_progress(live.job_id, reader)  # the supervisor is gone: log complete
         self._finalize_from_disk(live)
-
-    async def _wait_supervisor(self, live: _Live) -> None:
-        assert live.supervisor_pid is not None
-        loop = asyncio.get_running_loop()
-        try:
-            pidfd = os.pidfd_open(live.supervisor_pid)
-        except ProcessLookupError:
-            pidfd = None
-        if pidfd is not None:
-            try:
-                if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
-                    fut = loop.create_future()
-                    loop.add_reader(pidfd, lambda: fut.done() or fut.set_result(None))
-                    try:
-                        await fut
-                    finally:
-                        loop.remove_reader(pidfd)
-            finally:
-                os.close(pidfd)
-        if live.popen is not None:
-            live.popen.wait()  # our child: reap it (it has exited, this does not block)
 
     async def _track(self, live: _Live, reader: _ProgressReader) -> None:
         while True:
@@ -438,10 +671,10 @@ class JobManager:
 
     def _finalize_from_disk(self, live: _Live) -> None:
         rec = self._jobs[live.job_id]
-        ex = self.store.read_exit(live.job_id)
+        ex = self.executor.outcome(live.job_id)
         if ex is None:
-            killed = _leftovers_note(_kill_leftovers(live.marks, rec.pgid,
-                                                     self.store.read_info(live.job_id)))
+            killed = self.executor.leftovers_note(self.executor.kill_leftovers(
+                live.marks, rec.pgid, self.executor.info(live.job_id)))
             if self._logs_full():  # the usual reason: the job's output filled the disk
                 self._finish(live, JobState.FAILED,
                              reason=f"the logs filesystem {self.store.logs_dir} is full (no "
@@ -450,11 +683,11 @@ class JobManager:
                 return
             if rec.status == JobState.STARTING:  # it never said "running": nothing ran
                 self._finish(live, JobState.FAILED,
-                             reason=f"supervisor (pid {live.supervisor_pid}) exited before "
+                             reason=f"supervisor (pid {live.handle.pid}) exited before "
                                     f"starting the orchestrator (see the job log); {killed}")
                 return
             self._finish(live, JobState.UNKNOWN,
-                         reason=f"supervisor (pid {live.supervisor_pid}) exited without an exit"
+                         reason=f"supervisor (pid {live.handle.pid}) exited without an exit"
                                 f" record; {killed}")
             return
         self._finish(live, *self._outcome(rec, ex), exit=ex)
@@ -487,13 +720,14 @@ class JobManager:
         self._dirty.discard(job_id)
         new = self._update(rec, **fields)  # its side files go once this is on disk (_save)
         if live is not None:
-            if self._live is live:
-                self._live = None
+            if self._live.get(live.job_id) is live:
+                del self._live[live.job_id]
             if not live.started.done():
                 live.started.set_result(None)
             if not live.done.done():
                 live.done.set_result(None)
             asyncio.get_running_loop().create_task(live.tailer.close())
+        self._dispatch()  # a slot is free, or a dependency settled
         return new
 
     # cancel ------------------------------------------------------------------------------
@@ -508,25 +742,25 @@ class JobManager:
                                      f"{GRACE_MAX_S:g}, got {grace!r}")
         if rec.status in FINAL:
             raise NotCancellable(f"job {job_id} is already {rec.status.value}")
-        if uid != rec.requester_uid and not await asyncio.to_thread(self.is_admin, uid):
-            raise Forbidden(f"job {job_id} belongs to {rec.requester_name} "
-                            f"(uid {rec.requester_uid}); only they, root or the admin group "
-                            f"may cancel it")
-        live = self._live
-        if live is None or live.job_id != job_id:
-            raise NotCancellable(f"job {job_id} is not running here")
+        await self._check_owner(rec, uid, "cancel")
+        rec = self._jobs[job_id]
+        if rec.status in WAITING:  # no process: at once
+            new = self._update(rec, status=JobState.CANCELLED, cancel_requested_by=uid,
+                               finished_at=utc_now(),
+                               reason=f"cancelled by uid {uid} while {rec.status.value} (no "
+                                      f"process was running)")
+            self._dispatch()  # its dependents may now fail
+            return new
+        live = self._live.get(job_id)
+        if live is None:
+            raise NotCancellable(f"job {job_id} is {rec.status.value}, not running here")
         await asyncio.shield(live.started)
         g = self.grace if grace is None else float(grace)
         if not live.done.done():
-            # the order on disk is what the supervisor acts on (and what survives our death);
-            # the record says it was accepted -- written after the signal, off the fast path
-            self.store.write_cancel(job_id, CancelOrder(requester_uid=uid, grace=g,
+            # the executor carries the order out even if benchd dies; the record says it was
+            # accepted -- written after the signal, off the fast path
+            self.executor.stop(live.handle, CancelOrder(requester_uid=uid, grace=g,
                                                         requested_at=utc_now()))
-            if procs.is_alive(live.supervisor_pid, live.supervisor_ticks):
-                try:
-                    os.kill(live.supervisor_pid, signal.SIGUSR1)
-                except ProcessLookupError:
-                    pass
             rec = self._jobs[job_id]
             if rec.status not in FINAL:  # watchers see it now; the disk within PROGRESS_FLUSH_S
                 self._stage(msgspec.structs.replace(
@@ -537,7 +771,7 @@ class JobManager:
             await asyncio.wait_for(asyncio.shield(live.done), g + CANCEL_MARGIN_S)
         except asyncio.TimeoutError:
             raise CancelFailed(f"job {job_id} is still running {g + CANCEL_MARGIN_S:g} s after "
-                               f"the cancel (supervisor pid {live.supervisor_pid})") from None
+                               f"the cancel (supervisor pid {live.handle.pid})") from None
         return self._jobs[job_id]
 
     def run_owners(self, run_id: str) -> dict[int, str]:
@@ -572,9 +806,11 @@ class JobManager:
         """Delete final jobs' records and logs (retention's keep-job-days): each job's files
         are renamed into logs/.trash in one step each, then deleted, off the event loop.
         Returns (job id, days since it finished) of those removed."""
+        needed = {d for w in self._waiting for d in (*(self._jobs[w].config.after or ()),
+                                                     *(self._jobs[w].config.after_any or ()))}
         recs = [self._jobs[j] for j in job_ids if j in self._jobs
-                and self._jobs[j].status in FINAL and (self._live is None
-                                                       or self._live.job_id != j)]
+                and self._jobs[j].status in FINAL and j not in self._live
+                and j not in needed]  # a waiting job's dependency must stay known
         if not recs:
             return []
         gone = await asyncio.to_thread(self.store.trash_jobs, [r.job_id for r in recs])
@@ -629,7 +865,7 @@ class JobManager:
             raise InvalidRequest(f"offset: must be a non-negative integer, got {offset!r}")
         if offset > size:
             raise InvalidRequest(f"offset: {offset} is past the end of the log ({size} bytes)")
-        live = self._live if self._live and self._live.job_id == job_id else None
+        live = self._live.get(job_id)
         return logtail.follow(path, offset, live.tailer if (live and follow) else None)
 
     async def watch(self, job_id: str) -> AsyncIterator[JobRecord]:
@@ -652,6 +888,15 @@ class JobManager:
             raise RuntimeError(f"job {rec.job_id}: {rec.status} -> {status} is not allowed")
         new = msgspec.structs.replace(rec, **fields)
         self._jobs[rec.job_id] = new
+        if new.status in WAITING:
+            self._waiting.add(rec.job_id)
+        else:
+            self._waiting.discard(rec.job_id)
+        if rec.status in WAITING or new.status in WAITING:
+            self._positions = None
+            self._qlist = None
+        if new.status == JobState.COMPLETED and rec.status != new.status:
+            self._typical.clear()
         if self.on_transition is not None and new.status != rec.status:
             try:  # before the write: a crash between the two derives the event again
                 self.on_transition(new)
@@ -720,8 +965,24 @@ class JobManager:
         self._jobs = {r.job_id: r for r in records}
         self._order = [r.job_id for r in records]
         self._index = {job_id: i for i, job_id in enumerate(self._order)}
-        for rec in [r for r in records if r.status in ACTIVE]:
-            lines.append(await self._reconcile_one(rec))
+        self._waiting = {r.job_id for r in records if r.status in WAITING}
+        self._seq = max((r.queue_seq or 0 for r in records), default=0)
+        self._vclock = max((r.queue_key or 0 for r in records if r.spawn_attempts), default=0)
+        self._positions = None
+        self._settling = True  # nothing starts until every active job is settled
+        respawn: list[JobRecord] = []
+        try:
+            for rec in [r for r in records if r.status in ACTIVE]:
+                lines.append(await self._reconcile_one(rec, respawn))
+        finally:
+            self._settling = False
+        for rec in respawn:
+            tail = self._queued_argv(rec)
+            if tail is not None:
+                self._begin(self._update(rec, spawn_attempts=rec.spawn_attempts + 1), tail)
+        if self._waiting:
+            lines.append(f"{len(self._waiting)} job(s) waiting in the queue")
+        self._dispatch()
         return lines  # the caller reports them (benchd.server logs each one)
 
     def _rebuild_record(self, job_id: str) -> JobRecord | None:
@@ -730,8 +991,8 @@ class JobManager:
         for it and with what config died with the record: said so, never guessed. None when
         there is nothing to settle (a stale lock nobody holds)."""
         paths = self.store.paths(job_id)
-        info, ex = self.store.read_info(job_id), self.store.read_exit(job_id)
-        if info is None and ex is None and not procs.lock_is_held(paths.lock):
+        info, ex = self.executor.info(job_id), self.executor.outcome(job_id)
+        if info is None and ex is None and not self.executor.holds_lock(job_id):
             for p in paths.aux():
                 p.unlink(missing_ok=True)
             return None
@@ -750,21 +1011,21 @@ class JobManager:
 
     def _own_info(self, rec: JobRecord) -> SupervisorInfo | None:
         """The job's pid file, unless it names another job instance (another token)."""
-        info = self.store.read_info(rec.job_id)
+        info = self.executor.info(rec.job_id)
         if info is not None and rec.job_token and info.job_token not in (None, rec.job_token):
             log.warning("job %s: ignoring %s: it is another job instance's (other token)",
                         rec.job_id, self.store.paths(rec.job_id).info)
             return None
         return info
 
-    async def _reconcile_one(self, rec: JobRecord) -> str:
+    async def _reconcile_one(self, rec: JobRecord, respawn: list[JobRecord]) -> str:
         job_id = rec.job_id
         paths = self.store.paths(job_id)
-        ex = self.store.read_exit(job_id)
+        ex = self.executor.outcome(job_id)
         info = self._own_info(rec)
         pid = rec.supervisor_pid or (info.supervisor_pid if info else None)
         ticks = rec.supervisor_start_ticks or (info.supervisor_start_ticks if info else None)
-        if ex is None and pid is None and procs.lock_is_held(paths.lock):
+        if ex is None and pid is None and self.executor.holds_lock(job_id):
             # a supervisor is starting up under us: give it a moment to write its pid file
             deadline = time.monotonic() + 5.0
             while info is None and time.monotonic() < deadline:
@@ -777,8 +1038,7 @@ class JobManager:
         foreign = started_in is not None and started_in != self.root_id
         marks = procs.JobMarks(job_id, token, self.root_id)
         # ours only if this root started it: a copy's lock may even be the same inode (cp -al)
-        alive = (not foreign and pid is not None and procs.is_alive(pid, ticks)
-                 and procs.lock_is_held(paths.lock) and marks.carried_by(pid))
+        alive = not foreign and self.executor.is_ours(marks, pid, ticks)
         if ex is not None and not alive:
             await self._scan_progress(job_id)  # the run_dir it published while nobody watched
             new = self._finish(None, *self._outcome(rec, ex), exit=ex, job_id=job_id)
@@ -791,11 +1051,11 @@ class JobManager:
                    f"still run belong to that root")
             self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded unknown"
-        if alive and self._live is None:
+        if alive:
             live = _Live(job_id, paths, marks)
-            live.supervisor_pid, live.supervisor_ticks = pid, ticks
+            live.handle = Handle(job_id, pid, ticks, rec.pgid or (info.pgid if info else None))
             live.started.set_result(None)
-            self._live = live
+            self._live[job_id] = live
             fields: dict = dict(supervisor_pid=pid, supervisor_start_ticks=ticks)
             if rec.status == JobState.STARTING:
                 fields.update(status=JobState.RUNNING,
@@ -809,32 +1069,40 @@ class JobManager:
             self._update(rec, **fields)
             live.task = self._spawn_task(self._run(live))
             return f"job {job_id}: supervisor pid {pid} still running; reattached"
-        killed = _kill_leftovers(marks, rec.pgid or (info.pgid if info else None), info)
-        if alive:  # a second live job: cannot happen through benchd; stop it rather than hide it
-            procs.kill_pids([pid], signal.SIGKILL)
-            why = (f"a second live job (only one may run); its supervisor (pid {pid}) was "
-                   f"killed; {_leftovers_note(killed)}")
-        elif pid is None and rec.status == JobState.STARTING:
+        # a supervisor spawned just before the crash, not yet holding its lock, carries the
+        # marks: killed here, before the orchestrator (which it starts only once locked) ran
+        killed = self.executor.kill_leftovers(marks, rec.pgid or (info.pgid if info else None),
+                                              info)
+        if pid is None and rec.status == JobState.STARTING \
+                and 0 < rec.spawn_attempts < MAX_SPAWN_ATTEMPTS:
+            # the spawn intent was written, then benchd died before the supervisor ran the
+            # orchestrator: nothing of it runs now (lock free, marks killed), so start it again
+            respawn.append(rec)
+            return (f"job {job_id}: benchd stopped while starting it (attempt "
+                    f"{rec.spawn_attempts}); {self.executor.leftovers_note(killed)}; starting it again")
+        if pid is None and rec.status == JobState.STARTING:
+            again = (f" (attempt {rec.spawn_attempts}; not tried again: it never started)"
+                     if rec.spawn_attempts else "")
             self._finish(None, JobState.FAILED, job_id=job_id,
-                         reason="benchd stopped before the job's supervisor was started")
+                         reason=f"benchd stopped before the job's supervisor was started{again}")
             return f"job {job_id}: never started; recorded failed"
         elif self._logs_full():  # its output filled the disk, so no exit record either
             why = (f"the logs filesystem {self.store.logs_dir} is full (no space left on "
                    f"device): the job's output and its exit record could not be written "
-                   f"while benchd was down; {_leftovers_note(killed)}")
+                   f"while benchd was down; {self.executor.leftovers_note(killed)}")
             self._finish(None, JobState.FAILED, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded failed"
         else:
             why = (f"supervisor (pid {pid}) vanished while benchd was down and left no exit "
-                   f"record; {_leftovers_note(killed)}")
+                   f"record; {self.executor.leftovers_note(killed)}")
         self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
         return f"job {job_id}: {why}; recorded unknown"
 
     async def close(self, *, cancel_running: bool = False) -> None:
         """Stop following jobs. A running job keeps running (a restarted benchd reattaches)
         unless `cancel_running`, in which case it is cancelled with the default grace."""
-        live = self._live
-        if live is not None and cancel_running:
+        self._settling = True  # a queued job must not start while benchd stops
+        for live in list(self._live.values()) if cancel_running else []:
             try:
                 await self.cancel(live.job_id, 0)
             except (NotCancellable, CancelFailed) as e:
@@ -842,8 +1110,9 @@ class JobManager:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush()
-        live = self._live
-        if live is not None and live.task is not None:
+        for live in list(self._live.values()):
+            if live.task is None:
+                continue
             live.task.cancel()
             try:
                 await live.task
@@ -853,87 +1122,6 @@ class JobManager:
             await live.tailer.close()
         for job_id in list(self._unsaved):
             self._save(self._jobs[job_id])
-
-
-async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
-    """Everything from a pipe until EOF, without blocking the loop."""
-    os.set_blocking(fd, False)
-    chunks: list[bytes] = []
-    eof = loop.create_future()
-
-    def on_readable() -> None:
-        try:
-            data = os.read(fd, 4096)
-        except BlockingIOError:
-            return
-        if data:
-            chunks.append(data)
-        elif not eof.done():
-            eof.set_result(None)
-
-    loop.add_reader(fd, on_readable)
-    try:
-        await eof
-    finally:
-        loop.remove_reader(fd)
-    return b"".join(chunks)
-
-
-def _kill_leftovers(marks: procs.JobMarks, pgid: int | None,
-                    info: SupervisorInfo | None = None) -> list[str]:
-    """SIGKILL what is left of a job whose supervisor is gone and cannot do it: every process
-    carrying the job's marks (escaped ones included: procs.job_pids), and its process group
-    when the group leader is provably still this job's orchestrator (it carries the marks, or
-    pid + start ticks from this job's own pid file). The group kill also covers a process
-    caught in the middle of execve, whose environment cannot be read yet. Scans again after
-    each kill until one finds nobody: a process that forked between a scan and its kill (a
-    double fork in flight) has a child the next scan sees. Never the job id alone: a copied
-    root's benchd must not reach the original's processes. Returns "pid (comm)" of each
-    process killed; what cleared its environment AND left the group is not among them."""
-    killed: dict[int, str] = {}
-    deadline = time.monotonic() + LEFTOVER_KILL_S
-    while True:
-        victims = set(procs.job_pids(marks))
-        if pgid is not None and (pgid in victims or _leader_proven(marks, pgid, info)):
-            victims |= set(procs.group_members(pgid))
-            procs.kill_group(pgid, signal.SIGKILL)
-        if not victims:
-            break
-        for pid in victims - killed.keys():
-            killed[pid] = procs.command_name(pid)
-        procs.kill_pids(sorted(victims), signal.SIGKILL)
-        if time.monotonic() > deadline:
-            log.warning("job %s: processes still alive after SIGKILL: %s", marks.job_id,
-                        sorted(victims))
-            break
-        time.sleep(0.002)   # let the kernel finish the kills before the next look
-    return [f"{pid} ({name})" for pid, name in sorted(killed.items())]
-
-
-def _leader_proven(marks: procs.JobMarks, pgid: int, info: SupervisorInfo | None) -> bool:
-    """Is `pgid` still this job's orchestrator by its supervisor's pid file? The file must be
-    this job instance's (same token; legacy: the leader's cwd is this root) and name `pgid`
-    with start ticks that still match."""
-    if info is None or info.orchestrator_pid != pgid or info.orchestrator_start_ticks is None:
-        return False
-    if marks.token is not None:
-        if info.job_token != marks.token or info.root_id not in (None, marks.root_id):
-            return False
-    elif procs.cwd_identity(pgid) != marks.root_id:
-        return False
-    return procs.is_alive(pgid, info.orchestrator_start_ticks)
-
-
-def _leftovers_note(killed: list[str]) -> str:
-    """What a reason says about leftovers: exactly what was killed, and what cannot be known.
-    Without the supervisor (whose subreaper role held every descendant) or a cgroup, a
-    process that left the job's process group and cleared its environment is invisible."""
-    shown = ", ".join(killed[:5]) + (f", and {len(killed) - 5} more" if len(killed) > 5 else "")
-    found = (f"{len(killed)} leftover process(es) killed: {shown}" if killed
-             else "no leftover process found")
-    return (f"{found} (found by the job's environment marks or process group; a process that "
-            f"left the group and cleared its environment cannot be found outside systemd and "
-            f"may still be running)")
 
 
 def _last_error_line(path: Path, window: int = 8192) -> str | None:
@@ -961,6 +1149,11 @@ def _log_task_failure(task: asyncio.Task[None]) -> None:
 def _opt_int(value: object, default: int | None) -> int | None:
     """An int from a progress line, else what was known before (only "start" carries n)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _order_key(rec: JobRecord) -> tuple[int, int, int]:
+    return scheduler.order_key(rec.priority, rec.queue_key or rec.queue_seq or 0,
+                               rec.queue_seq or 0)
 
 
 def _opt_str(v: object) -> str | None:

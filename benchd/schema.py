@@ -54,11 +54,26 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     label: str | None = None    # free text for people and filters (check_label), e.g. nightly
     notify: list[NotifyTarget] | None = None  # per-job notification targets (secrets redacted
                                               # in the record: see NotifyTarget)
+    # scheduling (benchd.scheduler; README "Queue"): not part of what the pipeline runs
+    queue: bool = True          # false: refuse (409 busy) instead of queueing when no slot
+    priority: int = 0           # -10..10; above 0 needs root or the admin group
+    after: list[str] | None = None       # job ids that must complete first (afterok)
+    after_any: list[str] | None = None   # job ids that must end first, whatever the outcome
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Body of POST /api/benchmark/jobs/{id}/cancel (the body itself is optional)."""
     grace: float | None = None  # seconds between SIGTERM and SIGKILL; daemon default if None
+
+
+class JobPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of PATCH /api/benchmark/jobs/{id}: what may change while a job waits or runs."""
+    priority: int | None = None   # -10..10; above 0 needs root or the admin group
+
+
+class PauseRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Body of POST /api/benchmark/jobs/{id}/pause (optional)."""
+    now: bool = False             # a running job: SIGTERM now, not at the next boundary
 
 
 class Progress(msgspec.Struct, omit_defaults=True):
@@ -105,6 +120,14 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
                                           # while it is there (benchd.api._with_staged_run)
 
     run_removed: str | None = None        # its results run was deleted by retention (why)
+    # the queue (benchd.scheduler): persisted so that order and holds survive kill -9
+    priority: int = 0                     # current priority (PATCH changes it)
+    queue_seq: int | None = None          # enqueue sequence: FIFO order within a priority
+    queue_key: int | None = None          # fair-queueing key (benchd.scheduler.next_key)
+    spawn_attempts: int = 0               # supervisor spawns begun (written before each one)
+    queue_position: int | None = None     # API only (null on disk): 1 = next to start
+    estimated_start_s: float | None = None  # API only: seconds until it may start (a guess
+                                            # from earlier comparable jobs' durations)
 
 
 class ExitRecord(msgspec.Struct):

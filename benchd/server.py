@@ -66,6 +66,8 @@ class ServerConfig:
     notify_give_up: float = 24 * 3600.0      # dead-letter a delivery this long after its event
 
     retention: Policy = field(default_factory=Policy)
+    slots: int = 1                           # jobs that may run at once (the rest queue)
+    max_queued_per_user: int = 50            # waiting jobs per user before 429 queue_full
 
 
 def _make_private_dir(path: Path) -> None:
@@ -313,7 +315,8 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
                                   give_up_s=cfg.notify_give_up)
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier),
-                         on_transition=notifications.on_transition)
+                         on_transition=notifications.on_transition, slots=cfg.slots,
+                         max_queued_per_user=cfg.max_queued_per_user)
     retention = Retention(cfg.root, cfg.retention, manager)
     manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None

@@ -8,26 +8,56 @@ import enum
 
 
 class JobState(enum.StrEnum):
-    STARTING = "starting"    # accepted; supervisor being spawned
+    QUEUED = "queued"        # accepted, waiting for a slot (and its dependencies)
+    STARTING = "starting"    # chosen to run; supervisor being spawned (the spawn intent)
     RUNNING = "running"      # orchestrator process running under its supervisor
+    PAUSED = "paused"        # held: stopped by request (or held while queued); not eligible
+    PREEMPTED = "preempted"  # stopped to make room for a higher priority; eligible again
     COMPLETED = "completed"  # orchestrator exited 0
     FAILED = "failed"        # exited non-zero / killed by a signal it was not asked to take
     CANCELLED = "cancelled"  # stopped because someone asked
     UNKNOWN = "unknown"      # supervisor vanished while benchd was down: outcome not knowable
 
 
+# holding a slot: a process exists or is being spawned
 ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING})
+# no process: in the queue, eligible (queued, preempted) or held (paused)
+WAITING: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.PAUSED, JobState.PREEMPTED})
+# the scheduler may pick these when a slot is free (and their dependencies allow)
+ELIGIBLE: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.PREEMPTED})
 FINAL: frozenset[JobState] = frozenset(
     {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN}
 )
-CANCELLABLE: frozenset[JobState] = ACTIVE
+CANCELLABLE: frozenset[JobState] = ACTIVE | WAITING
 
-# What may follow each state. Final states have no successor.
+
+class Transition(enum.Enum):
+    """The named transitions (old, new) that are not "it ended" (X -> a final state)."""
+    DISPATCH = (JobState.QUEUED, JobState.STARTING)        # scheduler picked it for a slot
+    REDISPATCH = (JobState.PREEMPTED, JobState.STARTING)   # a preempted job resumes
+    STARTED = (JobState.STARTING, JobState.RUNNING)        # its supervisor reported running
+    PREEMPT = (JobState.RUNNING, JobState.PREEMPTED)       # stopped for a higher priority
+    PAUSE = (JobState.RUNNING, JobState.PAUSED)            # stopped on request
+    HOLD = (JobState.QUEUED, JobState.PAUSED)              # held in the queue (scontrol hold)
+    HOLD_PREEMPTED = (JobState.PREEMPTED, JobState.PAUSED)
+    RESUME = (JobState.PAUSED, JobState.QUEUED)            # back in the queue
+    REQUEUE = (JobState.PREEMPTED, JobState.QUEUED)        # back in the queue as plain queued
+
+
+# What may follow each state. Final states have no successor. Waiting states end cancelled
+# (no process: at once) or failed (a dependency failed; its reason names it).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.PAUSED,
+                                JobState.CANCELLED, JobState.FAILED}),
     JobState.STARTING: frozenset({JobState.RUNNING} | FINAL),
-    JobState.RUNNING: FINAL,
+    JobState.RUNNING: frozenset({JobState.PAUSED, JobState.PREEMPTED} | FINAL),
+    JobState.PAUSED: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
+    JobState.PREEMPTED: frozenset({JobState.STARTING, JobState.QUEUED, JobState.PAUSED,
+                                   JobState.CANCELLED, JobState.FAILED}),
     **{s: frozenset() for s in FINAL},
 }
+assert all(new in TRANSITIONS[t.value[0]] for t in Transition
+           for new in (t.value[1],)), "a named transition is missing from TRANSITIONS"
 
 
 def can_transition(old: JobState, new: JobState) -> bool:

@@ -1,7 +1,11 @@
 """Start a benchmark job; print its id, or follow/wait for it and exit with its outcome.
 
 Without --follow/--wait: prints the new job's id (or its record with --json) and exits 0 once
-the orchestrator runs (1 if it could not even start). --follow streams the job's log: on a terminal the
+the orchestrator runs or the job is queued (1 if it could not even start). With no free slot
+the job waits in benchd's queue (`benchctl queue`); --no-queue refuses instead (exit 5).
+--priority N (-10..10; above 0: root or the admin group), --after JOB[,JOB] (start once those
+completed; if one fails or is cancelled this job fails) and --after-any JOB[,JOB] (once they
+ended, whatever the outcome) order it in the queue. --follow streams the job's log: on a terminal the
 `@@benchd-progress` lines are drawn as one progress line ("3/9 experiments · gmst_era");
 piped, the raw log is passed through byte for byte (progress lines included, for scripts), with
 no control characters. --wait shows nothing until the end. Both exit with the job's outcome
@@ -29,7 +33,7 @@ from benchctl.argtypes import add_follow_timeouts
 from benchctl.client import job_path
 from benchctl.exitcodes import INTERRUPTED, OK, USAGE, CliError, for_state
 from benchd.defaults import JOB_START_TIMEOUT_S
-from benchd.states import ACTIVE
+from benchd.states import FINAL, WAITING
 
 START_ANSWER_S = JOB_START_TIMEOUT_S + 30.0  # benchd answers a start once the job runs
 
@@ -57,6 +61,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "such as completed,failed (default: end)")
     p.add_argument("--no-notify-defaults", action="store_true",
                    help="leave out the [[notify]] targets of ~/.config/benchctl/config.toml")
+    p.add_argument("--no-queue", action="store_true",
+                   help="refuse (exit 5, busy) instead of queueing when no slot is free")
+    p.add_argument("--priority", type=int, metavar="N",
+                   help="queue priority -10..10 (default 0; above 0: root or admin group)")
+    p.add_argument("--after", action="append", metavar="JOB[,JOB]",
+                   help="start only after these jobs completed (fails if one does not)")
+    p.add_argument("--after-any", action="append", metavar="JOB[,JOB]",
+                   help="start only after these jobs ended, whatever their outcome")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -70,6 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> dict[str, Any]:
     """The JobConfig body: only what was given (the daemon validates values)."""
+    body = _config_from(args)
+    if getattr(args, "no_queue", False):
+        body["queue"] = False
+    if getattr(args, "priority", None) is not None:
+        body["priority"] = args.priority
+    for key in ("after", "after_any"):
+        if getattr(args, key, None):
+            body[key] = [j.strip() for v in getattr(args, key) for j in v.split(",") if j.strip()]
+    return body
+
+
+def _config_from(args: argparse.Namespace) -> dict[str, Any]:
     notify = notify_targets(args)
     if args.resume is not None:
         given = [f"--{k.replace('_', '-')}" for k in ("experiments", "n", "seed", "perf_rounds",
@@ -164,7 +188,7 @@ def _started_outcome(job: dict[str, Any]) -> int:
     """Exit code of a plain `run`: 0 once the job runs (or already completed); the job's
     outcome when benchd answered with a final record (e.g. the orchestrator failed to start)."""
     status = job.get("status")
-    return OK if status in ACTIVE else for_state(status)
+    return OK if status not in FINAL else for_state(status)
 
 
 def _start(client: Any, body: dict[str, Any], raw: bool = False) -> Any:
@@ -197,13 +221,19 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
     job_id = job["job_id"]
     if not (args.follow or args.wait):
         print(job_id)
+        if job.get("status") in WAITING:
+            sys.stderr.write(f"benchctl: job {job_id} queued (position "
+                             f"{job.get('queue_position')}); `benchctl queue` shows the queue\n")
         code = _started_outcome(job)
         if code != OK:  # it could not even start: say why
             sys.stderr.write(render.final_line(job, render.use_colour(sys.stderr)) + "\n")
         return code
     from benchctl import follow
+    if job.get("status") in WAITING:
+        from benchctl import waiting
+        job = waiting.through_queue(client, job, sys.stderr)
     if args.follow:
-        if job.get("status") in ACTIVE:
+        if job.get("status") not in FINAL:
             sys.stderr.write(f"benchctl: job {job_id} started\n")
         sink = follow.make_sink(job.get("progress"), client, job)
         start: dict[str, Any] = {"offset": 0}

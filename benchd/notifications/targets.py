@@ -23,6 +23,8 @@ EVENT_FOR_STATE: dict[JobState, str] = {
     JobState.FAILED: "job.failed",
     JobState.CANCELLED: "job.cancelled",
     JobState.UNKNOWN: "job.unknown",
+    JobState.PAUSED: "job.paused",         # held by its owner (benchctl pause)
+    JobState.PREEMPTED: "job.preempted",   # taken off its slot for a higher priority
 }
 REGRESSION_EVENT = "results.regression"   # a published run's automatic check found one
 EVENTS: tuple[str, ...] = (*EVENT_FOR_STATE.values(), REGRESSION_EVENT)

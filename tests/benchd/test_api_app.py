@@ -158,7 +158,7 @@ async def test_unexpected_exceptions_are_logged_500s_without_traceback(served: S
     assert "secret internals" in caplog.text
 
 
-async def test_start_uses_peer_credentials_and_one_job_at_a_time(served: Served) -> None:
+async def test_start_uses_peer_credentials_and_queues_when_the_slot_is_taken(served: Served) -> None:
     served.set_spec(wait_for_file=str(served.gate))
     async with served.session.post("http://benchd/api/benchmark/jobs",
                                    json={"experiments": ["gmst_era"], "ci": True,
@@ -167,20 +167,29 @@ async def test_start_uses_peer_credentials_and_one_job_at_a_time(served: Served)
     job = await served.start(experiments=["gmst_era"], ci=True)
     assert job["status"] == "running"
     assert job["requester_uid"] == os.getuid()
-    async with served.session.post("http://benchd/api/benchmark/jobs", json={}) as r:
+    # the one slot is taken: "queue": false keeps the old refusal, naming the active job
+    async with served.session.post("http://benchd/api/benchmark/jobs",
+                                   json={"queue": False}) as r:
         assert r.status == 409
         err = (await r.json())["error"]
         assert job["job_id"] in err["message"] and err["job_id"] == job["job_id"]
         assert err["code"] == "busy"
+    # by default a second start is queued behind it
+    async with served.session.post("http://benchd/api/benchmark/jobs", json={}) as r:
+        assert r.status == 201
+        queued = await r.json()
+    assert queued["status"] == "queued" and queued["queue_position"] == 1, queued
     async with served.session.get("http://benchd/api/health") as r:
         health = await r.json()
     assert health["active_job"]["job_id"] == job["job_id"] and health["status"] == "ok"
     served.gate.touch()
     final = await served.wait_final(job["job_id"])
     assert final["status"] == "completed" and final["exit_code"] == 0
-    async with served.session.get("http://benchd/api/benchmark/jobs?status=completed&limit=1") as r:
+    second = await served.wait_final(queued["job_id"])  # started once the slot was free
+    assert second["status"] == "completed" and second["started_at"] >= final["finished_at"]
+    async with served.session.get("http://benchd/api/benchmark/jobs?status=completed&limit=2") as r:
         listed = await r.json()
-    assert [j["job_id"] for j in listed["jobs"]] == [job["job_id"]]
+    assert [j["job_id"] for j in listed["jobs"]] == [queued["job_id"], job["job_id"]]
 
 
 async def test_cancel_returns_the_final_record(served: Served) -> None:

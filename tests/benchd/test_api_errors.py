@@ -112,7 +112,7 @@ def test_readme_api_table_names_every_declared_error_status() -> None:
     section = README.read_text().split("\n## API\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
-        m = re.match(r"^\| (GET|POST|PUT|DELETE) \| `([^`?]+)[^|]*\|[^|]*\|(.*)\|\s*$", line)
+        m = re.match(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`?]+)[^|]*\|[^|]*\|(.*)\|\s*$", line)
         if m:
             rows[(m[1], re.sub(r"{\w+}", "{}", m[2]))] = m[3]
     for ep in ENDPOINTS:

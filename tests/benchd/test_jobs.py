@@ -87,11 +87,13 @@ async def test_orchestrator_that_cannot_start_fails(tmp_path, spec):
     await m.close()
 
 
-async def test_concurrent_starts_exactly_one_wins(manager, spec, tmp_path):
+async def test_concurrent_starts_that_refuse_to_queue_exactly_one_wins(manager, spec, tmp_path):
+    """With "queue": false a start is refused (busy) when the one slot is taken."""
     gate = tmp_path / "gate"
     spec(wait_for_file=str(gate))
-    results = await asyncio.gather(*(manager.start(CFG, uid=1, user="u") for _ in range(3)),
-                                   return_exceptions=True)
+    no_queue = msgspec.structs.replace(CFG, queue=False)
+    results = await asyncio.gather(*(manager.start(no_queue, uid=1, user="u")
+                                     for _ in range(3)), return_exceptions=True)
     winners = [r for r in results if isinstance(r, JobRecord)]
     losers = [r for r in results if isinstance(r, Busy)]
     assert len(winners) == 1 and len(losers) == 2, results
@@ -99,7 +101,7 @@ async def test_concurrent_starts_exactly_one_wins(manager, spec, tmp_path):
     assert all(b.active_job_id == job_id and job_id in b.message for b in losers)
     assert manager.active().job_id == job_id
     with pytest.raises(Busy):
-        await manager.start(CFG, uid=1, user="u")
+        await manager.start(no_queue, uid=1, user="u")
     gate.touch()
     final = await final_record(manager, job_id)
     assert final.status == JobState.COMPLETED
@@ -206,13 +208,13 @@ async def test_follow_log_bad_offsets(manager):
 async def test_supervisor_dying_before_running_is_failed_not_unknown(manager, monkeypatch):
     """A supervisor that cannot even start (here: its module is not importable) never says
     "running": the job provably never ran, so it is FAILED with a pointer to the log."""
-    import benchd.jobs as jobs_mod
-    real_popen = jobs_mod.subprocess.Popen
+    import benchd.executors.local as local_executor
+    real_popen = local_executor.subprocess.Popen
 
     def broken_popen(cmd, **kw):
         cmd = [c if c != "benchd.supervisor" else "benchd.no_such_supervisor" for c in cmd]
         return real_popen(cmd, **kw)
-    monkeypatch.setattr(jobs_mod.subprocess, "Popen", broken_popen)
+    monkeypatch.setattr(local_executor.subprocess, "Popen", broken_popen)
     rec = await manager.start(CFG, uid=1, user="u")
     assert rec.status == JobState.FAILED
     assert "exited before starting the orchestrator" in rec.reason
@@ -254,3 +256,22 @@ async def test_progress_is_tracked_but_not_written_per_line(tmp_path):
     assert 3 <= len(saves) <= 12, len(saves)
     assert changes and changes[-1] == final  # on_change saw every persisted change
     assert [c.status for c in changes][:2] == [JobState.STARTING, JobState.RUNNING]
+
+
+async def test_concurrent_starts_queue_behind_the_one_that_runs(manager, spec, tmp_path):
+    """By default a start with no free slot is queued (FIFO), and each queued job starts once
+    the slot is free: never two at once, none twice."""
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate))
+    results = await asyncio.gather(*(manager.start(CFG, uid=1, user="u") for _ in range(3)))
+    running = [r for r in results if r.status == JobState.RUNNING]
+    queued = sorted((r for r in results if r.status == JobState.QUEUED),
+                    key=lambda r: r.queue_seq)
+    assert len(running) == 1 and len(queued) == 2, results
+    assert [r.queue_position for r in queued] == [1, 2]
+    gate.touch()
+    finals = [await final_record(manager, r.job_id) for r in (running[0], *queued)]
+    assert [f.status for f in finals] == [JobState.COMPLETED] * 3
+    for before, after in zip(finals, finals[1:]):  # one at a time, in queue order
+        assert after.started_at >= before.finished_at
+    assert all(f.spawn_attempts == 1 for f in finals)

@@ -273,7 +273,8 @@ def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, t
     A process forked between that scan and the kills (a double fork in flight) must be found
     by a later scan. The window is too narrow to hit on purpose, so the first scan is made to
     miss one real, marked, setsid'd process (the only stand-in; processes and kills are real)."""
-    from benchd import jobs, procs
+    from benchd import procs
+    from benchd.executors import local
     marks = procs.JobMarks("0123456789fe", "ab" * 16, procs.root_identity(tmp_path))
     env = {**os.environ, **marks.env()}
     kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env,
@@ -289,7 +290,7 @@ def test_leftover_kill_looks_again_for_processes_forked_during_it(monkeypatch, t
             return [p for p in found if p != kids[1].pid] if len(calls) == 1 else found
 
         monkeypatch.setattr(procs, "job_pids", first_scan_misses_one)
-        assert len(jobs._kill_leftovers(marks, None)) == 2
+        assert len(local._kill_leftovers(marks, None)) == 2
         for k in kids:
             assert k.wait(timeout=10) == -signal.SIGKILL
     finally:

@@ -124,7 +124,7 @@ def test_busy_usage_and_cancel_exit_codes(daemon_factory, gate: Path) -> None:
         job = wait_until(lambda: d.get("/api/health").json()["active_job"], 15,
                          what="job active")
         job_id = job["job_id"]
-        r = bc(d, "run")
+        r = bc(d, "run", "--no-queue")       # the one slot is taken: refused, not queued
         assert r.returncode == 5 and job_id in r.stderr, (r.returncode, r.stderr)
         wait_until(lambda: (d.job(job_id).get("progress") or {}).get("total"), 15,
                    what="progress parsed from the job's log")

@@ -47,7 +47,8 @@ def test_curl_session_busy_bad_input_not_found_too_large_cancel(daemon_factory) 
     status, job = curl(d, "-X", "POST", "-H", "Content-Type: application/json",
                        "-d", '{"experiments": ["gmst_era"], "n": 100}', api)
     assert status == 201 and job["status"] == "running" and job["config"]["n"] == 100
-    status, err = curl(d, "-X", "POST", "-H", "Content-Type: application/json", "-d", "{}", api)
+    status, err = curl(d, "-X", "POST", "-H", "Content-Type: application/json", "-d",
+                       '{"queue": false}', api)   # busy only for a start that will not queue
     assert status == 409 and job["job_id"] in err["error"]["message"]
     for body, fragment in (('{"n": 0}', "n: must be between 1"),
                            ('{"n": "ten"}', "n: expected int or null, got str"),

@@ -71,8 +71,9 @@ def assert_state_valid(d: Daemon, job_ids: set[str]) -> None:
 @pytest.fixture
 def busy_daemon(daemon_factory) -> tuple[Daemon, str, str]:
     """A daemon with one completed job (logs to read) and one running job (held by a gate
-    file that is never created during the test, so every valid start is a 409)."""
-    d = daemon_factory()
+    file that is never created during the test) and no room in the queue, so every valid
+    start is refused: 409 busy with "queue": false, else 429 queue_full."""
+    d = daemon_factory(extra_args=["--max-queued-per-user", "0"])
     d.set_spec(lines=50)
     done = d.start_job(experiments=["gmst_era"])["job_id"]
     d.wait_job(done)
@@ -153,6 +154,8 @@ def test_fuzzed_job_bodies_are_refused_with_the_error_shape(busy_daemon) -> None
         assert_client_error(r, (body[:200], ctype))
         if r.status == 409:  # only a well-formed, valid config reaches the busy check
             assert running in r.json()["error"]["message"]
+        if r.status == 429:  # ... or the queue's cap, with when to retry
+            assert r.json()["error"]["code"] == "queue_full" and "retry-after" in r.headers
 
     check()
 

@@ -167,8 +167,8 @@ def test_users_cancel_their_own_not_others_admin_and_root_can(lab: Lab) -> None:
     assert r.returncode == 6, (r.returncode, r.stdout, r.stderr)
     assert lab.alice.name in r.stderr
     assert d.job(job)["status"] == "running" and d.job(job)["cancel_requested_by"] is None
-    # bob may not start one either while it runs: 409 naming alice's job
-    status, body = lab.http(lab.bob, "POST", JOBS, {})
+    # bob's start that refuses to queue is refused while it runs: 409 naming alice's job
+    status, body = lab.http(lab.bob, "POST", JOBS, {"queue": False})
     assert status == 409 and job in body["error"]["message"]
     # alice may (benchctl cancel: exit 3, the job's outcome, once it ended cancelled)
     r = lab.benchctl(lab.alice, "cancel", job)
@@ -215,12 +215,14 @@ def test_users_give_notification_targets_only_to_their_own_jobs(lab: Lab) -> Non
 
 
 def test_two_users_racing_to_start_exactly_one_wins(lab: Lab) -> None:
-    """Eight starts at once from two users: one 201, seven 409s naming the winner's job."""
+    """Eight starts that refuse to queue at once from two users: one 201, seven 409s naming
+    the winner's job."""
     code = """
     import threading
     res = []
     def go():
-        res.append(http("POST", "/api/benchmark/jobs", b"{}", {"Content-Type": "application/json"}))
+        res.append(http("POST", "/api/benchmark/jobs", b'{"queue": false}',
+                        {"Content-Type": "application/json"}))
     ts = [threading.Thread(target=go) for _ in range(4)]
     [t.start() for t in ts]; [t.join() for t in ts]
     out(res)

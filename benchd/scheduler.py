@@ -1,0 +1,78 @@
+"""The scheduling policy: which waiting jobs run next, in what order, and whether a running
+job should be preempted. Pure functions over small snapshots, no I/O and no processes, so
+that the policy is testable on its own (tests/benchd/test_scheduler_model.py) and the job
+layer (benchd.jobs) only applies what it decides. README "Queue" states the rules:
+
+  * higher priority first (-10..10);
+  * within a priority, round-robin between users by a fair-queueing key given at submission
+    (next_key): a user's next job gets one more than the later of their own last waiting
+    job's key and the key of the last job started (the virtual clock), so one user's 50
+    jobs cannot starve another user's one; ties go to the earlier submission. Keys are
+    persisted, so the order shown is the order of starting and survives a restart;
+  * a job whose dependencies are not yet met is skipped (others behind it may start);
+  * a held (paused) job keeps its place in the order shown but is never picked.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PRIORITY_MIN, PRIORITY_MAX = -10, 10
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A job in the queue as the policy sees it."""
+    job_id: str
+    uid: int
+    priority: int
+    seq: int            # enqueue sequence: persisted, strictly increasing per root
+    eligible: bool      # not held and its dependencies are met
+    key: int = 0        # fair-queueing key (next_key); persisted
+
+
+@dataclass(frozen=True)
+class Running:
+    """A job holding a slot as the policy sees it."""
+    job_id: str
+    priority: int
+    seq: int
+
+
+def next_key(vclock: int, own_keys: Iterable[int]) -> int:
+    """The fair-queueing key of a user's new job: after their own waiting jobs, and never
+    before the last job started (`vclock`), so that a user who waited nothing is not
+    served ahead of everyone already queued, nor behind one user's whole backlog."""
+    return max(vclock, max(own_keys, default=0)) + 1
+
+
+def order_key(priority: int, key: int, seq: int) -> tuple[int, int, int]:
+    """The sort key of queue_order (the job layer keeps a sorted list by it)."""
+    return (-priority, key, seq)
+
+
+def queue_order(jobs: Iterable[Waiting]) -> list[Waiting]:
+    """Every waiting job in the order it would start (held and blocked ones included)."""
+    return sorted(jobs, key=lambda w: order_key(w.priority, w.key, w.seq))
+
+
+def pick(waiting: Iterable[Waiting], free_slots: int) -> list[Waiting]:
+    """The jobs to start now: the first `free_slots` eligible ones in queue order."""
+    if free_slots <= 0:
+        return []
+    return [w for w in queue_order(waiting) if w.eligible][:free_slots]
+
+
+def victim(running: Iterable[Running], waiting: Iterable[Waiting],
+           free_slots: int) -> Running | None:
+    """The running job to preempt, if any: when no slot is free and the best eligible waiting
+    job has a higher priority than the lowest-priority running one (the most recently
+    started of those, which loses the least work)."""
+    if free_slots > 0:
+        return None
+    best = pick(waiting, 1)
+    runs = list(running)
+    if not best or not runs:
+        return None
+    low = min(runs, key=lambda r: (r.priority, -r.seq))
+    return low if best[0].priority > low.priority else None
