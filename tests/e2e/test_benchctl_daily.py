@@ -300,7 +300,7 @@ def test_completion_from_the_parsers_with_live_job_ids_and_experiments(daemon_fa
     assert _complete_in_bash(d, "benchctl tail ") == [job]
     assert _complete_in_bash(d, f"benchctl cancel {job[:3]}") == [job]
     assert _complete_in_bash(d, "benchctl run -e gm") == ["gmst_era"]
-    assert _complete_in_bash(d, "benchctl res") == ["results"]
+    assert _complete_in_bash(d, "benchctl resul") == ["results"]   # (res: results, resume)
     assert "--experiment" in _complete_in_bash(d, "benchctl results --")
     assert _complete_in_bash(d, "benchctl completion ") == ["bash", "zsh", "fish"]
     assert "--perf-rounds" in _complete_in_bash(d, "benchctl --socket x run --p")
