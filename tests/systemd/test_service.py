@@ -258,6 +258,7 @@ def test_units_verify_clean_and_security_score(booted: Container) -> None:
     assert m and closed < float(m.group(1)) <= 2.5, (closed, net.stdout)  # it did apply
 
 
+@pytest.mark.timeout(420)
 def test_real_pipeline_runs_inside_the_sandbox(booted: Container) -> None:
     """The real orchestrator (every experiment, every library, --ci sizes) under the unit's
     full hardening: MemoryDenyWriteExecute, the syscall filter, no network, read-only /."""
@@ -268,7 +269,7 @@ def test_real_pipeline_runs_inside_the_sandbox(booted: Container) -> None:
     status, job = ct.api("POST", "/api/benchmark/jobs", {"ci": True}, timeout=60)
     assert status == 201, job
     rec = ct.wait_status(job["job_id"], {"completed", "failed", "cancelled", "unknown"},
-                         timeout=90)
+                         timeout=300)
     log = ct.log(job["job_id"])
     assert rec["status"] == "completed" and rec["exit_code"] == 0, (rec, log)
     results = [m.groups() for ln in log.splitlines()
