@@ -14,22 +14,9 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord, Progress
 from benchd.states import FINAL, JobState
 from tests.support import (async_wait_until, fake_orchestrator_argv, final_record,
-                           kill_job_processes, pids_of_job, write_spec)
+                           kill_job_processes, pids_of_job)
 
 CFG = JobConfig(experiments=["gmst_era", "equ_ecl"], ci=True)
-
-
-@pytest.fixture
-def spec(tmp_path, monkeypatch):
-    """Set the fake orchestrator's behaviour for jobs started after the call."""
-    path = tmp_path / "spec.json"
-    monkeypatch.setenv("FAKE_ORCHESTRATOR_SPEC", str(path))
-
-    def set_spec(**kw):
-        write_spec(path, **kw)
-        return path
-    set_spec()
-    return set_spec
 
 
 @pytest.fixture

@@ -19,20 +19,9 @@ from benchd.states import JobState
 from benchd.supervisor import _user_name  # 'alice', else 'uid N'
 from tests.support import (JOBHOST, async_wait_until, fake_orchestrator_argv,
                            grandchild_started,
-                           kill_job_processes, pid_alive, pids_of_job, wait_until, write_spec)
+                           kill_job_processes, pid_alive, pids_of_job, wait_until)
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
-
-
-@pytest.fixture
-def spec(tmp_path, monkeypatch):
-    path = tmp_path / "spec.json"
-    monkeypatch.setenv("FAKE_ORCHESTRATOR_SPEC", str(path))
-
-    def set_spec(**kw):
-        return write_spec(path, **kw)
-    set_spec()
-    return set_spec
 
 
 async def orchestrator_ready(m: JobManager, job_id: str) -> None:

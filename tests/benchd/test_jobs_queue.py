@@ -3,8 +3,6 @@ priorities and who may set them, the per-user cap, cancel of a waiting job, depe
 a restart that keeps the order, and a crash between deciding to start a job and spawning it."""
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 import pytest
 
@@ -14,22 +12,10 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
 from benchd.store import Store, utc_now
-from tests.support import (async_wait_until, fake_orchestrator_argv, final_record,
-                           kill_job_processes, pids_of_job, write_spec)
+from tests.support import (fake_orchestrator_argv, final_record,
+                           kill_job_processes, pids_of_job)
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
-
-
-@pytest.fixture
-def spec(tmp_path, monkeypatch):
-    path = tmp_path / "spec.json"
-    monkeypatch.setenv("FAKE_ORCHESTRATOR_SPEC", str(path))
-
-    def set_spec(**kw):
-        write_spec(path, **kw)
-        return path
-    set_spec()
-    return set_spec
 
 
 @pytest.fixture
