@@ -16,12 +16,11 @@ regression and 1 when there is one, so a CI pipeline can gate on it.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from benchctl.argtypes import factor_at_least_one, ratio_above_one
 from benchctl.client import query
-from benchctl.exitcodes import NO_PLOTS, OK, REGRESSION, CliError
+from benchctl.exitcodes import OK, REGRESSION
 
 COMPARE_TIMEOUT_S = 150.0   # benchd computes it in a child interpreter (scipy import, bootstrap)
 
@@ -44,31 +43,23 @@ def _run_ref(ref: str) -> str:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    import msgspec
-
+    from benchctl import reportout
     from pipeline.schema import VERDICT_REGRESSION, CompareReport
     raw = ctx.client.call_raw(
         "GET", "/api/results/compare" + query(base=_run_ref(args.base), head=_run_ref(args.head),
                                               threshold=repr(args.threshold),
                                               error_tolerance=repr(args.error_tolerance)),
         timeout=COMPARE_TIMEOUT_S)
-    try:
-        rep = msgspec.json.decode(raw, type=CompareReport)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        from benchctl.exitcodes import INTERNAL
-        raise CliError(f"benchd's answer is not a CompareReport: {exc}", INTERNAL) from None
-    if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(rep) + b"\n")
-    elif args.html:
-        from pipeline.report import PlotsUnavailable
-        try:
-            from pipeline.report.compare_report import render_compare
-            html = render_compare(rep)
-        except PlotsUnavailable as exc:
-            raise CliError(f"--html: {exc}", NO_PLOTS) from None
-        sys.stdout.write(html)
-    else:
-        from pipeline.compare import render_markdown
-        sys.stdout.write(render_markdown(rep))
-    sys.stdout.flush()
+    rep = reportout.decode(raw, CompareReport)
+    reportout.emit(rep, args.json, _html if args.html else None, _markdown)
     return REGRESSION if rep.verdict == VERDICT_REGRESSION else OK
+
+
+def _html() -> Any:
+    from pipeline.report.compare_report import render_compare
+    return render_compare
+
+
+def _markdown() -> Any:
+    from pipeline.compare import render_markdown
+    return render_markdown

@@ -9,11 +9,10 @@ matplotlib). Exits 4 when no published run has the experiment.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from benchctl.client import query
-from benchctl.exitcodes import INTERNAL, NO_PLOTS, OK, UNKNOWN_JOB, CliError
+from benchctl.exitcodes import OK, UNKNOWN_JOB
 
 TREND_TIMEOUT_S = 120.0   # reads one experiment of every stored run
 
@@ -28,27 +27,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    import msgspec
-
+    from benchctl import reportout
     from pipeline.schema import TrendReport
     raw = ctx.client.call_raw("GET", "/api/results/trend" + query(
         experiment=args.experiment, library=args.library), timeout=TREND_TIMEOUT_S)
-    try:
-        rep = msgspec.json.decode(raw, type=TrendReport)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CliError(f"benchd's answer is not a TrendReport: {exc}", INTERNAL) from None
-    if args.json:
-        sys.stdout.buffer.write(msgspec.json.encode(rep) + b"\n")
-    elif args.html:
-        from pipeline.report import PlotsUnavailable
-        try:
-            from pipeline.report.trend_report import render_trend
-            html = render_trend(rep)
-        except PlotsUnavailable as exc:
-            raise CliError(f"--html: {exc}", NO_PLOTS) from None
-        sys.stdout.write(html)
-    else:
-        from pipeline.trend import render_markdown
-        sys.stdout.write(render_markdown(rep))
-    sys.stdout.flush()
+    rep = reportout.decode(raw, TrendReport)
+    reportout.emit(rep, args.json, _html if args.html else None, _markdown)
     return OK if rep.runs_read else UNKNOWN_JOB
+
+
+def _html() -> Any:
+    from pipeline.report.trend_report import render_trend
+    return render_trend
+
+
+def _markdown() -> Any:
+    from pipeline.trend import render_markdown
+    return render_markdown
