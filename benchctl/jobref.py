@@ -47,3 +47,10 @@ def active_or_latest(client: Client) -> dict[str, Any]:
     if not jobs:
         raise CliError("no jobs yet (start one with `benchctl run`)", UNKNOWN_JOB)
     return jobs[0]
+
+
+def act(client: Client, ref: str, action: str) -> dict[str, Any]:
+    """POST /api/benchmark/jobs/{id}/<action> for the job `ref` names (pause, resume); the
+    job's record as benchd answers it."""
+    job = get_job(client, ref)
+    return client.call("POST", job_path(job["job_id"], f"/{action}"), {})

@@ -10,7 +10,6 @@ if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any
 
 from benchctl import jobref
-from benchctl.client import job_path
 from benchctl.exitcodes import OK
 
 
@@ -19,9 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
-    client = ctx.client
-    job = jobref.get_job(client, args.job)
-    rec = client.call("POST", job_path(job["job_id"], "/resume"), {})
+    rec = jobref.act(ctx.client, args.job, "resume")
     pos = rec.get("queue_position")
     print(f"job {rec['job_id']} {rec['status']}"
           + (f", position {pos} in the queue" if pos is not None else ""))
