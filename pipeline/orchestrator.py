@@ -336,6 +336,8 @@ class Orchestrator:
             try:
                 res = msgspec.json.decode(res_path.read_bytes(), type=schema.WorkerResult)
                 res.log_tail = self._log_tail(wd / "worker.log") or None
+                if res.perf is not None:   # the CI of the worker's rounds: scipy loads once, here
+                    stats.add_median_ci(res.perf)
                 return res, wall
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 reason = f"unreadable worker result: {e}"

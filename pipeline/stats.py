@@ -97,9 +97,37 @@ def median_ci(samples: list[float], resamples: int = CI_RESAMPLES
     return float(lo), float(hi)
 
 
+def median_ci_numpy(samples: list[float], resamples: int = CI_RESAMPLES
+                    ) -> tuple[float | None, float | None]:
+    """median_ci, bit for bit, in numpy alone: the same resample indices (Generator.integers
+    from the same seed), the same median per resample, the same linear (Hyndman-Fan 7)
+    percentiles as scipy.stats.bootstrap/scipy.stats.quantile compute. Why a twin: a worker
+    checks its stop rule after every round and importing scipy costs each worker ~0.6 s;
+    the CI that is reported is median_ci's, computed once per run in the orchestrator.
+    tests/pipeline/test_timing.py checks that both agree exactly."""
+    if len(samples) < 2:
+        return None, None
+    x = np.asarray(samples, dtype=np.float64)
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(CI_SEED)
+    idx = rng.integers(0, x.size, (resamples, x.size), dtype=np.int64)
+    y = np.sort(np.median(x[idx], axis=-1))
+    alpha = np.float64((1 - CI_LEVEL) / 2)
+    p = np.array([alpha, 1 - alpha])
+    jg = p * np.float64(y.size) + (1 - p)
+    j, jp1, g = jg // 1 - 1, jg // 1, jg % 1
+    g[j < 0] = 0
+    j = np.clip(j, 0.0, y.size - 1).astype(np.int64)
+    jp1 = np.clip(jp1, 0.0, y.size - 1).astype(np.int64)
+    lo, hi = (1 - g) * y[j] + g * y[jp1]
+    return float(lo), float(hi)
+
+
 def ci_half_width_pct(samples: list[float], resamples: int = 2000) -> float:
-    """Half-width of the median's CI as a % of the median (inf when not computable)."""
-    lo, hi = median_ci(samples, resamples)
+    """Half-width of the median's CI as a % of the median (inf when not computable).
+    scipy-free (median_ci_numpy): the worker's stop rule."""
+    lo, hi = median_ci_numpy(samples, resamples)
     med = float(np.median(samples)) if samples else 0.0
     if lo is None or hi is None or med <= 0:
         return math.inf
@@ -109,7 +137,7 @@ def ci_half_width_pct(samples: list[float], resamples: int = 2000) -> float:
 def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: float,
          resolution_ns: float, checksum: float,
          round_cpu_ns: list[int] | None = None, harness_ns: float | None = None,
-         stop_reason: str | None = None) -> PerfStats:
+         stop_reason: str | None = None, with_ci: bool = True) -> PerfStats:
     """Per-operation statistics from the durations of timed rounds.
 
     A round is `inner_repeats` calls of compute() over `ops_per_call` cases; the per-op time
@@ -119,7 +147,9 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
     rounds disagree by more than UNSTABLE_CV_PCT ("unstable"), other load preempted most
     rounds ("machine busy": wall > 1.1x CPU), or the library used more CPU than wall time
     ("threaded": CPU > 1.1x wall, the figure is not single-core work). The statistics are
-    wall-clock (as timeit); CPU time is reported beside them."""
+    wall-clock (as timeit); CPU time is reported beside them. `with_ci=False` leaves the CI
+    out (None): a worker returns its samples and the orchestrator adds the CI (add_median_ci),
+    so scipy is imported once per run, not once per worker."""
     if not round_ns:
         raise ValueError("perf needs at least one timed round")
     ops = max(1, inner_repeats * max(1, ops_per_call))
@@ -156,7 +186,7 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
                             f"so its wall time is not comparable")
     if len(per_op) < 3:
         warnings.append(f"only {len(per_op)} timed round(s): spread is not meaningful")
-    lo, hi = median_ci(per_op)
+    lo, hi = median_ci(per_op) if with_ci else (None, None)
     return PerfStats(rounds=len(per_op), inner_repeats=inner_repeats, ops_per_call=ops_per_call,
                      median_ns=median, mean_ns=mean, stdev_ns=stdev,
                      min_ns=min(per_op), max_ns=max(per_op), cv_pct=cv, call_ns=float(call_ns),
@@ -168,3 +198,10 @@ def perf(round_ns: list[int], inner_repeats: int, ops_per_call: int, call_ns: fl
                      busy_rounds=busy, samples_ns=per_op, ci_low_ns=lo, ci_high_ns=hi,
                      cpu_samples_ns=cpu_samples, cpu_over_wall=cpu_ratio,
                      harness_ns=harness_ns, stop_reason=stop_reason)
+
+
+def add_median_ci(p: PerfStats) -> PerfStats:
+    """Set p's ci_low_ns/ci_high_ns: median_ci of its samples_ns (the per-round ns/op a
+    worker returns), as perf() computed it in the worker before. Returns p."""
+    p.ci_low_ns, p.ci_high_ns = median_ci(p.samples_ns)
+    return p

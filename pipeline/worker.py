@@ -66,9 +66,8 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
     the warm-up so that a round lasts >= MIN_ROUND_NS; each call's output is consumed (one
     element folded into a checksum inside the timed loop, a full nansum outside it) so no
     call's work can be skipped. `harness_call`, a no-op standing in for `call`, is timed by
-    the same loop afterwards: its per-op time is the harness overhead (PerfStats.harness_ns)."""
-    if max_perf_s is not None:
-        import scipy.stats  # noqa: F401  (~0.5 s to import: not inside the time cap)
+    the same loop afterwards: its per-op time is the harness overhead (PerfStats.harness_ns).
+    The median's CI is left to the orchestrator (stats.add_median_ci): no scipy in workers."""
     clock = time.perf_counter_ns
     sink = 0.0
     gc_was_enabled = gc.isenabled()
@@ -123,7 +122,7 @@ def measure(call: Callable[[], np.ndarray], rounds: int, resolution_ns: float,
         harness = h.median_ns
     checksum = sink if math.isfinite(sink) else 0.0
     return stats.perf(round_ns, inner, ops_per_call, call_ns, resolution_ns, checksum,
-                      round_cpu, harness_ns=harness, stop_reason=stop)
+                      round_cpu, harness_ns=harness, stop_reason=stop, with_ci=False)
 
 
 def harness_noop(out: np.ndarray, loops: list[tuple[int, int]]) -> Callable[[], np.ndarray]:

@@ -32,15 +32,32 @@ def _env_without_thread_vars(**extra: str) -> dict[str, str]:
     return env
 
 
-def _worker(tmp: Path, adapter: str, *extra: str, n: int = 20) -> schema.WorkerResult:
+def _worker(tmp: Path, adapter: str, *extra: str, n: int = 20,
+            python_flags: tuple[str, ...] = (),
+            stderr: list[str] | None = None) -> schema.WorkerResult:
     out = tmp / adapter
     out.mkdir()
-    r = subprocess.run([pr.PYTHON, "-m", "pipeline.worker", "--experiment", "precession",
-                        "--adapter", adapter, "--n", str(n), "--seed", "3", "--out", str(out),
-                        *extra], env=_env_without_thread_vars(), capture_output=True, text=True,
-                       timeout=180, cwd=pr.ROOT)
+    r = subprocess.run([pr.PYTHON, *python_flags, "-m", "pipeline.worker", "--experiment",
+                        "precession", "--adapter", adapter, "--n", str(n), "--seed", "3",
+                        "--out", str(out), *extra], env=_env_without_thread_vars(),
+                       capture_output=True, text=True, timeout=180, cwd=pr.ROOT)
     assert r.returncode == 0, r.stderr
+    if stderr is not None:
+        stderr.append(r.stderr)
     return msgspec.json.decode((out / "result.json").read_bytes(), type=schema.WorkerResult)
+
+
+def _old_worker_median_ci(samples: list[float]) -> tuple[float, float]:
+    """The CI exactly as each worker computed it before the orchestrator took it over
+    (stats.median_ci as of a59dd89, inlined so that it cannot drift with stats.py)."""
+    from scipy.stats import bootstrap
+    x = np.asarray(samples, dtype=np.float64)
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    r = bootstrap((x,), np.median, confidence_level=0.95, n_resamples=9999,
+                  method="percentile", vectorized=True, rng=np.random.default_rng(20261204))
+    lo, hi = r.confidence_interval
+    return float(lo), float(hi)
 
 
 def _lib(run: Path, exp: str, lib: str) -> schema.LibraryResult:
@@ -70,6 +87,22 @@ def test_median_ci_is_seeded_and_degenerate_cases_are_defined() -> None:
     assert stats.median_ci(x) == stats.median_ci(list(x))
     assert stats.median_ci([5.0]) == (None, None)
     assert stats.median_ci([5.0, 5.0, 5.0]) == (5.0, 5.0)
+
+
+def test_numpy_median_ci_equals_the_scipy_bootstrap_bit_for_bit() -> None:
+    """The workers' stop rule uses median_ci_numpy (no scipy import); it must be the very CI
+    that scipy.stats.bootstrap gives (median_ci), for both resample counts in use, small and
+    larger samples, ties and a two-valued sample."""
+    rng = np.random.default_rng(7)
+    cases = [[1.0, 2.0], [3.0, 3.0, 4.0], [5.0, 1.0, 5.0, 1.0]]
+    for size in (2, 3, 4, 5, 7, 12, 30, 61):
+        x = 1000.0 * rng.lognormal(0.0, 0.1, size)
+        cases += [x.tolist(), np.round(x / 10.0).tolist()]        # continuous, with ties
+    for x in cases:
+        for resamples in (2000, stats.CI_RESAMPLES):
+            assert stats.median_ci_numpy(x, resamples) == stats.median_ci(x, resamples), x
+    assert stats.median_ci_numpy([5.0]) == (None, None)
+    assert stats.median_ci_numpy([5.0, 5.0]) == (5.0, 5.0)
 
 
 def test_perf_keeps_every_round_and_reports_cpu_and_ci() -> None:
@@ -133,7 +166,22 @@ def test_adaptive_rounds_stop_on_precision(tmp_path: Path) -> None:
     p = res.perf
     assert res.status == schema.LIB_OK and p.stop_reason == "precision", p
     assert p.rounds >= 3 and len(p.samples_ns) == p.rounds
-    assert 50.0 * (p.ci_high_ns - p.ci_low_ns) / p.median_ns < stats.TARGET_CI_HALF_PCT + 0.5
+    lo, hi = stats.median_ci(p.samples_ns)         # the CI the orchestrator will publish
+    assert 50.0 * (hi - lo) / p.median_ns < stats.TARGET_CI_HALF_PCT + 0.5
+
+
+def test_worker_never_imports_scipy_and_leaves_the_ci_to_the_orchestrator(
+        tmp_path: Path) -> None:
+    """scipy costs each worker ~0.6 s (50 workers in `--ci`): adaptive rounds run on the
+    numpy twin of the CI, and the worker returns its samples without a CI."""
+    err: list[str] = []
+    p = _worker(tmp_path, "toy_jitter", "--perf-rounds", "3", "--max-perf-seconds", "0.3",
+                python_flags=("-X", "importtime"), stderr=err).perf
+    imported = [l.rsplit("|", 1)[-1].strip() for l in err[0].splitlines()
+                if l.startswith("import time:")]
+    assert "pipeline.stats" in imported and "numpy" in imported      # the listing is real
+    assert not [m for m in imported if m.split(".")[0] == "scipy"], imported
+    assert p.rounds > 3 and p.ci_low_ns is None and p.ci_high_ns is None
 
 
 def test_adaptive_rounds_stop_at_the_time_cap(tmp_path: Path) -> None:
@@ -182,6 +230,21 @@ def test_orchestrator_fixes_worker_threads_to_one(timing_run: Path) -> None:
                                    type=schema.Manifest)
     assert manifest.metadata.thread_env == {k: "1" for k in THREAD_VARS}
     assert len(manifest.metadata.load_avg_end) == 3
+
+
+def test_published_ci_is_what_the_old_per_worker_code_computed(timing_run: Path) -> None:
+    """The orchestrator's CI of each library's returned samples equals, exactly, the CI the
+    worker used to compute itself from the same samples (same estimator, percentile method,
+    9,999 resamples, seed)."""
+    checked = 0
+    for f in sorted((timing_run / "precession").glob("*.json")):
+        rec = msgspec.json.decode(f.read_bytes(), type=schema.LibraryResult)
+        if rec.perf is None or len(rec.perf.samples_ns) < 2:
+            continue
+        assert (rec.perf.ci_low_ns, rec.perf.ci_high_ns) == \
+            _old_worker_median_ci(rec.perf.samples_ns), rec.library
+        checked += 1
+    assert checked >= 3
 
 
 def test_cpu_over_wall_is_recorded_and_flagged_in_the_result_and_summary(
