@@ -3,6 +3,7 @@ system users, real tmpfs mounts. Everything a fixture creates is removed in tear
 when the test fails."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -17,8 +18,24 @@ from tests.support.daemon import daemon_factory  # noqa: F401  (fixture)
 NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (users, mounts, setuid)")
 
 
+# useradd/groupadd/userdel/groupdel from two test processes at once (pytest-xdist workers, or
+# two checkouts' suites on one machine) contend for /etc/passwd; these calls take turns.
+ACCOUNTS_LOCK = Path("/tmp/benchd-tests-accounts.lock")
+
+
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def _run_locked(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """_run with ACCOUNTS_LOCK held (bounded: _run's timeout, and the lock's holders are
+    short useradd-family commands)."""
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _run(argv)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
@@ -55,7 +72,7 @@ class SystemUsers:
 
     def group(self, base: str) -> tuple[str, int]:
         name = f"bh{base}{self.tag}"
-        r = _run(["groupadd", "--system", name])
+        r = _run_locked(["groupadd", "--system", name])
         if r.returncode != 0:
             pytest.skip(f"groupadd failed: {r.stderr.strip()}")
         self.groups.append(name)
@@ -68,7 +85,7 @@ class SystemUsers:
         argv = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
         if groups:
             argv += ["--groups", ",".join(groups)]
-        r = _run([*argv, name])
+        r = _run_locked([*argv, name])
         if r.returncode != 0:
             pytest.skip(f"useradd failed: {r.stderr.strip()}")
         self.users.append(name)
@@ -78,9 +95,9 @@ class SystemUsers:
 
     def cleanup(self) -> None:
         for name in self.users:
-            _run(["userdel", name])
+            _run_locked(["userdel", name])
         for name in self.groups:
-            _run(["groupdel", name])
+            _run_locked(["groupdel", name])
 
 
 @pytest.fixture
