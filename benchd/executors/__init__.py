@@ -64,3 +64,8 @@ class Executor(Protocol):
 
     def leftovers_note(self, killed: list[str]) -> str:
         """What a record's reason says about leftovers (what was killed, what cannot be)."""
+
+    def request_checkpoint(self, handle: Handle) -> None:
+        """Ask the job to stop at its next experiment boundary and keep its staged run
+        (pipeline.checkpoint): it then exits 75 and its exit record says `checkpointed`.
+        Idempotent; the job's next start begins without the request."""
