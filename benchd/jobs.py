@@ -536,7 +536,8 @@ class JobManager:
             raise NotPausable(f"job {job_id} is {rec.status.value}, not running here")
         await asyncio.shield(live.started)  # a starting job is paused once it runs
         rec = self._jobs[job_id]
-        mode = StopMode.NOW if now else StopMode.BOUNDARY
+        # a SIGTERM already sent (preempt "now") stays what it is
+        mode = StopMode.NOW if now or rec.stop_mode == StopMode.NOW else StopMode.BOUNDARY
         if rec.status in FINAL or live.done.done():
             raise NotPausable(f"job {job_id} is already {rec.status.value}")
         if rec.status in (JobState.RUNNING, JobState.PREEMPTING):
