@@ -15,7 +15,7 @@ import pytest
 from tests.support.benchctl_run import bc
 from tests.support.daemon import REPO, daemon_factory, wait_until  # noqa: F401 (fixture)
 
-EXPERIMENTS = ["gmst_era", "equ_ecl", "precession"]
+EXPERIMENTS = ["gmst_era", "equ_ecl", "kepler_solver"]   # the fewest workers: cheap
 CONFIG = {"experiments": EXPERIMENTS, "n": 200, "seed": 7, "no_perf": True}
 PIPELINE = [sys.executable, "-m", "pipeline"]
 # what is measured about accuracy; timing (perf, speed_ratio, worker_s, peak_rss_kb), the run
