@@ -2,7 +2,8 @@
 
 The scheduler side (benchd.jobs.JobManager with the policy of benchd.scheduler) decides which
 job runs and keeps the records; an executor is the mechanism (see STYLE.md section 7, Nomad's
-task drivers): it starts a job's processes, waits for them, asks them to stop, and after a
+task drivers): it starts a job's processes, waits for them, asks them to stop (or to
+checkpoint at their next experiment boundary: pause, preemption), and after a
 benchd restart tells from what the job left behind (a persisted handle: supervisor pid +
 start ticks, its pid file, lock and exit record) whether the job still runs or how it ended.
 benchd.executors.local is the one real executor (a supervisor process per job, process

@@ -72,7 +72,7 @@ def log_of(root, job_id: str) -> str:
 async def test_pause_of_a_running_job_stops_at_the_boundary_and_resumes_its_run(
         made, spec, root, tmp_path):
     gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True)
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made()
     job = await m.start(CFG, uid=1, user="alice")
     assert job.status == JobState.RUNNING
@@ -94,7 +94,7 @@ async def test_pause_of_a_running_job_stops_at_the_boundary_and_resumes_its_run(
 
 async def test_pause_now_stops_at_once_and_resume_starts_it_again(made, spec, root, tmp_path):
     gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True)
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made()
     job = await m.start(CFG, uid=1, user="alice")
     await progressed(m, job.job_id)     # its staged run exists
@@ -113,7 +113,7 @@ async def test_pause_now_stops_at_once_and_resume_starts_it_again(made, spec, ro
 
 
 async def test_cancel_of_a_pausing_job_cancels_it(made, spec, tmp_path):
-    spec(wait_for_file=str(tmp_path / "never"), staging=True)
+    spec(wait_for_file=str(tmp_path / "never"), staging=True, resume_ok=True)
     m = await made()
     job = await m.start(CFG, uid=1, user="alice")
     await m.pause(job.job_id, 1)
@@ -125,7 +125,7 @@ async def test_preemption_frees_one_slot_per_higher_priority_job(made, spec, roo
     """Two low jobs run on two slots; one priority-5 job preempts exactly one of them (the one
     started last), at its boundary; it runs, then the preempted one resumes its run."""
     gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True)
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made(slots=2)
     low1 = await m.start(CFG, uid=1, user="alice")
     low2 = await m.start(CFG, uid=2, user="bob")
@@ -137,7 +137,7 @@ async def test_preemption_frees_one_slot_per_higher_priority_job(made, spec, roo
     assert m.get(low2.job_id).status == JobState.PREEMPTING
     assert m.get(low2.job_id).preempted_by == urgent.job_id
     assert m.get(low1.job_id).status == JobState.RUNNING       # no storm
-    spec(staging=True)                                         # the urgent job runs through
+    spec(staging=True, resume_ok=True)                                         # the urgent job runs through
     gate.touch()
     assert (await final_record(m, urgent.job_id)).status == JobState.COMPLETED
     for low in (low1, low2):
@@ -149,17 +149,18 @@ async def test_preemption_frees_one_slot_per_higher_priority_job(made, spec, roo
 
 
 async def test_preempt_now_sends_sigterm_at_once(made, spec, tmp_path):
-    spec(wait_for_file=str(tmp_path / "never"), staging=True)
+    spec(wait_for_file=str(tmp_path / "never"), staging=True, resume_ok=True)
     m = await made()
     low = await m.start(CFG, uid=1, user="alice")
     await progressed(m, low.job_id)
-    spec(staging=True)
+    spec(staging=True, resume_ok=True)
     import msgspec
     urgent = await m.start(msgspec.structs.replace(URGENT, preempt=StopMode.NOW), 0, "root")
     rec = await status_in(m, low.job_id, {JobState.PREEMPTED, JobState.STARTING})
     assert rec.checkpoints == 1 and rec.reason.startswith("preempted by"), rec.reason
-    assert (await final_record(m, urgent.job_id)).status == JobState.COMPLETED
-    assert (await final_record(m, low.job_id)).status == JobState.COMPLETED
+    for job_id in (urgent.job_id, low.job_id):
+        done = await final_record(m, job_id)
+        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
 
 
 async def _supervisor_gone(root, job_id: str, timeout: float = 20.0) -> None:
@@ -174,11 +175,11 @@ async def _supervisor_gone(root, job_id: str, timeout: float = 20.0) -> None:
 async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
         made, spec, root, tmp_path):
     gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True)
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made()
     low = await m.start(CFG, uid=1, user="alice")
     await progressed(m, low.job_id)
-    spec(staging=True)
+    spec(staging=True, resume_ok=True)
     urgent = await m.start(URGENT, uid=0, user="root")
     assert m.get(low.job_id).status == JobState.PREEMPTING
     request = Store(root).paths(low.job_id).checkpoint
@@ -188,8 +189,9 @@ async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
     assert request.exists()        # the restarted benchd asked again
     assert m.get(urgent.job_id).status == JobState.QUEUED
     gate.touch()
-    assert (await final_record(m, urgent.job_id)).status == JobState.COMPLETED
-    assert (await final_record(m, low.job_id)).status == JobState.COMPLETED
+    for job_id in (urgent.job_id, low.job_id):
+        done = await final_record(m, job_id)
+        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
     assert log_of(root, urgent.job_id).count("fake orchestrator pid") == 1   # started once
     assert log_of(root, low.job_id).count("fake orchestrator pid") == 2      # two segments
 
@@ -197,11 +199,11 @@ async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
 async def test_a_job_checkpointed_while_benchd_was_down_is_preempted_not_lost(
         made, spec, root, tmp_path):
     gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True)
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made()
     low = await m.start(CFG, uid=1, user="alice")
     await progressed(m, low.job_id)
-    spec(staging=True)
+    spec(staging=True, resume_ok=True)
     urgent = await m.start(URGENT, uid=0, user="root")
     assert m.get(low.job_id).status == JobState.PREEMPTING
     await m.close()
@@ -211,6 +213,7 @@ async def test_a_job_checkpointed_while_benchd_was_down_is_preempted_not_lost(
     rec = m.get(low.job_id)
     assert rec.status in (JobState.PREEMPTED, JobState.STARTING, JobState.RUNNING), rec
     assert rec.checkpoints == 1 and rec.resume_run is not None
-    assert (await final_record(m, urgent.job_id)).status == JobState.COMPLETED
-    assert (await final_record(m, low.job_id)).status == JobState.COMPLETED
+    for job_id in (urgent.job_id, low.job_id):
+        done = await final_record(m, job_id)
+        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
     assert log_of(root, urgent.job_id).count("fake orchestrator pid") == 1

@@ -122,11 +122,11 @@ def test_benchctl_pause_holds_a_queued_job_and_resume_releases_it(daemon_factory
 def test_run_preempt_now_preempts_a_running_job_at_once_and_status_shows_the_queue(
         daemon_factory) -> None:
     d = daemon_factory()
-    d.set_spec(wait_for_file=str(d.root / "gate-never"), lines=1, staging=True)
+    d.set_spec(wait_for_file=str(d.root / "gate-never"), lines=1, staging=True, resume_ok=True)
     low = d.start_job(experiments=["gmst_era", "equ_ecl"], label="low")["job_id"]
     wait_until(lambda: (d.job(low).get("progress") or {}).get("run_id"), 15,
                what="the low job's run id")
-    d.set_spec(lines=1, staging=True)          # the jobs started from now on run through
+    d.set_spec(lines=1, staging=True, resume_ok=True)          # the jobs started from now on run through
     waiting = d.start_job(experiments=["gmst_era"], priority=-1, label="later-one")
     r = bc(d, "status")
     assert r.returncode == 0, r.stderr
