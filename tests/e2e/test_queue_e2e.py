@@ -138,4 +138,7 @@ def test_run_preempt_now_preempts_a_running_job_at_once_and_status_shows_the_que
     final = d.wait_job(low, timeout=60)
     assert final["status"] == "completed" and final["checkpoints"] == 1, final
     assert "preempt requested by" in d.log_file(low).read_text()   # SIGTERM, not a boundary
+    audit = d.stderr_text()                                        # who took its slot, and how
+    assert f"audit: job {low} preempting for job " in audit and " (now) of user root" in audit
+    assert f"audit: job {low} preempted for job " in audit, audit
     assert d.wait_job(waiting["job_id"], timeout=60)["status"] == "completed"
