@@ -49,8 +49,9 @@ def active_or_latest(client: Client) -> dict[str, Any]:
     return jobs[0]
 
 
-def act(client: Client, ref: str, action: str) -> dict[str, Any]:
-    """POST /api/benchmark/jobs/{id}/<action> for the job `ref` names (pause, resume); the
-    job's record as benchd answers it."""
+def act(client: Client, ref: str, action: str,
+        body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST /api/benchmark/jobs/{id}/<action> for the job `ref` names (pause, resume), with
+    `body`; the job's record as benchd answers it."""
     job = get_job(client, ref)
-    return client.call("POST", job_path(job["job_id"], f"/{action}"), {})
+    return client.call("POST", job_path(job["job_id"], f"/{action}"), body or {})

@@ -33,6 +33,8 @@ STATE_STYLE: dict[str, str] = {
     JobState.QUEUED: "\x1b[2m",           # dim: waiting
     JobState.PAUSED: "\x1b[33m",          # yellow: held
     JobState.PREEMPTED: "\x1b[2;33m",     # dim yellow: waiting again
+    JobState.PAUSING: "\x1b[36;2m",       # running (dim cyan): stopping to be kept
+    JobState.PREEMPTING: "\x1b[36;2m",
 }
 BOLD = "\x1b[1m"
 DIM = "\x1b[2m"
@@ -119,7 +121,8 @@ def job_duration(job: dict[str, Any]) -> float | None:
         return None
     end = parse_time(job.get("finished_at"))
     if end is None:
-        if job.get("status") not in (JobState.STARTING, JobState.RUNNING):
+        if job.get("status") not in (JobState.STARTING, JobState.RUNNING, JobState.PAUSING,
+                                     JobState.PREEMPTING):
             return None
         end = datetime.now(timezone.utc)
     return max(0.0, (end - start).total_seconds())
@@ -161,7 +164,8 @@ def n_text(config: dict[str, Any], progress: dict[str, Any] | None = None) -> st
     return "ci" if config.get("ci") else "default"
 
 
-_PHASES_SHOWN = ("inputs", "reference", "accuracy", "perf", "interrupted", "failed")
+_PHASES_SHOWN = ("inputs", "reference", "accuracy", "perf", "interrupted", "failed",
+                 "checkpointed")
 
 
 def progress_text(progress: dict[str, Any] | None) -> str:
@@ -352,7 +356,8 @@ def job_detail(job: dict[str, Any], out: Out) -> str:
     lines = [("job", job.get("job_id", "?")),
              ("state", paint(state_label(status), STATE_STYLE.get(status), colour))]
     prog = progress_text(job.get("progress"))
-    if prog and status in (JobState.STARTING, JobState.RUNNING):
+    if prog and status in (JobState.STARTING, JobState.RUNNING, JobState.PAUSING,
+                           JobState.PREEMPTING):
         lines.append(("progress", prog))
     when = out.human
     lines += [("requested by", f"{job.get('requester_name')} (uid {job.get('requester_uid')})"),

@@ -346,7 +346,8 @@ async def cancel_job(request: web.Request) -> web.StreamResponse:
 
 
 async def pause_job(request: web.Request) -> web.StreamResponse:
-    """Hold a queued or preempted job (owner, root or the admin group)."""
+    """Hold a queued or preempted job, or pause a running one (owner, root or the admin
+    group)."""
     job_id = _job_id(request)
     _query(request, ())
     body = await decode_body(request, PauseRequest, optional=True)
@@ -854,8 +855,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              (*_BODY, Forbidden, JobNotFound, NotCancellable, CancelFailed),
              JobRecord, body=CancelRequest),
     Endpoint("POST", "/api/benchmark/jobs/{job_id}/pause", pause_job,
-             "Hold a queued or preempted job (it keeps its place, is not started)",
-             {200: "the record, paused"},
+             "Hold a queued or preempted job (it keeps its place, is not started), or stop a "
+             "running one at its next experiment boundary (`now`: SIGTERM) and keep it paused",
+             {200: "the record: paused, or pausing while a running job stops"},
              (*_BODY, Forbidden, JobNotFound, NotPausable), JobRecord, body=PauseRequest),
     Endpoint("POST", "/api/benchmark/jobs/{job_id}/resume", resume_job,
              "Put a paused job back in the queue",

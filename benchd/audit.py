@@ -15,7 +15,7 @@ from functools import lru_cache
 from benchd import peercred
 from benchd.errors import BenchdError
 from benchd.schema import JobRecord
-from benchd.states import FINAL, JobState
+from benchd.states import FINAL, STOPPING, WAITING, JobState
 
 log = logging.getLogger("benchd.audit")
 
@@ -44,13 +44,23 @@ def _who(rec: JobRecord) -> str:
 
 
 def transition(rec: JobRecord) -> None:
-    """A job reached `rec.status`: start (running) and end (any final state) are logged."""
+    """A job reached `rec.status`: start (running), pause and preemption of a running job
+    (asked, then done) and end (any final state) are logged."""
     label = f" label {rec.config.label!r}" if rec.config.label else ""
     if rec.status == JobState.RUNNING:
         exps = rec.config.resume and f"resume {rec.config.resume}" or \
             ",".join(rec.config.experiments or []) or "all"
         log.info("audit: job %s started by %s: experiments %s%s", rec.job_id, _who(rec),
                  exps, label)
+    elif rec.status in STOPPING | WAITING and rec.status != JobState.QUEUED \
+            and (rec.stop_mode is not None or rec.resume_run is not None):
+        # a running job asked to stop and be kept, or stopped and kept (pause, preemption)
+        why = f" for job {rec.preempted_by}" if rec.status in (
+            JobState.PREEMPTING, JobState.PREEMPTED) and rec.preempted_by else ""
+        how = f" ({rec.stop_mode})" if rec.stop_mode else \
+            f", staged run {rec.resume_run} kept" if rec.resume_run else ""
+        log.info("audit: job %s %s%s%s of %s%s", rec.job_id, rec.status.value, why, how,
+                 _who(rec), label)
     elif rec.status in FINAL:
         ran = _seconds(rec.started_at or rec.created_at, rec.finished_at)
         by = ""

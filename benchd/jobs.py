@@ -42,7 +42,8 @@ from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage,
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
                            SupervisorInfo, check_label)
 from benchd.jobquery import JobQuery, Page, page
-from benchd.states import ACTIVE, ELIGIBLE, FINAL, WAITING, JobState, can_transition
+from benchd.states import (ACTIVE, ELIGIBLE, FINAL, STOPPING, WAITING, JobState, StopFor,
+                           StopMode, can_transition)
 from benchd.store import JobPaths, Store, utc_from_timestamp, utc_now
 from pipeline import progress as pprogress
 from pipeline.catalog import ConfigError, to_argv, validate_config
@@ -282,6 +283,8 @@ class JobManager:
                 why = self._dependency_failure(rec)  # no slot for it now: nothing else to do
                 if why is not None:
                     self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
+                else:
+                    self._preempt()  # it may outrank a running job
                 return self.shown(self._jobs[job_id])
             live = self._begin(rec, self._argv_tail(config))
             # shielded: a caller that goes away mid-start must not leave a half-started job
@@ -424,21 +427,67 @@ class JobManager:
         while self.slots > len(self._live):
             picked = scheduler.pick(self._snapshot(), self.slots - len(self._live))
             if not picked:
-                return
+                break
             for w in picked:
                 rec = self._jobs[w.job_id]
                 tail = self._queued_argv(rec)
                 if tail is None:
                     continue
-                rec = self._update(rec, status=JobState.STARTING,
+                rec = self._update(rec, status=JobState.STARTING, reason=None,
                                    spawn_attempts=rec.spawn_attempts + 1)  # intent first
                 self._vclock = max(self._vclock, rec.queue_key or 0)
                 self._begin(rec, tail)
+        self._preempt()
+
+    def _preempt(self) -> None:
+        """Preempt the running job the policy names (scheduler.victim), if any: its new state
+        (preempting, how, for whom) is written before it is asked, so that a benchd killed in
+        between finds the intent and asks again (reconcile); the waiting job starts only once
+        the preempted one's slot is free, never twice. Only running jobs (not starting) can be
+        preempted; a job that becomes running calls this again."""
+        if self._settling or self.slots > len(self._live):
+            return
+        recs = [self._jobs[j] for j in self._live]
+        running = [scheduler.Running(r.job_id, r.priority, r.queue_seq or 0) for r in recs
+                   if r.status == JobState.RUNNING and self._live[r.job_id].started.done()]
+        freeing = sum(1 for r in recs if r.status in STOPPING)
+        snapshot = self._snapshot()
+        low = scheduler.victim(running, snapshot, self.slots - len(self._live), freeing)
+        if low is None:
+            return
+        named = {r.preempted_by for r in recs if r.status == JobState.PREEMPTING}
+        for_whom = next(w for w in scheduler.pick(snapshot, freeing + 1)
+                        if w.job_id not in named)  # the one no preemption is for yet
+        mode = self._jobs[for_whom.job_id].config.preempt or StopMode.BOUNDARY
+        self._ask_to_stop(self._jobs[low.job_id], JobState.PREEMPTING, StopMode(mode), 0,
+                          preempted_by=for_whom.job_id)
+
+    def _ask_to_stop(self, rec: JobRecord, state: JobState, mode: StopMode, uid: int,
+                     preempted_by: str | None = None) -> JobRecord:
+        """Pause or preempt a running job, keeping its staged run: the intent is persisted,
+        then the executor asks the job (a checkpoint request, or SIGTERM for `now`)."""
+        live = self._live[rec.job_id]
+        new = self._update(rec, status=state, stop_mode=mode,
+                           preempted_by=preempted_by if state == JobState.PREEMPTING else None)
+        self._signal_stop(live, new, uid)
+        return new
+
+    def _signal_stop(self, live: _Live, rec: JobRecord, uid: int) -> None:
+        """Ask a pausing/preempting job's processes (again: idempotent) to stop as recorded."""
+        if rec.stop_mode == StopMode.NOW:
+            purpose = StopFor.PREEMPT if rec.status == JobState.PREEMPTING else StopFor.PAUSE
+            self.executor.stop(live.handle, CancelOrder(requester_uid=uid, grace=self.grace,
+                                                        requested_at=utc_now(), purpose=purpose))
+        else:
+            self.executor.request_checkpoint(live.handle)
 
     def _queued_argv(self, rec: JobRecord) -> list[str] | None:
         """The argv tail of a job checked when it was submitted (a resumed run that is gone
         or busy by now is the orchestrator's to refuse: exit 2, with the reason in the log);
-        None, with the job failed, if its config no longer validates (a changed catalog)."""
+        None, with the job failed, if its config no longer validates (a changed catalog).
+        A job that was paused or preempted resumes its own staged run (same id and seed)."""
+        if rec.resume_run is not None:
+            return ["--resume", rec.resume_run]
         if rec.config.resume is not None:
             return ["--resume", rec.config.resume]
         c = rec.config
@@ -467,8 +516,10 @@ class JobManager:
 
     async def pause(self, job_id: str, uid: int, now: bool = False) -> JobRecord:
         """Hold a waiting job (Slurm's `scontrol hold`): it keeps its place in the queue but
-        is not started until resumed. Owner, root or the admin group. Pausing a running job
-        (at an experiment boundary, or `now`) is not supported yet: NotPausable says so."""
+        is not started until resumed. A running job is asked to stop at its next experiment
+        boundary (`now`: SIGTERM at once, the interrupted experiment is redone) and is
+        `pausing` until it has, then `paused` with its staged run kept (resume re-queues it,
+        and it resumes that run). Owner, root or the admin group."""
         rec = self.get(job_id)
         await self._check_owner(rec, uid, "pause")
         rec = self._jobs[job_id]
@@ -480,9 +531,21 @@ class JobManager:
             return self.shown(new)
         if rec.status in FINAL:
             raise NotPausable(f"job {job_id} is already {rec.status.value}")
-        raise NotPausable(f"job {job_id} is {rec.status.value}: pausing a running job is not "
-                          f"supported yet (cancel it; its staged run can be resumed with "
-                          f"`benchctl run --resume RUN`)")
+        live = self._live.get(job_id)
+        if live is None:
+            raise NotPausable(f"job {job_id} is {rec.status.value}, not running here")
+        await asyncio.shield(live.started)  # a starting job is paused once it runs
+        rec = self._jobs[job_id]
+        # a SIGTERM already sent (preempt "now") stays what it is
+        mode = StopMode.NOW if now or rec.stop_mode == StopMode.NOW else StopMode.BOUNDARY
+        if rec.status in FINAL or live.done.done():
+            raise NotPausable(f"job {job_id} is already {rec.status.value}")
+        if rec.status in (JobState.RUNNING, JobState.PREEMPTING):
+            rec = self._ask_to_stop(rec, JobState.PAUSING, mode, uid)
+        elif rec.status == JobState.PAUSING and now and rec.stop_mode != StopMode.NOW:
+            rec = self._update(rec, stop_mode=StopMode.NOW)  # escalate: SIGTERM now
+            self._signal_stop(live, rec, uid)
+        return self.shown(rec)
 
     async def resume(self, job_id: str, uid: int) -> JobRecord:
         """Put a held (paused) job back in the queue, in its old place."""
@@ -564,6 +627,7 @@ class JobManager:
                          supervisor_pid=live.handle.pid,
                          supervisor_start_ticks=live.handle.ticks, pgid=live.handle.pgid)
             live.started.set_result(None)
+            self._preempt()  # a higher priority may have arrived while it was starting
         else:
             await asyncio.shield(live.done)  # _run finalizes from the exit record
 
@@ -693,6 +757,14 @@ class JobManager:
         self._finish(live, *self._outcome(rec, ex), exit=ex)
 
     def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
+        cancelled = ex.cancelled and ex.stopped_for is None  # a cancel wins over a pause
+        if rec.status in STOPPING and not cancelled \
+                and (ex.checkpointed or ex.stopped_for is not None):
+            # stopped as asked (at a boundary, or by the SIGTERM of --now): kept, to resume
+            state = JobState.PREEMPTED if rec.status == JobState.PREEMPTING else JobState.PAUSED
+            run = rec.progress.run_id if rec.progress else None
+            kept = f"; staged run {run} kept, resumed when it starts again" if run else ""
+            return state, (ex.reason or state.value) + kept
         if ex.cancelled:
             return JobState.CANCELLED, ex.reason  # "cancelled by alice: ..." (supervisor's)
         if ex.exit_code == 0:
@@ -710,11 +782,17 @@ class JobManager:
         rec = self._jobs[job_id]
         fields: dict = dict(status=status, reason=reason,
                             finished_at=exit.finished_at if exit else utc_now())
-        if exit is not None:
+        if status in WAITING:  # paused/preempted: kept, to start again from its staged run
+            fields = dict(status=status, reason=reason, stop_mode=None,
+                          resume_run=(rec.progress.run_id if rec.progress
+                                      and rec.progress.run_id else rec.resume_run),
+                          checkpoints=rec.checkpoints + 1, spawn_attempts=0,
+                          supervisor_pid=None, supervisor_start_ticks=None, pgid=None)
+        elif exit is not None:
             fields.update(exit_code=exit.exit_code, signal=exit.signal)
             if exit.cancelled and rec.cancel_requested_by is None:
                 order = self.store.read_cancel(job_id)  # accepted, but not yet in the record
-                if order is not None:
+                if order is not None and order.purpose is None:
                     fields.update(cancel_requested_by=order.requester_uid,
                                   cancel_grace=order.grace)
         self._dirty.discard(job_id)
@@ -939,8 +1017,8 @@ class JobManager:
             self._unsaved.add(rec.job_id)
         else:
             self._unsaved.discard(rec.job_id)
-            if rec.status in FINAL:
-                self.store.remove_aux(rec.job_id)
+            if rec.status in FINAL or (rec.status in WAITING and rec.checkpoints):
+                self.store.remove_aux(rec.job_id)  # kept: its next start needs none of them
 
     def _notify(self, rec: JobRecord) -> None:
         ev = self._changed.pop(rec.job_id, None)
@@ -1062,12 +1140,17 @@ class JobManager:
                               started_at=info.started_at if info else utc_now(),
                               pgid=info.pgid if info else None)
             order = self.store.read_cancel(job_id)
-            if order is not None and rec.cancel_requested_by is None:
+            if order is not None and order.purpose is None and rec.cancel_requested_by is None:
                 # accepted by the previous benchd, which died before writing it down: the
                 # supervisor is acting on it, so the record must say so
                 fields.update(cancel_requested_by=order.requester_uid, cancel_grace=order.grace)
-            self._update(rec, **fields)
+            rec = self._update(rec, **fields)
             live.task = self._spawn_task(self._run(live))
+            if rec.status in STOPPING:  # the intent was written; the ask may not have been
+                if not (rec.stop_mode == StopMode.NOW and order is not None):
+                    self._signal_stop(live, rec, 0)  # (a SIGTERM order on disk is acted on)
+                return (f"job {job_id}: supervisor pid {pid} still running; reattached, "
+                        f"{rec.status.value} ({rec.stop_mode}) asked again")
             return f"job {job_id}: supervisor pid {pid} still running; reattached"
         # a supervisor spawned just before the crash, not yet holding its lock, carries the
         # marks: killed here, before the orchestrator (which it starts only once locked) ran

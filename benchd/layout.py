@@ -9,6 +9,7 @@ Under <root>/logs:
   jobs/<id>.cancel  CancelOrder (benchd, before it signals the supervisor)
   jobs/<id>.exit    ExitRecord (supervisor, when the job is over; benchd may be down)
   jobs/<id>.reserve space the supervisor sets aside for the records of a job that fills logs/
+  jobs/<id>.checkpoint  a checkpoint request (benchd's executor; pipeline.checkpoint)
   jobs/corrupt/     damaged job files moved aside (malformed, or not a small regular file)
 Only `<12 hex>.json` files are records.
 """
@@ -41,7 +42,9 @@ class JobPaths:
         self.cancel = jobs / f"{job_id}.cancel"
         self.exit = jobs / f"{job_id}.exit"
         self.reserve = jobs / f"{job_id}.reserve"
+        self.checkpoint = jobs / f"{job_id}.checkpoint"
 
     def aux(self) -> tuple[Path, ...]:
-        """The supervisor's side files: removed only once a final record is durable."""
-        return (self.lock, self.info, self.cancel, self.exit, self.reserve)
+        """The supervisor's side files: removed only once a final (or kept: paused,
+        preempted) record is durable."""
+        return (self.lock, self.info, self.cancel, self.exit, self.reserve, self.checkpoint)

@@ -64,15 +64,19 @@ def pick(waiting: Iterable[Waiting], free_slots: int) -> list[Waiting]:
 
 
 def victim(running: Iterable[Running], waiting: Iterable[Waiting],
-           free_slots: int) -> Running | None:
+           free_slots: int, freeing: int = 0) -> Running | None:
     """The running job to preempt, if any: when no slot is free and the best eligible waiting
     job has a higher priority than the lowest-priority running one (the most recently
-    started of those, which loses the least work)."""
+    started of those, which loses the least work). `freeing` slots are already being given
+    back (jobs pausing or being preempted): they go to the first `freeing` eligible jobs, so
+    only the next one may cause another preemption -- one preemption in flight per slot
+    needed, never a storm. `running` holds only jobs that may be preempted (running, not
+    already stopping)."""
     if free_slots > 0:
         return None
-    best = pick(waiting, 1)
+    best = pick(waiting, freeing + 1)
     runs = list(running)
-    if not best or not runs:
+    if len(best) <= freeing or not runs:
         return None
     low = min(runs, key=lambda r: (r.priority, -r.seq))
-    return low if best[0].priority > low.priority else None
+    return low if best[freeing].priority > low.priority else None

@@ -11,7 +11,7 @@ import re
 import msgspec
 
 from benchd.errors import InvalidRequest
-from benchd.states import JobState
+from benchd.states import JobState, StopFor, StopMode
 
 SCHEMA_VERSION = 1
 JOB_ID_RE = re.compile(r"^[0-9a-f]{12}$")  # secrets.token_hex(6); never a path
@@ -59,6 +59,9 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     priority: int = 0           # -10..10; above 0 needs root or the admin group
     after: list[str] | None = None       # job ids that must complete first (afterok)
     after_any: list[str] | None = None   # job ids that must end first, whatever the outcome
+    # when this job preempts a lower-priority running one: "boundary" (default: at its next
+    # experiment boundary, nothing redone) or "now" (SIGTERM; its current experiment redone)
+    preempt: StopMode | None = None
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -128,6 +131,12 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     queue_position: int | None = None     # API only (null on disk): 1 = next to start
     estimated_start_s: float | None = None  # API only: seconds until it may start (a guess
                                             # from earlier comparable jobs' durations)
+    # pause/preemption of a running job (README "Queue"): persisted before the job is asked
+    stop_mode: StopMode | None = None     # while pausing/preempting: how it was asked
+    preempted_by: str | None = None       # the higher-priority job it makes room for
+    resume_run: str | None = None         # the staged run its next start resumes (same run
+                                          # id and seed); set when it was stopped and kept
+    checkpoints: int = 0                  # times it was stopped and kept (segments - 1)
 
 
 class ExitRecord(msgspec.Struct):
@@ -141,6 +150,9 @@ class ExitRecord(msgspec.Struct):
     reason: str | None = None
     leftover_killed: int = 0              # processes of the group killed after the orchestrator
     schema_version: int = SCHEMA_VERSION
+    checkpointed: bool = False            # exited EXIT_CHECKPOINTED (pipeline.checkpoint):
+                                          # stopped at a boundary on request, resumable
+    stopped_for: StopFor | None = None    # the purpose of the stop order it obeyed
 
 
 class JobList(msgspec.Struct):
@@ -288,6 +300,8 @@ class CancelOrder(msgspec.Struct):
     grace: float
     requested_at: str                     # UTC ISO-8601
     schema_version: int = SCHEMA_VERSION
+    purpose: StopFor | None = None        # keep the job (pause/preemption --now); None: a
+                                          # cancel
 
 
 class SupervisorInfo(msgspec.Struct):

@@ -17,10 +17,28 @@ class JobState(enum.StrEnum):
     FAILED = "failed"        # exited non-zero / killed by a signal it was not asked to take
     CANCELLED = "cancelled"  # stopped because someone asked
     UNKNOWN = "unknown"      # supervisor vanished while benchd was down: outcome not knowable
+    PAUSING = "pausing"      # running; asked to stop (next boundary, or SIGTERM) and be kept
+    PREEMPTING = "preempting"  # running; asked to stop for a higher priority and be kept
+
+
+class StopMode(enum.StrEnum):
+    """How a running job is stopped when it is paused or preempted (its staged run kept)."""
+    BOUNDARY = "boundary"    # at its next experiment boundary: nothing measured is redone
+    NOW = "now"              # SIGTERM at once: the interrupted experiment is redone
+
+
+class StopFor(enum.StrEnum):
+    """Why a stop order keeps the job (CancelOrder.purpose, ExitRecord.stopped_for); a stop
+    order without one is a cancel."""
+    PAUSE = "pause"
+    PREEMPT = "preempt"
 
 
 # holding a slot: a process exists or is being spawned
-ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING})
+ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING,
+                                         JobState.PAUSING, JobState.PREEMPTING})
+# holding a slot that is being given back (a pause or preemption in flight)
+STOPPING: frozenset[JobState] = frozenset({JobState.PAUSING, JobState.PREEMPTING})
 # no process: in the queue, eligible (queued, preempted) or held (paused)
 WAITING: frozenset[JobState] = frozenset({JobState.QUEUED, JobState.PAUSED, JobState.PREEMPTED})
 # the scheduler may pick these when a slot is free (and their dependencies allow)
@@ -36,8 +54,11 @@ class Transition(enum.Enum):
     DISPATCH = (JobState.QUEUED, JobState.STARTING)        # scheduler picked it for a slot
     REDISPATCH = (JobState.PREEMPTED, JobState.STARTING)   # a preempted job resumes
     STARTED = (JobState.STARTING, JobState.RUNNING)        # its supervisor reported running
-    PREEMPT = (JobState.RUNNING, JobState.PREEMPTED)       # stopped for a higher priority
-    PAUSE = (JobState.RUNNING, JobState.PAUSED)            # stopped on request
+    PREEMPT = (JobState.RUNNING, JobState.PREEMPTING)      # asked to stop for a higher priority
+    PREEMPTED = (JobState.PREEMPTING, JobState.PREEMPTED)  # ... stopped, staged run kept
+    PAUSE = (JobState.RUNNING, JobState.PAUSING)           # asked to stop on request
+    PAUSE_PREEMPTING = (JobState.PREEMPTING, JobState.PAUSING)  # paused while being preempted
+    PAUSED = (JobState.PAUSING, JobState.PAUSED)           # ... stopped, staged run kept
     HOLD = (JobState.QUEUED, JobState.PAUSED)              # held in the queue (scontrol hold)
     HOLD_PREEMPTED = (JobState.PREEMPTED, JobState.PAUSED)
     RESUME = (JobState.PAUSED, JobState.QUEUED)            # back in the queue
@@ -50,7 +71,11 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.PAUSED,
                                 JobState.CANCELLED, JobState.FAILED}),
     JobState.STARTING: frozenset({JobState.RUNNING} | FINAL),
-    JobState.RUNNING: frozenset({JobState.PAUSED, JobState.PREEMPTED} | FINAL),
+    JobState.RUNNING: frozenset({JobState.PAUSING, JobState.PREEMPTING} | FINAL),
+    # a stopping job still runs: it may also end (completed before the boundary, cancelled,
+    # failed, unknown)
+    JobState.PAUSING: frozenset({JobState.PAUSED} | FINAL),
+    JobState.PREEMPTING: frozenset({JobState.PREEMPTED, JobState.PAUSING} | FINAL),
     JobState.PAUSED: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED}),
     JobState.PREEMPTED: frozenset({JobState.STARTING, JobState.QUEUED, JobState.PAUSED,
                                    JobState.CANCELLED, JobState.FAILED}),

@@ -12,6 +12,10 @@ benchd spawns it in a new session. It:
   5. on SIGUSR1 reads logs/jobs/<id>.cancel: SIGTERM to the group, SIGKILL to the group and
      every descendant after the grace (SIGTERM/SIGINT to the supervisor itself: same, with
      the default grace) -- the escalation finishes whether or not benchd is still there;
+  5b. a pause or preemption "now" is the same order with a purpose (CancelOrder.purpose),
+     which the exit record keeps (stopped_for); a checkpoint at an experiment boundary needs
+     no signal (pipeline.checkpoint: the orchestrator looks for the request file) and shows
+     as exit code 75, `checkpointed` in the exit record;
   6. when the orchestrator has exited, kills and reaps whatever of the job is left (as
      subreaper, all of it is among its descendants), writes
      logs/jobs/<id>.exit atomically and exits.
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.checkpoint import CHECKPOINT_REASON, EXIT_CHECKPOINTED
 
 if TYPE_CHECKING:
     from benchd.store import Store
@@ -101,6 +106,8 @@ class _Job:
         self.killed_after_grace = False
         self.grace_used: float | None = None
         self.cancelled_by = ""               # who asked, for the exit record's reason
+        self.purpose: str | None = None      # the order's StopFor (pause/preempt: keep the
+                                             # job); a plain cancel (None) always wins
         self.term_at: float | None = None    # monotonic time SIGTERM went to the group
         self.reaped_at: float | None = None  # ... and the orchestrator was reaped
 
@@ -124,8 +131,12 @@ class _Job:
                 _note(self.log_fd, "SIGUSR1 without a readable cancel order; ignored")
                 return
             grace, who = order.grace, _user_name(order.requester_uid)
+            purpose = order.purpose.value if order.purpose is not None else None
         else:
             grace, who = self.default_grace, f"{procs.signal_name(signum)} to the supervisor"
+            purpose = None
+        if not self.term_sent or purpose is None:
+            self.purpose = purpose
         now = time.monotonic()
         if not self.term_sent:
             self.term_sent = True
@@ -133,8 +144,8 @@ class _Job:
             self.term_at = now
             self.grace_used = grace
             self.kill_deadline = now + grace
-            _note(self.log_fd, f"cancel requested by {who}: SIGTERM to process group {self.pid},"
-                               f" SIGKILL in {grace:g} s if still running")
+            _note(self.log_fd, f"{purpose or 'cancel'} requested by {who}: SIGTERM to process "
+                               f"group {self.pid}, SIGKILL in {grace:g} s if still running")
             procs.kill_group(self.pid, signal.SIGTERM)
         elif self.kill_deadline is not None and now + grace < self.kill_deadline:
             self.kill_deadline = now + grace
@@ -283,8 +294,12 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     leftovers = job.kill_everything()
     exit_code, sig, reason = procs.describe_wait_status(job.status)
     cancelled = job.term_sent and exit_code != 0
+    checkpointed = exit_code == EXIT_CHECKPOINTED
     if cancelled:
-        reason = f"cancelled by {job.cancelled_by}: {_how_stopped(job, exit_code, sig)}"
+        what = {"pause": "paused", "preempt": "preempted"}.get(job.purpose or "", "cancelled")
+        reason = f"{what} by {job.cancelled_by}: {_how_stopped(job, exit_code, sig)}"
+    elif checkpointed:
+        reason = f"{CHECKPOINT_REASON} (exit {EXIT_CHECKPOINTED})"
     if leftovers:
         _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
     if exit_code != 0 and not cancelled and _nearly_full(paths.log):
@@ -294,7 +309,8 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     try:
         store.write_exit(ExitRecord(job_id=job_id, exit_code=exit_code, signal=sig,
                                     cancelled=cancelled, finished_at=utc_now(), reason=reason,
-                                    leftover_killed=leftovers))
+                                    leftover_killed=leftovers, checkpointed=checkpointed,
+                                    stopped_for=job.purpose if cancelled else None))
     except OSError as e:
         _note(log_fd, f"cannot write the exit record: {e}")
         return 1

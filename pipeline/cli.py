@@ -2,7 +2,9 @@
 
 Exit codes: 0 published, 1 failure (a reference failed, or the run broke; nothing published
 in the latter case), 2 usage (bad option value, unusable results dir, un-resumable run id —
-refused before any work), 130 SIGINT, 143 SIGTERM (nothing published, staged run resumable).
+refused before any work), 75 checkpointed at an experiment boundary on request (see
+pipeline.checkpoint; nothing published, staged run resumable), 130 SIGINT, 143 SIGTERM
+(nothing published, staged run resumable).
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ def main(ctx: click.Context, experiments: str, n: int | None, seed: int | None,
       0    published
       1    published but a reference failed, or the run broke (nothing published)
       2    bad usage: refused before any work, the message names the value
+      75   checkpointed at an experiment boundary ($PIPELINE_CHECKPOINT_REQUEST
+           exists); nothing published; finish with --resume RUN_ID
       130  SIGINT, 143 SIGTERM: nothing published; finish with --resume RUN_ID"""
     argv = sys.argv[:]
     config = None

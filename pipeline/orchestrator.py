@@ -7,6 +7,9 @@ whole tree by signalling the group; on SIGTERM/SIGINT the orchestrator itself ki
 running worker, marks the staged run interrupted (resumable), publishes nothing and exits
 128 + signal number.
 
+At an experiment boundary the orchestrator also honours a checkpoint request
+(pipeline.checkpoint): staged run kept, exit 75.
+
 The signal handler never raises: an exception thrown between two arbitrary bytecodes can land
 inside Popen.wait while it holds its internal lock, and the cleanup that follows then waits
 on that lock forever. The handler records the signal and SIGKILLs the running worker through
@@ -29,8 +32,10 @@ from typing import TextIO
 import msgspec
 import numpy as np
 
-from pipeline import metadata, prepublish, progress, results, schema, stats, summary, threads
+from pipeline import (checkpoint, metadata, prepublish, progress, results, schema, stats,
+                      summary, threads)
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.checkpoint import CHECKPOINT_REASON, EXIT_CHECKPOINTED
 from pipeline.catalog import RunConfig
 from pipeline.experiments.base import Experiment
 from pipeline.worker import load_registry
@@ -61,6 +66,10 @@ def config_record(cfg: RunConfig, worker_timeout_s: float | None) -> schema.RunC
         no_perf=cfg.no_perf, ci=cfg.ci, max_perf_seconds=cfg.max_perf_seconds,
         worker_timeout_s=worker_timeout_s or default_worker_timeout(cfg.n, cfg.perf_rounds,
                                                                     cfg.no_perf))
+
+
+class Checkpointed(Exception):
+    """A checkpoint was requested and an experiment boundary reached (pipeline.checkpoint)."""
 
 
 class Orchestrator:
@@ -113,6 +122,8 @@ class Orchestrator:
             return self._run(config, resume, argv)
         except Interrupted as e:
             return self._stop(schema.RUN_INTERRUPTED, f"stopped by {e}", 128 + e.signum)
+        except Checkpointed:
+            return self._stop(schema.RUN_INTERRUPTED, CHECKPOINT_REASON, EXIT_CHECKPOINTED)
         except results.ResumeError:
             raise
         except Exception as e:
@@ -141,8 +152,9 @@ class Orchestrator:
         except OSError as e:
             self._say(f"pipeline: could not mark the staged run {status}: {e}")
         total = len(self.manifest.config.experiments)
-        self._emit("interrupted" if status == schema.RUN_INTERRUPTED else "failed",
-                   len(self.manifest.experiments), total, reason=reason)
+        phase = ("checkpointed" if code == EXIT_CHECKPOINTED else "interrupted"
+                 if status == schema.RUN_INTERRUPTED else "failed")
+        self._emit(phase, len(self.manifest.experiments), total, reason=reason)
         self._say(f"pipeline: {reason}; nothing published. Staged run kept in "
                   f"{self.staged.path} — finish it with: {self._resume_command()}")
         return code
@@ -192,6 +204,8 @@ class Orchestrator:
                       f"will be disturbed (see 'machine busy' in summary.md)")
         for k, name in enumerate(cfg.experiments, 1):
             self._checkpoint()
+            if name not in self.manifest.experiments and checkpoint.requested():
+                raise Checkpointed()   # a boundary: everything done so far is durable
             if name in self.manifest.experiments:
                 self._say(f"[{k}/{total}] {name}: already done in the staged run, kept")
                 self._emit("experiment_done", k, total, experiment=name,

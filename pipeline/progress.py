@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 PREFIX = "@@benchd-progress "
 PHASES = ("start", "inputs", "reference", "adapter", "accuracy", "perf", "checkpoint",
-          "experiment_done", "published", "interrupted", "failed")
+          "experiment_done", "published", "interrupted", "failed", "checkpointed")
 
 
 def emit(phase: str, *, run_id: str, k: int, total: int, experiment: str | None = None,

@@ -25,9 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Any) -> int:
     client = ctx.client
-    active = client.call("GET", "/api/benchmark/jobs" + query(status="starting,running"))["jobs"]
+    from benchd.states import ACTIVE, WAITING  # running, pausing, preempting too
+    active = client.call("GET", "/api/benchmark/jobs"
+                         + query(status=",".join(sorted(ACTIVE))))["jobs"]
     waiting = client.call("GET", "/api/benchmark/jobs"
-                          + query(status="queued,paused,preempted"))["jobs"]
+                          + query(status=",".join(sorted(WAITING))))["jobs"]
     waiting.sort(key=lambda j: j.get("queue_position") or 0)
     if args.json:
         import json

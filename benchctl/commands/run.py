@@ -5,7 +5,9 @@ the orchestrator runs or the job is queued (1 if it could not even start). With 
 the job waits in benchd's queue (`benchctl queue`); --no-queue refuses instead (exit 5).
 --priority N (-10..10; above 0: root or the admin group), --after JOB[,JOB] (start once those
 completed; if one fails or is cancelled this job fails) and --after-any JOB[,JOB] (once they
-ended, whatever the outcome) order it in the queue. --follow streams the job's log: on a terminal the
+ended, whatever the outcome) order it in the queue; a job that outranks a running one with no
+free slot preempts it at its next experiment boundary (--preempt-now: SIGTERM at once, its
+current experiment is redone). --follow streams the job's log: on a terminal the
 `@@benchd-progress` lines are drawn as one progress line ("3/9 experiments · gmst_era");
 piped, the raw log is passed through byte for byte (progress lines included, for scripts), with
 no control characters. --wait shows nothing until the end. Both exit with the job's outcome
@@ -69,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start only after these jobs completed (fails if one does not)")
     p.add_argument("--after-any", action="append", metavar="JOB[,JOB]",
                    help="start only after these jobs ended, whatever their outcome")
+    p.add_argument("--preempt-now", action="store_true",
+                   help="when it preempts a lower-priority running job: SIGTERM at once, not "
+                        "at that job's next experiment boundary")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -87,6 +92,9 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
         body["queue"] = False
     if getattr(args, "priority", None) is not None:
         body["priority"] = args.priority
+    if getattr(args, "preempt_now", False):
+        from benchd.states import StopMode
+        body["preempt"] = StopMode.NOW.value
     for key in ("after", "after_any"):
         if getattr(args, key, None):
             body[key] = [j.strip() for v in getattr(args, key) for j in v.split(",") if j.strip()]

@@ -2,7 +2,9 @@
 
 Without JOB: daemon version, pid, uptime, root, the socket benchctl used and how it chose it
 (--socket, $BENCHD_SOCKET, found in the current directory or a parent, the system service's),
-and the active job (with its progress, "3/9 experiments · gmst_era"). With JOB (an id or a
+the active job (with its progress, "3/9 experiments · gmst_era"), then every other job holding
+a slot and the waiting ones (queued, paused, preempted: position, state, priority, user,
+label; `benchctl queue` adds dependencies and estimated starts). With JOB (an id or a
 unique prefix): that job's record. Times are local with their zone on a terminal (TZ
 honoured), ISO 8601 UTC when piped. --json prints the API's Health or JobRecord unchanged
 (Health's `socket` is where benchd says it listens).
@@ -54,8 +56,29 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         lines.append(render.job_detail(job, out))
     else:
         lines.append("no job running")
+    lines += _others(client, job["job_id"] if job else None)
     print("\n".join(lines))
     return OK
+
+
+def _others(client: Any, shown: str | None) -> list[str]:
+    """The other active jobs and the waiting ones, one line each, in queue order."""
+    from benchctl.client import query
+    from benchd.states import ACTIVE, WAITING
+    listed = client.call("GET", "/api/benchmark/jobs"
+                         + query(status=",".join(sorted(ACTIVE | WAITING))))["jobs"]
+    active = [j for j in reversed(listed) if j["status"] in ACTIVE and j["job_id"] != shown]
+    waiting = sorted((j for j in listed if j["status"] in WAITING),
+                     key=lambda j: j.get("queue_position") or 0)
+    if not active and not waiting:
+        return []
+    rows = [("POS", "JOB", "STATE", "PRIO", "USER", "LABEL")]
+    rows += [("-" if j["status"] in ACTIVE else str(j.get("queue_position") or "?"),
+              j["job_id"], j["status"], str(j.get("priority", 0)), j.get("requester_name", "?"),
+              (j.get("config") or {}).get("label") or "") for j in active + waiting]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["", f"{len(active)} more active, {len(waiting)} waiting:"] + [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def _socket_line(ctx: Any, reported: str | None) -> str:

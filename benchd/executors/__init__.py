@@ -2,7 +2,8 @@
 
 The scheduler side (benchd.jobs.JobManager with the policy of benchd.scheduler) decides which
 job runs and keeps the records; an executor is the mechanism (see STYLE.md section 7, Nomad's
-task drivers): it starts a job's processes, waits for them, asks them to stop, and after a
+task drivers): it starts a job's processes, waits for them, asks them to stop (or to
+checkpoint at their next experiment boundary: pause, preemption), and after a
 benchd restart tells from what the job left behind (a persisted handle: supervisor pid +
 start ticks, its pid file, lock and exit record) whether the job still runs or how it ended.
 benchd.executors.local is the one real executor (a supervisor process per job, process
@@ -64,3 +65,8 @@ class Executor(Protocol):
 
     def leftovers_note(self, killed: list[str]) -> str:
         """What a record's reason says about leftovers (what was killed, what cannot be)."""
+
+    def request_checkpoint(self, handle: Handle) -> None:
+        """Ask the job to stop at its next experiment boundary and keep its staged run
+        (pipeline.checkpoint): it then exits 75 and its exit record says `checkpointed`.
+        Idempotent; the job's next start begins without the request."""

@@ -18,7 +18,9 @@ from benchd import procs
 from benchd.defaults import JOB_START_TIMEOUT_S
 from benchd.executors import Handle, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
-from benchd.store import Store
+from benchd.store import Store, utc_now
+from pipeline.atomicio import write_bytes_atomic
+from pipeline.checkpoint import CHECKPOINT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class LocalExecutor:
         log) and wait for its word: "running <pgid>" or "failed <why>"."""
         loop = asyncio.get_running_loop()
         paths = self.store.paths(marks.job_id)
+        for stale in (paths.checkpoint, paths.cancel, paths.exit):
+            stale.unlink(missing_ok=True)  # an earlier segment's (paused, preempted): done
         log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                          0o640)
         ready_r, ready_w = os.pipe()
@@ -49,7 +53,8 @@ class LocalExecutor:
             popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
                                      stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
                                      start_new_session=True,
-                                     env=dict(os.environ, **marks.env()))
+                                     env=dict(os.environ, **marks.env(),
+                                              **{CHECKPOINT_ENV: str(paths.checkpoint)}))
         finally:
             os.close(log_fd)
             os.close(ready_w)
@@ -105,6 +110,13 @@ class LocalExecutor:
                 os.kill(handle.pid, signal.SIGUSR1)
             except ProcessLookupError:
                 pass
+
+    def request_checkpoint(self, handle: Handle) -> None:
+        """The request file the orchestrator looks for at each experiment boundary (its path
+        is in the job's environment, CHECKPOINT_ENV); no signal, so the request cannot
+        disturb an experiment in progress."""
+        write_bytes_atomic(self.store.paths(handle.job_id).checkpoint,
+                           f"checkpoint requested at {utc_now()}\n".encode(), durable=False)
 
     def holds_lock(self, job_id: str) -> bool:
         return procs.lock_is_held(self.store.paths(job_id).lock)

@@ -231,8 +231,6 @@ async def test_hold_keeps_a_queued_job_from_starting_until_resumed(made, spec, t
     b = await m.start(CFG, uid=1, user="alice")
     with pytest.raises(Forbidden, match="belongs to alice"):
         await m.pause(a.job_id, 2)
-    with pytest.raises(NotPausable, match="running"):
-        await m.pause(run.job_id, 1)
     with pytest.raises(NotPausable, match="not paused"):
         await m.resume(a.job_id, 1)
     assert (await m.pause(a.job_id, 1)).status == JobState.PAUSED

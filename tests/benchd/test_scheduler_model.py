@@ -1,7 +1,11 @@
 """A model-based test of the scheduler: hypothesis drives the real JobManager + policy
 (benchd.jobs, benchd.scheduler, real records on disk, real restarts on the same root) through
-random submits (priorities, users, dependencies), cancels, priority changes, job exits and
-benchd restarts, and checks the invariants after every step.
+random submits (priorities, users, dependencies), cancels, priority changes, holds, pauses
+of running jobs (at the boundary or now), jobs reaching their experiment boundary, job exits
+and benchd restarts (with stopping jobs checkpointing while it is down), and checks the
+invariants after every step: slots, no idle slot, priority and FIFO/round-robin order,
+preemption (an outranked running job is being stopped, one preemption per waiting job),
+one final state each, and no job started twice (once per segment it was kept for).
 
 The executor is a fake (FakeExecutor below), and this is the one place a fake is right: the
 property is about which job the scheduler starts when, over thousands of steps, which real
@@ -28,7 +32,7 @@ from benchd.errors import BenchdError
 from benchd.executors import Handle, Started
 from benchd.jobs import JobManager
 from benchd.schema import CancelOrder, ExitRecord, JobConfig
-from benchd.states import ACTIVE, ELIGIBLE, FINAL, WAITING, JobState
+from benchd.states import ACTIVE, ELIGIBLE, FINAL, STOPPING, WAITING, JobState, StopMode
 from benchd.store import utc_now
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
@@ -45,12 +49,16 @@ class FakeExecutor:
         self.exits: dict[str, ExitRecord] = {}
         self.gone: dict[str, asyncio.Event] = {}
         self.starts: Counter[str] = Counter()
+        self.checkpoint_asked: set[str] = set()   # running jobs asked to stop at a boundary
         self.on_start = lambda job_id: None
 
     async def start(self, marks: procs.JobMarks, argv: list[str]) -> Started:
         self.on_start(marks.job_id)
         self.starts[marks.job_id] += 1
         (self.root / "logs" / f"{marks.job_id}.log").touch()
+        self.checkpoint_asked.discard(marks.job_id)   # a new segment: nothing of the last
+        self.exits.pop(marks.job_id, None)
+        self.gone[marks.job_id] = asyncio.Event()
         pid = next(self.pids)
         h = Handle(marks.job_id, pid, 1, pid)
         self.alive[marks.job_id] = h
@@ -59,11 +67,14 @@ class FakeExecutor:
     async def wait(self, handle: Handle) -> None:
         await self.gone.setdefault(handle.job_id, asyncio.Event()).wait()
 
-    def exit(self, job_id: str, code: int, cancelled: bool = False) -> None:
+    def exit(self, job_id: str, code: int, cancelled: bool = False,
+             stopped_for=None) -> None:
         self.alive.pop(job_id, None)
+        self.checkpoint_asked.discard(job_id)
         self.exits[job_id] = ExitRecord(job_id=job_id, exit_code=code, signal=None,
                                         cancelled=cancelled, finished_at=utc_now(),
-                                        reason="cancelled" if cancelled else None)
+                                        reason="cancelled" if cancelled else None,
+                                        checkpointed=code == 75, stopped_for=stopped_for)
         self.gone.setdefault(job_id, asyncio.Event()).set()
 
     def outcome(self, job_id: str) -> ExitRecord | None:
@@ -73,7 +84,12 @@ class FakeExecutor:
         return None
 
     def stop(self, handle: Handle, order: CancelOrder) -> None:
-        self.exit(handle.job_id, -15, cancelled=True)
+        if handle.job_id in self.alive:
+            self.exit(handle.job_id, -15, cancelled=True, stopped_for=order.purpose)
+
+    def request_checkpoint(self, handle: Handle) -> None:
+        if handle.job_id in self.alive:
+            self.checkpoint_asked.add(handle.job_id)
 
     def holds_lock(self, job_id: str) -> bool:
         return job_id in self.alive
@@ -151,8 +167,10 @@ class SchedulerModel(RuleBasedStateMachine):
     def _check_pick(self, job_id: str) -> None:
         m = self.m
         started = m.get(job_id)
-        if self.ex.starts[job_id]:
-            self.violations.append(f"job {job_id} started twice")
+        if job_id in self.ex.alive:
+            self.violations.append(f"job {job_id} started while it runs")
+        if self.ex.starts[job_id] > started.checkpoints:
+            self.violations.append(f"job {job_id} started again without being kept")
         eligible = [m.get(j) for j in m._waiting
                     if m.get(j).status in ELIGIBLE and m._deps_met(m.get(j))]
         for w in eligible:
@@ -215,6 +233,28 @@ class SchedulerModel(RuleBasedStateMachine):
             assert not hold and self.m.get(job_id).status != JobState.PAUSED
         self.settle()
 
+    @rule(pick=st.integers(0, 10**6), now=st.booleans())
+    def pause_running(self, pick: int, now: bool) -> None:
+        """Pause a running job: at its next boundary, or now (SIGTERM at once)."""
+        active = self._in_order(self.ex.alive)
+        if not active:
+            return
+        job_id = active[pick % len(active)]
+        rec = self.run(self.m.pause(job_id, 0, now=now))
+        assert rec.status in (STOPPING | {JobState.PAUSED} | FINAL), rec.status
+        if rec.status == JobState.PAUSING:
+            assert now or job_id in self.ex.checkpoint_asked
+        self.settle()
+
+    @rule(pick=st.integers(0, 10**6))
+    def reach_boundary(self, pick: int) -> None:
+        """A job asked to checkpoint reaches its experiment boundary: it exits 75."""
+        asked = self._in_order(self.ex.checkpoint_asked)
+        if not asked:
+            return
+        self.ex.exit(asked[pick % len(asked)], 75)
+        self.settle()
+
     @rule(pick=st.integers(0, 10**6), code=st.sampled_from([0, 0, 1]))
     def job_exits(self, pick: int, code: int) -> None:
         """A running job ends (nothing when none runs: a rule, not a precondition, so that
@@ -225,11 +265,15 @@ class SchedulerModel(RuleBasedStateMachine):
         self.ex.exit(running[pick % len(running)], code)
         self.settle()
 
-    @rule()
-    def restart(self) -> None:
-        """benchd stops and starts again on the same root (the jobs keep running)."""
+    @rule(boundary_while_down=st.booleans())
+    def restart(self, boundary_while_down: bool) -> None:
+        """benchd stops and starts again on the same root (the jobs keep running; with
+        `boundary_while_down`, those asked to checkpoint exit 75 while it is down)."""
         before = self.m.queue_positions()
         self.run(self.m.close())
+        if boundary_while_down:
+            for job_id in self._in_order(self.ex.checkpoint_asked):
+                self.ex.exit(job_id, 75)
         self.m = JobManager(self.root, orchestrator=["true"], executor=self.ex,
                             slots=self.slots, max_queued_per_user=1000)
         self.run(self.m.reconcile())
@@ -270,9 +314,40 @@ class SchedulerModel(RuleBasedStateMachine):
                 assert r.status == self.final_seen[r.job_id], (r.job_id, r.status)
             elif r.status in FINAL:
                 self.final_seen[r.job_id] = r.status
-            assert self.ex.starts[r.job_id] <= 1, r.job_id
+            assert self.ex.starts[r.job_id] <= 1 + r.checkpoints, r.job_id
             if r.status == JobState.FAILED and r.reason and "dependency" in r.reason:
                 assert self.ex.starts[r.job_id] == 0
+
+    @invariant()
+    def an_outranked_running_job_is_being_preempted(self) -> None:
+        """No slot free and k eligible jobs outrank the lowest running job: at least k slots
+        are being given back (preemption), and no waiting job caused two preemptions."""
+        if self.m is None:
+            return
+        jobs = self.m.list_jobs()
+        active = [r for r in jobs if r.status in ACTIVE]
+        if len(active) < self.slots or any(r.status == JobState.STARTING for r in active):
+            return
+        running = [r.priority for r in active if r.status == JobState.RUNNING]
+        stopping = [r for r in active if r.status in STOPPING]
+        if running:
+            outranking = [j for j in self.m._waiting if self.m.get(j).status in ELIGIBLE
+                          and self.m._deps_met(self.m.get(j))
+                          and self.m.get(j).priority > min(running)]
+            assert len(outranking) <= len(stopping), (outranking, stopping)
+        by = [r.preempted_by for r in stopping if r.status == JobState.PREEMPTING]
+        assert len(by) == len(set(by)), f"preemption storm: {by}"
+
+    @invariant()
+    def a_stopping_job_was_asked(self) -> None:
+        """Every pausing/preempting job was asked (its intent persisted first, then the ask):
+        a checkpoint request, or a stop order it obeyed."""
+        if self.m is None:
+            return
+        for r in self.m.list_jobs():
+            if r.status in STOPPING and r.job_id in self.ex.alive:
+                assert r.stop_mode == StopMode.BOUNDARY and \
+                    r.job_id in self.ex.checkpoint_asked, r
 
     @invariant()
     def positions_are_one_to_n_in_policy_order(self) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchd.states import (ACTIVE, CANCELLABLE, ELIGIBLE, FINAL, TRANSITIONS, WAITING, JobState,
-                           Transition, can_transition)
+from benchd.states import (ACTIVE, CANCELLABLE, ELIGIBLE, FINAL, STOPPING, TRANSITIONS, WAITING,
+                           JobState, Transition, can_transition)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -40,3 +40,17 @@ def test_readme_states_table_lists_every_state_once() -> None:
     table = text.split("| state | meaning | may become |", 1)[1].split("\n\n", 1)[0]
     names = re.findall(r"^\| `(\w+)` \|", table, re.M)
     assert sorted(names) == sorted(s.value for s in JobState)
+
+
+def test_a_running_job_is_paused_or_preempted_through_a_stopping_state() -> None:
+    """running -> pausing -> paused -> queued and running -> preempting -> preempted ->
+    starting: a job stopped and kept always says first that it is stopping (it still holds
+    its slot), never jumps from running to a waiting state."""
+    for path in ([JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.QUEUED],
+                 [JobState.RUNNING, JobState.PREEMPTING, JobState.PREEMPTED, JobState.STARTING],
+                 [JobState.PREEMPTING, JobState.PAUSING]):
+        for old, new in zip(path, path[1:]):
+            assert can_transition(old, new), (old, new)
+    for waiting in WAITING:
+        assert not can_transition(JobState.RUNNING, waiting), waiting
+    assert STOPPING <= ACTIVE and not STOPPING & WAITING

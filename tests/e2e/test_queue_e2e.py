@@ -110,8 +110,6 @@ def test_benchctl_pause_holds_a_queued_job_and_resume_releases_it(daemon_factory
     b = d.start_job()["job_id"]
     r = bc(d, "pause", a)
     assert r.returncode == 0 and "paused" in r.stdout, (r.returncode, r.stdout, r.stderr)
-    r = bc(d, "pause", first)                              # running: not supported yet
-    assert r.returncode == 8 and "not supported" in r.stderr, (r.returncode, r.stderr)
     gate.touch()
     assert d.wait_job(b, timeout=60)["status"] == "completed"   # b took the slot, not a
     assert d.job(a)["status"] == "paused"
@@ -119,3 +117,28 @@ def test_benchctl_pause_holds_a_queued_job_and_resume_releases_it(daemon_factory
     assert r.returncode == 0, r.stderr
     assert d.wait_job(a, timeout=60)["status"] == "completed"
     assert bc(d, "resume", a).returncode == 8              # not paused any more
+
+
+def test_run_preempt_now_preempts_a_running_job_at_once_and_status_shows_the_queue(
+        daemon_factory) -> None:
+    d = daemon_factory()
+    d.set_spec(wait_for_file=str(d.root / "gate-never"), lines=1, staging=True, resume_ok=True)
+    low = d.start_job(experiments=["gmst_era", "equ_ecl"], label="low")["job_id"]
+    wait_until(lambda: (d.job(low).get("progress") or {}).get("run_id"), 15,
+               what="the low job's run id")
+    d.set_spec(lines=1, staging=True, resume_ok=True)          # the jobs started from now on run through
+    waiting = d.start_job(experiments=["gmst_era"], priority=-1, label="later-one")
+    r = bc(d, "status")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if waiting["job_id"] in line)
+    assert row.split()[:4] == ["1", waiting["job_id"], "queued", "-1"] and "later-one" in row
+    r = bc(d, "run", "-e", "gmst_era", "--priority", "5", "--preempt-now", "--label", "urgent",
+           "--wait", timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    final = d.wait_job(low, timeout=60)
+    assert final["status"] == "completed" and final["checkpoints"] == 1, final
+    assert "preempt requested by" in d.log_file(low).read_text()   # SIGTERM, not a boundary
+    audit = d.stderr_text()                                        # who took its slot, and how
+    assert f"audit: job {low} preempting for job " in audit and " (now) of user root" in audit
+    assert f"audit: job {low} preempted for job " in audit, audit
+    assert d.wait_job(waiting["job_id"], timeout=60)["status"] == "completed"

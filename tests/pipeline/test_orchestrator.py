@@ -259,3 +259,45 @@ def test_sigterm_to_the_whole_group_as_a_supervisor_sends_it(tmp_path: Path) -> 
     assert pr.published(tmp_path) == []
     m = _manifest(pr.staged(tmp_path)[0])
     assert m.status == schema.RUN_INTERRUPTED and m.experiments == {}
+
+
+def test_a_checkpoint_request_stops_at_the_next_boundary_and_resume_finishes(
+        tmp_path: Path) -> None:
+    """pipeline.checkpoint: the request file seen at the boundary after the experiment in
+    progress: exit 75, that experiment kept in the staged run, nothing published; a resume
+    runs only what is missing and publishes the same run."""
+    request = tmp_path / "checkpoint.request"
+    results = tmp_path / "results"
+    results.mkdir()
+    args = ["--experiments", "kepler_solver,precession", "--n", "50", "--seed", "3", "--no-perf"]
+    env = pr.toy_env(TOY_SLOW_SECONDS="1", PIPELINE_CHECKPOINT_REQUEST=str(request))
+    with pr.Pipeline(args, results, env) as p:
+        p.wait_progress(lambda e: e["phase"] == "adapter" and e["adapter"] == "toy_slow")
+        request.touch()                              # during the first experiment
+        assert p.wait(60) == 75, p.output
+        assert p.progress[-1]["phase"] == "checkpointed"
+    assert pr.published(results) == []
+    [stage] = pr.staged(results)
+    m = _manifest(stage)
+    assert m.status == schema.RUN_INTERRUPTED and "checkpointed" in m.reason
+    assert list(m.experiments) == ["kepler_solver"]  # finished, then stopped at the boundary
+    kept = (stage / "kepler_solver" / "toy_slow.json").read_bytes()
+    request.unlink()
+    rc, p2 = pr.run(["--resume", stage.name], results, env)
+    assert rc == 0, p2.output
+    [run] = pr.published(results)
+    assert run.name == stage.name
+    assert (run / "kepler_solver" / "toy_slow.json").read_bytes() == kept   # not redone
+
+
+def test_a_checkpoint_request_during_the_last_experiment_publishes(tmp_path: Path) -> None:
+    request = tmp_path / "checkpoint.request"
+    results = tmp_path / "results"
+    results.mkdir()
+    args = ["--experiments", "gmst_era,kepler_solver", "--n", "50", "--seed", "3", "--no-perf"]
+    env = pr.toy_env(TOY_SLOW_SECONDS="1", PIPELINE_CHECKPOINT_REQUEST=str(request))
+    with pr.Pipeline(args, results, env) as p:
+        p.wait_progress(lambda e: e["phase"] == "adapter" and e["adapter"] == "toy_slow")
+        request.touch()                              # no boundary is left before publishing
+        assert p.wait(60) == 0, p.output
+    assert len(pr.published(results)) == 1 and pr.staged(results) == []

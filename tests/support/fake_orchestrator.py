@@ -18,6 +18,13 @@ FAKE_ORCHESTRATOR_SPEC (all keys optional; defaults: a short successful run):
   stderr_line: str      one line printed to stderr just before exiting
   staging: bool         stage the run in <results-dir>/.staging/<run id>/ as the pipeline
                         does (moved to <results-dir>/<run id> when published, else left)
+Like the pipeline (pipeline.checkpoint), it honours a checkpoint request at each experiment
+boundary after the first experiment (exit 75, staged run kept, marked CHECKPOINTED_MARK).
+`--resume RUN` finishes run RUN (one experiment, "resumed"; its staged directory is
+published), following the rest of the spec, when RUN is one it checkpointed itself or the
+spec says
+  resume_ok: bool       resume any run id
+and is refused otherwise (exit 2, like an un-resumable run).
 It is the real thing a test needs: a real process with a real pid, group, signals and output.
 """
 from __future__ import annotations
@@ -34,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline import progress  # noqa: E402  (stdlib-only module)
+from pipeline import checkpoint, progress  # noqa: E402  (stdlib-only modules)
 
 SPEC_ENV = "FAKE_ORCHESTRATOR_SPEC"
+CHECKPOINTED_MARK = ".fake-checkpointed"
 
 
 def _spec() -> dict:
@@ -62,25 +70,44 @@ def _double_fork(empty_env: bool = False, tag: str = "") -> None:
     os.waitpid(pid, 0)
 
 
+def _new_run_id(results_dir: Path) -> str:
+    """A time-based run id no other run in results_dir has (two jobs in one second: _01)."""
+    base = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
+    for n in range(100):
+        run_id = base if n == 0 else f"{base}_{n:02d}"
+        if not ((results_dir / run_id).exists()
+                or (results_dir / ".staging" / run_id).exists()):
+            return run_id
+    return base
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fake_orchestrator")
-    p.add_argument("--experiments", required=True)
-    p.add_argument("--n", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--perf-rounds", type=int, required=True)
+    p.add_argument("--resume", default=None)
+    resume = "--resume" in (sys.argv[1:] if argv is None else argv)
+    p.add_argument("--experiments", required=not resume, default="resumed")
+    p.add_argument("--n", type=int, required=not resume, default=0)
+    p.add_argument("--seed", type=int, required=not resume, default=0)
+    p.add_argument("--perf-rounds", type=int, required=not resume, default=0)
     p.add_argument("--no-perf", action="store_true")
     p.add_argument("--ci", action="store_true")
     p.add_argument("--results-dir", required=True, type=Path)
     a = p.parse_args(argv)
     spec = _spec()
+    marked = a.resume is not None and (a.results_dir / ".staging" / a.resume
+                                       / CHECKPOINTED_MARK).exists()
+    if a.resume is not None and not (spec.get("resume_ok") or marked):
+        print(f"fake orchestrator: --resume {a.resume} refused (spec has no resume_ok)",
+              flush=True)
+        return 2
     if spec.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if spec.get("double_fork"):
         _double_fork(bool(spec.get("grandchild_env_empty")), str(spec.get("grandchild_tag", "")))
     experiments = a.experiments.split(",")
-    run_id = time.strftime("%Y-%m-%d_%H-%M-%S", time.gmtime())
+    run_id = a.resume or _new_run_id(a.results_dir)
     print(f"fake orchestrator pid {os.getpid()}: experiments={a.experiments} n={a.n} "
-          f"seed={a.seed} perf_rounds={a.perf_rounds}", flush=True)
+          f"seed={a.seed} perf_rounds={a.perf_rounds} resume={a.resume}", flush=True)
     emit = spec.get("progress", True)
     staging_dir = a.results_dir / ".staging" / run_id
     if spec.get("staging"):
@@ -102,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(float(spec["sleep_s"]))
     if emit:
         for k, exp in enumerate(experiments, 1):
+            if k > 1 and checkpoint.requested():
+                staging_dir.mkdir(parents=True, exist_ok=True)
+                (staging_dir / CHECKPOINTED_MARK).touch()
+                progress.emit("checkpointed", run_id=run_id, k=k - 1, total=total)
+                return checkpoint.EXIT_CHECKPOINTED
             progress.emit("experiment_done", run_id=run_id, k=k, total=total, experiment=exp)
     code = int(spec.get("exit_code", 0))
     if emit and code == 0:
