@@ -59,6 +59,10 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     priority: int = 0           # -10..10; above 0 needs root or the admin group
     after: list[str] | None = None       # job ids that must complete first (afterok)
     after_any: list[str] | None = None   # job ids that must end first, whatever the outcome
+    # resources (benchd.cpusets; README "CPUs and memory"): where and within what it runs
+    cpus: int = 1               # CPUs it is pinned to (and BLAS/OpenMP threads it may use)
+    exclusive: bool = False     # every CPU benchd manages; waits until no other job runs
+    memory_max: int | str | None = None  # bytes or "4G"; at most benchd's --job-memory-max
 
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -128,6 +132,13 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     queue_position: int | None = None     # API only (null on disk): 1 = next to start
     estimated_start_s: float | None = None  # API only: seconds until it may start (a guess
                                             # from earlier comparable jobs' durations)
+    # isolation and accounting (benchd.cpusets, README "CPUs and memory"): persisted when
+    # the job is given its CPUs, so that a restarted benchd knows them when it reattaches
+    cpuset: list[int] | None = None       # CPUs it is pinned to (sched_setaffinity)
+    memory_limit: int | None = None       # bytes: RLIMIT_DATA of each of its processes
+    cpu_user_s: float | None = None       # final: user CPU time of all its processes
+    cpu_sys_s: float | None = None        # final: system CPU time of all its processes
+    peak_memory_bytes: int | None = None  # final: peak RSS of its largest process
 
 
 class ExitRecord(msgspec.Struct):
@@ -141,6 +152,10 @@ class ExitRecord(msgspec.Struct):
     reason: str | None = None
     leftover_killed: int = 0              # processes of the group killed after the orchestrator
     schema_version: int = SCHEMA_VERSION
+    cpu_user_s: float | None = None       # getrusage(RUSAGE_CHILDREN) of the supervisor:
+    cpu_sys_s: float | None = None        # every process of the job, once all are reaped
+    max_rss_bytes: int | None = None      # ru_maxrss: the largest single process's peak RSS
+    out_of_memory: bool = False           # it failed for want of memory under its limit
 
 
 class JobList(msgspec.Struct):
@@ -303,3 +318,4 @@ class SupervisorInfo(msgspec.Struct):
     orchestrator_start_ticks: int | None = None  # identity of the group leader (pid reuse)
     job_token: str | None = None          # from the supervisor's environment (JobRecord's)
     root_id: str | None = None
+    cpus: list[int] | None = None         # the CPUs the supervisor pinned itself to

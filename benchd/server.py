@@ -68,6 +68,8 @@ class ServerConfig:
     retention: Policy = field(default_factory=Policy)
     slots: int = 1                           # jobs that may run at once (the rest queue)
     max_queued_per_user: int = 50            # waiting jobs per user before 429 queue_full
+    cpus: list[int] | None = None            # CPUs jobs may use (None: cpusets.default_cpus)
+    job_memory_max: int | None = None        # bytes: default and ceiling of memory_max
 
 
 def _make_private_dir(path: Path) -> None:
@@ -316,7 +318,8 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier),
                          on_transition=notifications.on_transition, slots=cfg.slots,
-                         max_queued_per_user=cfg.max_queued_per_user)
+                         max_queued_per_user=cfg.max_queued_per_user, cpus=cfg.cpus,
+                         job_memory_max=cfg.job_memory_max)
     retention = Retention(cfg.root, cfg.retention, manager)
     manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from benchd import procs
 from benchd.defaults import JOB_START_TIMEOUT_S
-from benchd.executors import Handle, Started
+from benchd.cpusets import format_cpu_list
+from benchd.executors import Handle, JobLimits, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
 from benchd.store import Store
 
@@ -34,9 +35,11 @@ class LocalExecutor:
         self.store = store
         self.grace = grace
 
-    async def start(self, marks: procs.JobMarks, argv: list[str]) -> Started:
+    async def start(self, marks: procs.JobMarks, argv: list[str],
+                    limits: JobLimits | None = None) -> Started:
         """Spawn the job's supervisor in a new session (stdout+stderr appended to the job's
-        log) and wait for its word: "running <pgid>" or "failed <why>"."""
+        log) and wait for its word: "running <pgid>" or "failed <why>". The supervisor pins
+        itself to `limits.cpus` and limits the orchestrator's memory (benchd.supervisor)."""
         loop = asyncio.get_running_loop()
         paths = self.store.paths(marks.job_id)
         log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
@@ -45,7 +48,7 @@ class LocalExecutor:
         try:
             cmd = [sys.executable, "-m", "benchd.supervisor", "--root", str(self.root),
                    "--job-id", marks.job_id, "--grace", repr(self.grace),
-                   "--ready-fd", str(ready_w), "--", *argv]
+                   "--ready-fd", str(ready_w), *_limit_args(limits), "--", *argv]
             popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
                                      stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
                                      start_new_session=True,
@@ -120,6 +123,18 @@ class LocalExecutor:
 
     def leftovers_note(self, killed: list[str]) -> str:
         return _leftovers_note(killed)
+
+
+def _limit_args(limits: JobLimits | None) -> list[str]:
+    """The supervisor's options for `limits`."""
+    if limits is None:
+        return []
+    args = []
+    if limits.cpus:
+        args += ["--cpus", format_cpu_list(limits.cpus)]
+    if limits.memory_max is not None:
+        args += ["--memory-max", str(limits.memory_max)]
+    return args
 
 
 async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
