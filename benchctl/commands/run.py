@@ -69,6 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="start only after these jobs completed (fails if one does not)")
     p.add_argument("--after-any", action="append", metavar="JOB[,JOB]",
                    help="start only after these jobs ended, whatever their outcome")
+    p.add_argument("--cpus", type=int, metavar="K",
+                   help="CPUs the job is pinned to, and BLAS/OpenMP threads (default 1)")
+    p.add_argument("--exclusive", action="store_true",
+                   help="every CPU benchd manages; waits until no other job runs")
+    p.add_argument("--memory-max", metavar="SIZE",
+                   help="memory limit of the job, e.g. 2G (at most benchd's --job-memory-max)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -90,6 +96,12 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("after", "after_any"):
         if getattr(args, key, None):
             body[key] = [j.strip() for v in getattr(args, key) for j in v.split(",") if j.strip()]
+    if getattr(args, "cpus", None) is not None:
+        body["cpus"] = args.cpus
+    if getattr(args, "exclusive", False):
+        body["exclusive"] = True
+    if getattr(args, "memory_max", None) is not None:
+        body["memory_max"] = args.memory_max   # benchd parses and checks it (400 names it)
     return body
 
 
