@@ -259,3 +259,17 @@ def test_sigterm_to_the_whole_group_as_a_supervisor_sends_it(tmp_path: Path) -> 
     assert pr.published(tmp_path) == []
     m = _manifest(pr.staged(tmp_path)[0])
     assert m.status == schema.RUN_INTERRUPTED and m.experiments == {}
+
+
+def test_run_records_its_cpus_threads_and_cost(toy_run: tuple[int, pr.Pipeline, Path]) -> None:
+    """Metadata and summary.md say where the run was pinned (its affinity, which benchd sets
+    per job) and with how many BLAS/OpenMP threads; the manifest says what it cost."""
+    _, p, run = toy_run
+    meta = _manifest(run).metadata
+    assert meta.cpuset == sorted(os.sched_getaffinity(0))   # inherited from this process
+    assert set(meta.thread_env.values()) == {"1"}
+    assert meta.cpu_time_s is not None and meta.cpu_time_s > 0
+    assert meta.peak_rss_bytes is not None and meta.peak_rss_bytes > 10 << 20
+    cpus = ",".join(map(str, meta.cpuset))
+    assert f"Ran on: CPUs {cpus} (affinity) · threads 1 " in \
+        (run / "gmst_era" / "summary.md").read_text()
