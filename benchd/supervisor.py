@@ -221,6 +221,13 @@ def _ran_out_of_memory(log_path: Path, since: int) -> bool:
         return False
 
 
+def _cgroup_oom_kills(cgroup: Path) -> int:
+    """How many of the job's processes the kernel's OOM killer ended at its cgroup's
+    memory.max (memory.events oom_kill): the evidence under systemd."""
+    from benchd import cgroups
+    return cgroups.memory_events(cgroup).get("oom_kill", 0)
+
+
 def _usage() -> tuple[float, float, int]:
     """(user s, system s, peak RSS bytes) of every child reaped so far: as subreaper that is
     the whole job (orchestrator, workers and orphans reparented to us)."""
@@ -252,7 +259,7 @@ def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
 
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         ready_fd: int | None, cpus: list[int] | None = None,
-        memory_max: int | None = None) -> int:
+        memory_max: int | None = None, cgroup: Path | None = None) -> int:
     """Supervise one job; returns the supervisor's exit code (0 once an exit record is written)."""
     paths = JobPaths(root, job_id)
     paths.lock.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +283,13 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         env.update(threads.thread_env(len(cpus)), **{threads.JOB_CPUS_ENV: str(len(cpus))})
     log_start = os.fstat(log_fd).st_size
     try:
+        if cgroup is not None:  # first: nothing the job starts may be outside it
+            from benchd import cgroups
+            try:
+                cgroups.enter(cgroup)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot enter its cgroup {cgroup}: {e.strerror}") \
+                    from None
         if cpus:  # before the orchestrator exists: it and all it starts inherit the mask
             try:
                 os.sched_setaffinity(0, cpus)
@@ -338,12 +352,16 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         reason = f"cancelled by {job.cancelled_by}: {_how_stopped(job, exit_code, sig)}"
     if leftovers:
         _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
+    oom_killed = cgroup is not None and _cgroup_oom_kills(cgroup) > 0
     oom = (memory_max is not None and exit_code != 0 and not cancelled
-           and _ran_out_of_memory(paths.log, log_start))
+           and (oom_killed or _ran_out_of_memory(paths.log, log_start)))
     if oom:
         from benchd.sizes import format_size
         reason = f"out of memory (limit {format_size(memory_max)})"
     user_s, sys_s, rss = _usage()
+    if cgroup is not None:  # the whole job's peak, where the memory controller is on
+        from benchd import cgroups
+        rss = cgroups.memory_peak(cgroup) or rss
     if exit_code != 0 and not cancelled and _nearly_full(paths.log):
         reason = (f"{reason}; the logs filesystem is full (no space left on device): the "
                   f"job's output could not all be written")
@@ -371,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="pin the job to these CPUs (a cpulist such as 1-3,5)")
     p.add_argument("--memory-max", type=int, default=None,
                    help="RLIMIT_DATA in bytes of the orchestrator and its descendants")
+    p.add_argument("--cgroup", type=Path, default=None,
+                   help="the job's cgroup: the supervisor moves itself there first")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- orchestrator argv")
     a = p.parse_args(argv)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -378,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("no orchestrator command after --")
     from benchd.cpusets import parse_cpu_list
     cpus = parse_cpu_list(a.cpus) if a.cpus else None
-    return run(a.root.resolve(), a.job_id, command, a.grace, a.ready_fd, cpus, a.memory_max)
+    return run(a.root.resolve(), a.job_id, command, a.grace, a.ready_fd, cpus, a.memory_max,
+               a.cgroup)
 
 
 if __name__ == "__main__":
