@@ -297,6 +297,9 @@ def results_text(job: dict[str, Any], out: Out | None = None) -> str:
     return f"{job['staged_run']} (staged)" if job.get("staged_run") else "-"
 
 
+WIDE = 140   # a terminal at least this wide also gets history's CPUS/CPU-TIME/PEAK-MEM
+
+
 def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
     """The history table (STARTED relative on a terminal: '5 min ago')."""
     headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "LABEL", "WHO",
@@ -319,11 +322,14 @@ def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
         for row, style, job in zip(rows, styles, jobs):
             row.append(job.get("notify_status") or "-")
             style.append(None)
-    if any(job.get("cpuset") for job in jobs):          # jobs run with CPU sets (issue 12)
-        headers += ["CPUS", "CPU-TIME", "PEAK-MEM"]
+    if any(job.get("cpuset") for job in jobs) \
+            and (out.width is None or out.width >= WIDE):  # jobs with CPU sets (issue 12)
+        at = headers.index("RESULTS")   # before it: RESULTS stays last, as scripts expect
+        headers[at:at] = ["CPUS", "CPU-TIME", "PEAK-MEM"]
         for row, style, job in zip(rows, styles, jobs):
-            row += [cpus_text(job), cpu_time_text(job), memory_text(job.get("peak_memory_bytes"))]
-            style += [None, None, None]
+            row[at:at] = [cpus_text(job), cpu_time_text(job),
+                          memory_text(job.get("peak_memory_bytes"))]
+            style[at:at] = [None, None, None]
     if out.width is not None and not any((j.get("config") or {}).get("label") for j in jobs):
         drop_column(headers, rows, styles, "LABEL")   # on a terminal, no room for dashes
     return table(headers, rows, styles, out.colour, out.width, keep=(0, 1))

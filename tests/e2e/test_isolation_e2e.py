@@ -69,10 +69,10 @@ def test_running_jobs_get_disjoint_cpus_and_an_exclusive_job_waits_for_all(
     r = bc(d, "history")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split()[-3:] == ["CPUS", "CPU-TIME", "PEAK-MEM"], r.stdout
+    assert lines[0].split()[-4:] == ["CPUS", "CPU-TIME", "PEAK-MEM", "RESULTS"], r.stdout
     cells = next(ln for ln in lines if ln.startswith(b)).split()
-    assert cells[-4] == str(rb["affinity"][0]) and cells[-3].endswith("s") \
-        and cells[-1] == "MiB", r.stdout
+    assert cells[-5] == str(rb["affinity"][0]) and cells[-4].endswith("s") \
+        and cells[-2] == "MiB", r.stdout
 
 
 def test_a_job_over_its_memory_limit_fails_out_of_memory_and_the_other_slot_is_unharmed(
