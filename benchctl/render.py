@@ -301,6 +301,9 @@ def results_text(job: dict[str, Any], out: Out | None = None) -> str:
     return f"{job['staged_run']} (staged)" if job.get("staged_run") else "-"
 
 
+WIDE = 140   # a terminal at least this wide also gets history's CPUS/CPU-TIME/PEAK-MEM
+
+
 def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
     """The history table (STARTED relative on a terminal: '5 min ago')."""
     headers = ["ID", "STATE", "STARTED", "DURATION", "EXPERIMENTS", "N", "LABEL", "WHO",
@@ -323,9 +326,34 @@ def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
         for row, style, job in zip(rows, styles, jobs):
             row.append(job.get("notify_status") or "-")
             style.append(None)
+    if any(job.get("cpuset") for job in jobs) \
+            and (out.width is None or out.width >= WIDE):  # jobs with CPU sets (issue 12)
+        at = headers.index("RESULTS")   # before it: RESULTS stays last, as scripts expect
+        headers[at:at] = ["CPUS", "CPU-TIME", "PEAK-MEM"]
+        for row, style, job in zip(rows, styles, jobs):
+            row[at:at] = [cpus_text(job), cpu_time_text(job),
+                          memory_text(job.get("peak_memory_bytes"))]
+            style[at:at] = [None, None, None]
     if out.width is not None and not any((j.get("config") or {}).get("label") for j in jobs):
         drop_column(headers, rows, styles, "LABEL")   # on a terminal, no room for dashes
     return table(headers, rows, styles, out.colour, out.width, keep=(0, 1))
+
+
+def cpus_text(job: dict[str, Any]) -> str:
+    """'0-1' (the CPU list it was pinned to), '-' before it had one."""
+    from benchd.cpusets import format_cpu_list
+    return format_cpu_list(job["cpuset"]) if job.get("cpuset") else "-"
+
+
+def cpu_time_text(job: dict[str, Any]) -> str:
+    """User + system CPU time of all its processes: '12.3s', '-' until it has ended."""
+    user, system = job.get("cpu_user_s"), job.get("cpu_sys_s")
+    return "-" if user is None or system is None else f"{user + system:.1f}s"
+
+
+def memory_text(size: int | None) -> str:
+    from benchd.sizes import format_size
+    return "-" if size is None else format_size(size)
 
 
 def drop_column(headers: list[str], rows: list[list[Any]],
@@ -392,6 +420,18 @@ def job_detail(job: dict[str, Any], out: Out) -> str:
         lines.append(("notify", ", ".join(t.get("url", "?") + (f" ({','.join(t['on'])})"
                                                              if t.get("on") else "")
                                           for t in targets)))
+    if job.get("cpuset"):
+        n = len(job["cpuset"])
+        lines.append(("cpus", f"{cpus_text(job)} ({n} thread{'s' if n > 1 else ''} for "
+                              f"OpenMP/BLAS)" + (" exclusive" if cfg.get("exclusive") else "")))
+    if job.get("memory_limit"):
+        lines.append(("memory limit", memory_text(job["memory_limit"])))
+    if job.get("cpu_user_s") is not None and job.get("cpu_sys_s") is not None:
+        lines.append(("cpu time", f"{cpu_time_text(job)} (user {job['cpu_user_s']:.2f} s, "
+                                  f"system {job['cpu_sys_s']:.2f} s)"))
+    if job.get("peak_memory_bytes") is not None:
+        lines.append(("peak memory", f"{memory_text(job['peak_memory_bytes'])} (largest "
+                                     f"process)"))
     width = max(len(k) for k, _ in lines)
     if out.width is not None:   # the state carries colour codes: it is short, never cut
         room = max(MIN_COL, out.width - width - 2)

@@ -119,6 +119,24 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     return size
 
 
+def _cpu_list(ctx: click.Context, param: click.Parameter, value: str | None
+              ) -> list[int] | None:
+    """--cpus: a cpulist of online CPUs this process may run on."""
+    if value is None:
+        return None
+    from benchd.cpusets import online_cpus, parse_cpu_list
+    try:
+        cpus = parse_cpu_list(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    usable = set(online_cpus()) & os.sched_getaffinity(0)
+    missing = [c for c in cpus if c not in usable]
+    if missing:
+        raise click.BadParameter(f"CPU(s) {missing} are not online or not allowed to benchd "
+                                 f"(usable: {sorted(usable)})")
+    return cpus
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -185,6 +203,15 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
 @click.option("--slots", type=click.IntRange(min=1, max=64), default=1, show_default=True,
               envvar="BENCHD_SLOTS",
               help="Jobs that may run at once; further jobs wait in the queue.")
+@click.option("--cpus", "cpu_list", metavar="LIST", default=None, callback=_cpu_list,
+              envvar="BENCHD_CPUS",
+              help="CPUs jobs may run on, e.g. 1-3 [default: every online CPU, but CPU 0 is "
+                   "left to the system when there are more than two]. Each running job is "
+                   "pinned to its own CPUs (whole cores: SMT siblings are never split).")
+@click.option("--job-memory-max", metavar="SIZE", default=None, callback=_size,
+              envvar="BENCHD_JOB_MEMORY_MAX",
+              help="Memory limit of each job (e.g. 4G), and the most a job's memory_max may "
+                   "ask for; over it, the job fails 'out of memory' [default: none].")
 @click.option("--max-queued-per-user", type=click.IntRange(min=0), default=50,
               show_default=True, envvar="BENCHD_MAX_QUEUED_PER_USER",
               help="Waiting jobs one user may have; one more is refused (429 queue_full).")
@@ -196,7 +223,8 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
          orchestrator: list[str] | None, notify_config: Path, notify_allow_hosts: str | None,
          notify_retry_base: float, notify_give_up: float, keep_days: float | None,
          keep_runs: int | None, max_results_size: int | None, keep_job_days: float | None,
-         archive_after: float | None, min_free: float, slots: int, max_queued_per_user: int,
+         archive_after: float | None, min_free: float, slots: int,
+         cpu_list: list[int] | None, job_memory_max: int | None, max_queued_per_user: int,
          log_level: str) -> None:
     """Run the benchd job daemon: jobs queued for --slots slots, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
@@ -218,7 +246,8 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
                        retention=Policy(keep_days=keep_days, keep_runs=keep_runs,
                                         max_size=max_results_size, keep_job_days=keep_job_days,
                                         archive_after=archive_after, min_free=min_free / 100),
-                       slots=slots, max_queued_per_user=max_queued_per_user)
+                       slots=slots, max_queued_per_user=max_queued_per_user,
+                       cpus=cpu_list, job_memory_max=job_memory_max)
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

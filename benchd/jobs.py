@@ -31,14 +31,15 @@ from typing import Any
 
 import msgspec
 
-from benchd import audit, logtail, procs, scheduler
-from benchd.executors import Executor, Handle
+from benchd import audit, cpusets, logtail, procs, scheduler
+from benchd.executors import Executor, Handle, JobLimits
 from benchd.executors.local import LocalExecutor
 from benchd.defaults import DEFAULT_GRACE_S, MIN_FREE_BYTES
 from benchd.resume import resume_argv
 from benchd.errors import (Busy, CancelFailed, Forbidden, InsufficientStorage,
                            InvalidRequest, JobFinal, JobNotFound, NotCancellable, NotPausable,
                            QueueFull)
+from benchd.sizes import format_size, parse_size
 from benchd.schema import (JOB_ID_RE, CancelOrder, ExitRecord, JobConfig, JobRecord, Progress,
                            SupervisorInfo, check_label)
 from benchd.jobquery import JobQuery, Page, page
@@ -80,6 +81,7 @@ class _Live:
         self.handle = Handle(job_id)                               # the executor's
         self.task: asyncio.Task[None] | None = None
         self.launch: asyncio.Task[None] | None = None              # spawn until running
+        self.limits: JobLimits | None = None                       # its CPUs and memory
 
 
 class _ProgressReader:
@@ -139,7 +141,9 @@ class JobManager:
                  make_space: Callable[[], Awaitable[str]] | None = None,
                  slots: int = 1,
                  max_queued_per_user: int = DEFAULT_MAX_QUEUED_PER_USER,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None,
+                 cpus: list[int] | None = None, cores: list[cpusets.Core] | None = None,
+                 job_memory_max: int | None = None) -> None:
         self.root = Path(root).resolve()
         self.grace = grace
         self.orchestrator = list(orchestrator) if orchestrator else [sys.executable, "-m",
@@ -170,6 +174,10 @@ class JobManager:
         self._dirty: set[str] = set()
         self._unsaved: set[str] = set()          # records the disk refused (full)
         self._scans = logtail.FileScans(TAIL_SCANS)
+        # CPUs and memory (benchd.cpusets): the cores benchd hands out, whole, to jobs
+        self.cores = cores if cores is not None else cpusets.read_cores(
+            cpus if cpus is not None else cpusets.default_cpus(cpusets.online_cpus()))
+        self.job_memory_max = job_memory_max
 
     # queries ---------------------------------------------------------------------------
     def list_jobs(self, limit: int | None = None,
@@ -243,6 +251,7 @@ class JobManager:
         raises, nothing is started or kept."""
         check_label(config.label)
         self._argv_tail(config)  # refused now, not when its turn comes
+        self._check_resources(config)
         priority = await self._check_priority(config.priority, uid, None)
         self._check_dependencies(config)
         note = await self.make_space() if self.make_space is not None else ""
@@ -259,7 +268,8 @@ class JobManager:
                                 self._vclock, (self._jobs[j].queue_key or 0
                                                for j in self._waiting
                                                if self._jobs[j].requester_uid == uid)))
-            now = self._starts_now(rec)
+            placed = self._place_now(rec)
+            now = placed is not None
             if not now:
                 if not config.queue:
                     self._refuse_busy()
@@ -267,7 +277,8 @@ class JobManager:
             if before_start is not None:
                 before_start(rec)
             if now:  # the spawn intent is the first record: a restart finds it (reconcile)
-                rec = msgspec.structs.replace(rec, status=JobState.STARTING, spawn_attempts=1)
+                rec = msgspec.structs.replace(rec, status=JobState.STARTING, spawn_attempts=1,
+                                              **self._resources(rec, placed))
                 self._vclock = max(self._vclock, rec.queue_key or 0)
             self._save_first(rec)  # before anything exists: a refusal leaves no phantom job
             self._seq += 1
@@ -306,6 +317,7 @@ class JobManager:
         live = _Live(rec.job_id, self.store.paths(rec.job_id),
                      procs.JobMarks(rec.job_id, rec.job_token, self.root_id))
         self._live[rec.job_id] = live
+        live.limits = self._limits(rec)
         argv = [*self.orchestrator, *tail, "--results-dir", str(self.root / "results")]
         live.launch = asyncio.get_running_loop().create_task(self._launch(live, rec, argv))
         return live
@@ -379,15 +391,57 @@ class JobManager:
         recs = [self._jobs[j] for j in self._waiting] + ([extra] if extra else [])
         return [scheduler.Waiting(r.job_id, r.requester_uid, r.priority, r.queue_seq or 0,
                                   r.status in ELIGIBLE and self._deps_met(r),
-                                  r.queue_key or r.queue_seq or 0)
+                                  r.queue_key or r.queue_seq or 0,
+                                  r.config.cpus, r.config.exclusive)
                 for r in recs]
 
     def _starts_now(self, rec: JobRecord) -> bool:
         """Would the scheduler give `rec` (not yet in the queue) a slot right now?"""
+        return self._place_now(rec) is not None
+
+    # CPUs and memory (benchd.cpusets; README "CPUs and memory") -------------------------
+    def _place_now(self, rec: JobRecord) -> tuple[int, ...] | None:
+        """The CPUs `rec` (not yet in the queue) would start on right now, if it would."""
         free = self.slots - len(self._live)
         if free <= 0:
-            return False
-        return any(w.job_id == rec.job_id for w in scheduler.pick(self._snapshot(rec), free))
+            return None
+        for w, cpus in scheduler.place(self._snapshot(rec), free, self.cores,
+                                       self._busy_cpus()):
+            if w.job_id == rec.job_id:
+                return cpus
+        return None
+
+    def _busy_cpus(self) -> set[int]:
+        """The CPUs of every job holding a slot (its record says which: persisted, so a
+        restarted benchd knows them for the jobs it reattaches)."""
+        return {c for j in self._live for c in (self._jobs[j].cpuset or ())}
+
+    def _resources(self, rec: JobRecord, cpus: tuple[int, ...]) -> dict[str, Any]:
+        """The record fields of a job given `cpus`: written with its spawn intent."""
+        limit = rec.config.memory_max
+        return dict(cpuset=list(cpus),
+                    memory_limit=(parse_size(limit) if limit is not None
+                                  else self.job_memory_max))
+
+    def _check_resources(self, config: JobConfig) -> None:
+        """cpus, exclusive and memory_max of a request, or InvalidRequest naming the field."""
+        have = cpusets.capacity(self.cores)
+        managed = cpusets.format_cpu_list(c for core in self.cores for c in core)
+        if isinstance(config.cpus, bool) or not 1 <= config.cpus <= have:
+            raise InvalidRequest(f"cpus: must be an integer from 1 to {have} (the CPUs benchd "
+                                 f"manages: {managed}), got {config.cpus!r}")
+        if config.memory_max is not None:
+            try:
+                limit = parse_size(config.memory_max)
+            except ValueError as e:
+                raise InvalidRequest(f"memory_max: {e}") from None
+            if self.job_memory_max is not None and limit > self.job_memory_max:
+                raise InvalidRequest(
+                    f"memory_max: {format_size(limit)} is above the most benchd allows "
+                    f"(--job-memory-max {format_size(self.job_memory_max)})")
+
+    def _limits(self, rec: JobRecord) -> JobLimits:
+        return JobLimits(tuple(rec.cpuset) if rec.cpuset else None, rec.memory_limit)
 
     def _deps_met(self, rec: JobRecord) -> bool:
         for dep in rec.config.after or ():
@@ -425,16 +479,18 @@ class JobManager:
                     self._update(rec, status=JobState.FAILED, reason=why, finished_at=utc_now())
                     changed = True
         while self.slots > len(self._live):
-            picked = scheduler.pick(self._snapshot(), self.slots - len(self._live))
+            picked = scheduler.place(self._snapshot(), self.slots - len(self._live),
+                                     self.cores, self._busy_cpus())
             if not picked:
                 break
-            for w in picked:
+            for w, cpus in picked:
                 rec = self._jobs[w.job_id]
                 tail = self._queued_argv(rec)
                 if tail is None:
                     continue
                 rec = self._update(rec, status=JobState.STARTING, reason=None,
-                                   spawn_attempts=rec.spawn_attempts + 1)  # intent first
+                                   spawn_attempts=rec.spawn_attempts + 1,  # intent first
+                                   **self._resources(rec, cpus))
                 self._vclock = max(self._vclock, rec.queue_key or 0)
                 self._begin(rec, tail)
         self._preempt()
@@ -618,7 +674,7 @@ class JobManager:
             raise
 
     async def _spawn(self, live: _Live, argv: list[str]) -> None:
-        started = await self.executor.start(live.marks, argv)
+        started = await self.executor.start(live.marks, argv, live.limits)
         live.handle = started.handle
         live.task = self._spawn_task(self._run(live))
         if started.running:
@@ -782,14 +838,15 @@ class JobManager:
         rec = self._jobs[job_id]
         fields: dict = dict(status=status, reason=reason,
                             finished_at=exit.finished_at if exit else utc_now())
+        usage = _usage_after(rec, exit)
         if status in WAITING:  # paused/preempted: kept, to start again from its staged run
             fields = dict(status=status, reason=reason, stop_mode=None,
                           resume_run=(rec.progress.run_id if rec.progress
                                       and rec.progress.run_id else rec.resume_run),
                           checkpoints=rec.checkpoints + 1, spawn_attempts=0,
-                          supervisor_pid=None, supervisor_start_ticks=None, pgid=None)
+                          supervisor_pid=None, supervisor_start_ticks=None, pgid=None, **usage)
         elif exit is not None:
-            fields.update(exit_code=exit.exit_code, signal=exit.signal)
+            fields.update(exit_code=exit.exit_code, signal=exit.signal, **usage)
             if exit.cancelled and rec.cancel_requested_by is None:
                 order = self.store.read_cancel(job_id)  # accepted, but not yet in the record
                 if order is not None and order.purpose is None:
@@ -1085,7 +1142,7 @@ class JobManager:
             supervisor_pid=info.supervisor_pid if info else None,
             supervisor_start_ticks=info.supervisor_start_ticks if info else None,
             pgid=info.pgid if info else None, job_token=info.job_token if info else None,
-            root_id=info.root_id if info else None)
+            root_id=info.root_id if info else None, cpuset=info.cpus if info else None)
 
     def _own_info(self, rec: JobRecord) -> SupervisorInfo | None:
         """The job's pid file, unless it names another job instance (another token)."""
@@ -1135,6 +1192,8 @@ class JobManager:
             live.started.set_result(None)
             self._live[job_id] = live
             fields: dict = dict(supervisor_pid=pid, supervisor_start_ticks=ticks)
+            if rec.cpuset is None and info is not None and info.cpus:
+                fields.update(cpuset=info.cpus)  # what it was pinned to holds its CPUs
             if rec.status == JobState.STARTING:
                 fields.update(status=JobState.RUNNING,
                               started_at=info.started_at if info else utc_now(),
@@ -1241,3 +1300,17 @@ def _order_key(rec: JobRecord) -> tuple[int, int, int]:
 
 def _opt_str(v: object) -> str | None:
     return v if isinstance(v, str) and len(v) <= PROGRESS_FIELD_MAX else None
+
+
+def _usage_after(rec: JobRecord, exit: ExitRecord | None) -> dict[str, Any]:
+    """The accounting fields of a job after one more segment ended: CPU time adds up over the
+    segments of a paused or preempted job, peak memory is the largest of them."""
+    if exit is None:
+        return {}
+
+    def add(a: float | None, b: float | None) -> float | None:
+        return None if a is None and b is None else (a or 0.0) + (b or 0.0)
+    peaks = [p for p in (rec.peak_memory_bytes, exit.max_rss_bytes) if p is not None]
+    return dict(cpu_user_s=add(rec.cpu_user_s, exit.cpu_user_s),
+                cpu_sys_s=add(rec.cpu_sys_s, exit.cpu_sys_s),
+                peak_memory_bytes=max(peaks) if peaks else None)

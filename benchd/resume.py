@@ -14,7 +14,8 @@ from pipeline.staged import find_staged
 # what a resumed run takes from its stored config; the rest (label, notify) is about the job
 _CONFIG_FIELDS = tuple(f for f in JobConfig.__struct_fields__
                        if f not in ("resume", "label", "notify", "queue", "priority",
-                                    "after", "after_any", "preempt"))
+                                    "after", "after_any", "preempt",
+                                    "cpus", "exclusive", "memory_max"))  # where it runs
 
 
 def resume_argv(config: JobConfig, results_dir: Path) -> list[str]:

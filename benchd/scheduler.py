@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from benchd import cpusets
+
 PRIORITY_MIN, PRIORITY_MAX = -10, 10
 
 
@@ -29,6 +31,8 @@ class Waiting:
     seq: int            # enqueue sequence: persisted, strictly increasing per root
     eligible: bool      # not held and its dependencies are met
     key: int = 0        # fair-queueing key (next_key); persisted
+    cpus: int = 1       # CPUs it asks for (benchd.cpusets.allocate)
+    exclusive: bool = False  # every managed CPU: only when nothing else runs
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,25 @@ def victim(running: Iterable[Running], waiting: Iterable[Waiting],
         return None
     low = min(runs, key=lambda r: (r.priority, -r.seq))
     return low if best[freeing].priority > low.priority else None
+
+
+def place(waiting: Iterable[Waiting], free_slots: int, cores: list[cpusets.Core],
+          busy: Iterable[int]) -> list[tuple[Waiting, tuple[int, ...]]]:
+    """The jobs to start now with the CPUs each gets: eligible jobs in queue order while a
+    slot is free and the job's CPUs fit beside the running jobs' (`busy`) and those placed
+    before it. The first eligible job that does not fit stops the walk (no backfill): jobs
+    behind it wait too, so a large or exclusive job at the head of the queue is not starved
+    by a stream of small ones -- it starts as soon as enough CPUs are free."""
+    out: list[tuple[Waiting, tuple[int, ...]]] = []
+    taken = set(busy)
+    for w in queue_order(waiting):
+        if len(out) >= free_slots:
+            break
+        if not w.eligible:
+            continue
+        got = cpusets.allocate(cores, taken, w.cpus, w.exclusive)
+        if got is None:
+            break
+        taken.update(got)
+        out.append((w, got))
+    return out

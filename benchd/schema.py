@@ -63,6 +63,11 @@ class JobConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     # experiment boundary, nothing redone) or "now" (SIGTERM; its current experiment redone)
     preempt: StopMode | None = None
 
+    # resources (benchd.cpusets; README "CPUs and memory"): where and within what it runs
+    cpus: int = 1               # CPUs it is pinned to (and BLAS/OpenMP threads it may use)
+    exclusive: bool = False     # every CPU benchd manages; waits until no other job runs
+    memory_max: int | str | None = None  # bytes or "4G"; at most benchd's --job-memory-max
+
 
 class CancelRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """Body of POST /api/benchmark/jobs/{id}/cancel (the body itself is optional)."""
@@ -138,6 +143,14 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
                                           # id and seed); set when it was stopped and kept
     checkpoints: int = 0                  # times it was stopped and kept (segments - 1)
 
+    # isolation and accounting (benchd.cpusets, README "CPUs and memory"): persisted when
+    # the job is given its CPUs, so that a restarted benchd knows them when it reattaches
+    cpuset: list[int] | None = None       # CPUs it is pinned to (sched_setaffinity)
+    memory_limit: int | None = None       # bytes: RLIMIT_DATA of each of its processes
+    cpu_user_s: float | None = None       # final: user CPU time of all its processes
+    cpu_sys_s: float | None = None        # final: system CPU time of all its processes
+    peak_memory_bytes: int | None = None  # final: peak RSS of its largest process
+
 
 class ExitRecord(msgspec.Struct):
     """Written atomically by the per-job supervisor when the orchestrator is gone, whether or
@@ -153,6 +166,11 @@ class ExitRecord(msgspec.Struct):
     checkpointed: bool = False            # exited EXIT_CHECKPOINTED (pipeline.checkpoint):
                                           # stopped at a boundary on request, resumable
     stopped_for: StopFor | None = None    # the purpose of the stop order it obeyed
+
+    cpu_user_s: float | None = None       # getrusage(RUSAGE_CHILDREN) of the supervisor:
+    cpu_sys_s: float | None = None        # every process of the job, once all are reaped
+    max_rss_bytes: int | None = None      # ru_maxrss: the largest single process's peak RSS
+    out_of_memory: bool = False           # it failed for want of memory under its limit
 
 
 class JobList(msgspec.Struct):
@@ -317,3 +335,4 @@ class SupervisorInfo(msgspec.Struct):
     orchestrator_start_ticks: int | None = None  # identity of the group leader (pid reuse)
     job_token: str | None = None          # from the supervisor's environment (JobRecord's)
     root_id: str | None = None
+    cpus: list[int] | None = None         # the CPUs the supervisor pinned itself to

@@ -32,6 +32,7 @@ from benchd.retention.policy import Policy
 
 if TYPE_CHECKING:
     from benchd.notifications.config import NotifyConfig
+    from benchd.executors.local import LocalExecutor
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class ServerConfig:
     retention: Policy = field(default_factory=Policy)
     slots: int = 1                           # jobs that may run at once (the rest queue)
     max_queued_per_user: int = 50            # waiting jobs per user before 429 queue_full
+    cpus: list[int] | None = None            # CPUs jobs may use (None: cpusets.default_cpus)
+    job_memory_max: int | None = None        # bytes: default and ceiling of memory_max
 
 
 def _make_private_dir(path: Path) -> None:
@@ -302,6 +305,26 @@ def _notify_config(cfg: ServerConfig) -> NotifyConfig:
         raise StartupError(str(e)) from None
 
 
+def _executor(cfg: ServerConfig) -> "LocalExecutor":
+    """The local executor, with a cgroup per job when systemd delegated a subtree to us
+    (benchd.cgroups; README "Each job in its own cgroup"), else process groups only."""
+    from benchd import cgroups
+    from benchd.executors.local import LocalExecutor
+    from benchd.store import Store
+    root = cgroups.delegated_root()
+    if root is not None:
+        try:
+            enabled = cgroups.enter_daemon_leaf(root)
+        except OSError as e:
+            log.warning("cannot use the delegated cgroup %s (%s): jobs run in process "
+                        "groups only", root, e)
+            root = None
+        else:
+            log.info("a cgroup per job under %s (controllers for limits: %s)", root,
+                     ", ".join(enabled) or "none: CPUs by affinity, memory by rlimit")
+    return LocalExecutor(cfg.root, Store(cfg.root), cfg.grace, cgroup_root=root)
+
+
 async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_socket: bool,
                admin_gid: int | None, notify_cfg: NotifyConfig, notifier: Notifier,
                stop: asyncio.Event) -> None:
@@ -316,7 +339,8 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
     manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
                          admin_gid=admin_gid, on_change=on_change_status(notifier),
                          on_transition=notifications.on_transition, slots=cfg.slots,
-                         max_queued_per_user=cfg.max_queued_per_user)
+                         max_queued_per_user=cfg.max_queued_per_user, cpus=cfg.cpus,
+                         job_memory_max=cfg.job_memory_max, executor=_executor(cfg))
     retention = Retention(cfg.root, cfg.retention, manager)
     manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None

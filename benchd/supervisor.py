@@ -19,6 +19,11 @@ benchd spawns it in a new session. It:
   6. when the orchestrator has exited, kills and reaps whatever of the job is left (as
      subreaper, all of it is among its descendants), writes
      logs/jobs/<id>.exit atomically and exits.
+With --cpus it first pins itself there (sched_setaffinity: every descendant inherits it) and
+gives the job BENCHD_JOB_CPUS and OMP/OPENBLAS/MKL/NUMEXPR_NUM_THREADS = that many CPUs; with
+--memory-max the orchestrator (and so each of its descendants) gets RLIMIT_DATA = that many
+bytes. The exit record carries the CPU time and peak RSS of all the job's processes (its
+RUSAGE_CHILDREN, once every one is reaped) and whether it ran out of memory.
 Import-light on purpose: stdlib + benchd.procs/layout until the orchestrator runs (the start
 path pays for nothing else), then msgspec + benchd.schema/store for the side files.
 """
@@ -28,6 +33,8 @@ import argparse
 import fcntl
 import json
 import os
+import re
+import resource
 import select
 import signal
 import subprocess
@@ -38,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
+from pipeline import threads
 from pipeline.atomicio import write_bytes_atomic
 from pipeline.checkpoint import CHECKPOINT_REASON, EXIT_CHECKPOINTED
 
@@ -46,6 +54,11 @@ if TYPE_CHECKING:
 
 _HANDLED = (signal.SIGCHLD, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CLEANUP_TIMEOUT_S = 10.0
+OOM_SCAN_BYTES = 64 * 1024  # how much of the end of the job's log is searched for OOM evidence
+# what a process that was refused memory leaves in the log: Python's MemoryError, a C
+# library's strerror(ENOMEM), C++'s std::bad_alloc, numpy's "Unable to allocate"
+OOM_EVIDENCE = re.compile(rb"^(?:\w+\.)*MemoryError\b|Cannot allocate memory|std::bad_alloc|"
+                          rb"Unable to allocate|\bout of memory\b", re.MULTILINE | re.IGNORECASE)
 RESERVE_BYTES = 64 * 1024   # held on the logs filesystem so the exit record fits when it is full
 
 
@@ -206,6 +219,39 @@ def _nearly_full(path: Path) -> bool:
     return st.f_bavail * st.f_frsize < RESERVE_BYTES
 
 
+def _ran_out_of_memory(log_path: Path, since: int) -> bool:
+    """Did a process of this job (its output after offset `since` of the log) report that
+    memory was refused? RLIMIT_DATA makes allocations fail (ENOMEM) rather than kill, so the
+    evidence is what the process said about it; nothing is guessed from an exit code."""
+    try:
+        with open(log_path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(since, size - OOM_SCAN_BYTES))
+            return OOM_EVIDENCE.search(f.read()) is not None
+    except OSError:
+        return False
+
+
+def _cgroup_oom_kills(cgroup: Path) -> int:
+    """How many of the job's processes the kernel's OOM killer ended at its cgroup's
+    memory.max (memory.events oom_kill): the evidence under systemd."""
+    from benchd import cgroups
+    return cgroups.memory_events(cgroup).get("oom_kill", 0)
+
+
+def _usage() -> tuple[float, float, int]:
+    """(user s, system s, peak RSS bytes) of every child reaped so far: as subreaper that is
+    the whole job (orchestrator, workers and orphans reparented to us)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(ru.ru_utime, 3), round(ru.ru_stime, 3), ru.ru_maxrss * 1024
+
+
+def _limit_memory(limit: int) -> None:
+    """preexec of the orchestrator: RLIMIT_DATA (heap, anonymous and private writable
+    mappings: what allocations take), inherited by each descendant."""
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
     """logs/jobs/<id>.pid (benchd.schema.SupervisorInfo, whose fields these are: a test
     decodes it with the Struct). Written with stdlib json so that the path to "running"
@@ -217,12 +263,14 @@ def _write_info(paths: JobPaths, me: int, orchestrator_pid: int) -> None:
             "started_at": utc_now(), "schema_version": 1,
             "orchestrator_start_ticks": procs.start_ticks(orchestrator_pid),
             "job_token": os.environ.get(procs.TOKEN_ENV),
-            "root_id": os.environ.get(procs.ROOT_ENV)}
+            "root_id": os.environ.get(procs.ROOT_ENV),
+            "cpus": sorted(os.sched_getaffinity(0))}
     write_bytes_atomic(paths.info, json.dumps(info).encode(), durable=False)
 
 
 def run(root: Path, job_id: str, argv: list[str], default_grace: float,
-        ready_fd: int | None) -> int:
+        ready_fd: int | None, cpus: list[int] | None = None,
+        memory_max: int | None = None, cgroup: Path | None = None) -> int:
     """Supervise one job; returns the supervisor's exit code (0 once an exit record is written)."""
     paths = JobPaths(root, job_id)
     paths.lock.parent.mkdir(parents=True, exist_ok=True)
@@ -242,13 +290,30 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     _reserve(reserve)
     job = _Job(job_id, default_grace, log_fd)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **{procs.JOB_ENV: job_id})
+    if cpus:
+        env.update(threads.thread_env(len(cpus)), **{threads.JOB_CPUS_ENV: str(len(cpus))})
+    log_start = os.fstat(log_fd).st_size
     try:
+        if cgroup is not None:  # first: nothing the job starts may be outside it
+            from benchd import cgroups
+            try:
+                cgroups.enter(cgroup)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot enter its cgroup {cgroup}: {e.strerror}") \
+                    from None
+        if cpus:  # before the orchestrator exists: it and all it starts inherit the mask
+            try:
+                os.sched_setaffinity(0, cpus)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot pin to CPUs {cpus}: {e.strerror}") from None
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
-                                cwd=root, env=env, process_group=0, restore_signals=True)
-    except OSError as e:
+                                cwd=root, env=env, process_group=0, restore_signals=True,
+                                preexec_fn=(None if memory_max is None
+                                            else lambda: _limit_memory(memory_max)))
+    except (OSError, subprocess.SubprocessError) as e:
         from benchd.schema import ExitRecord
         from benchd.store import Store
-        reason = f"failed to start {argv[0]}: {e.strerror or e}"
+        reason = f"failed to start {argv[0]}: {getattr(e, 'strerror', None) or e}"
         _note(log_fd, reason)
         _unlink(reserve)
         Store(root).write_exit(ExitRecord(job_id=job_id, exit_code=None, signal=None,
@@ -302,6 +367,16 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         reason = f"{CHECKPOINT_REASON} (exit {EXIT_CHECKPOINTED})"
     if leftovers:
         _note(log_fd, f"killed {leftovers} leftover process(es) of the job")
+    oom_killed = cgroup is not None and _cgroup_oom_kills(cgroup) > 0
+    oom = (memory_max is not None and exit_code != 0 and not cancelled and not checkpointed
+           and (oom_killed or _ran_out_of_memory(paths.log, log_start)))
+    if oom:
+        from benchd.sizes import format_size
+        reason = f"out of memory (limit {format_size(memory_max)})"
+    user_s, sys_s, rss = _usage()
+    if cgroup is not None:  # the whole job's peak, where the memory controller is on
+        from benchd import cgroups
+        rss = cgroups.memory_peak(cgroup) or rss
     if exit_code != 0 and not cancelled and _nearly_full(paths.log):
         reason = (f"{reason}; the logs filesystem is full (no space left on device): the "
                   f"job's output could not all be written")
@@ -310,7 +385,9 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
         store.write_exit(ExitRecord(job_id=job_id, exit_code=exit_code, signal=sig,
                                     cancelled=cancelled, finished_at=utc_now(), reason=reason,
                                     leftover_killed=leftovers, checkpointed=checkpointed,
-                                    stopped_for=job.purpose if cancelled else None))
+                                    stopped_for=job.purpose if cancelled else None,
+                                    cpu_user_s=user_s, cpu_sys_s=sys_s, max_rss_bytes=rss,
+                                    out_of_memory=oom))
     except OSError as e:
         _note(log_fd, f"cannot write the exit record: {e}")
         return 1
@@ -325,12 +402,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grace", type=float, default=10.0,
                    help="SIGTERM->SIGKILL grace when the supervisor itself is told to stop")
     p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("--cpus", default=None,
+                   help="pin the job to these CPUs (a cpulist such as 1-3,5)")
+    p.add_argument("--memory-max", type=int, default=None,
+                   help="RLIMIT_DATA in bytes of the orchestrator and its descendants")
+    p.add_argument("--cgroup", type=Path, default=None,
+                   help="the job's cgroup: the supervisor moves itself there first")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- orchestrator argv")
     a = p.parse_args(argv)
     command = a.command[1:] if a.command[:1] == ["--"] else a.command
     if not command:
         p.error("no orchestrator command after --")
-    return run(a.root.resolve(), a.job_id, command, a.grace, a.ready_fd)
+    from benchd.cpusets import parse_cpu_list
+    cpus = parse_cpu_list(a.cpus) if a.cpus else None
+    return run(a.root.resolve(), a.job_id, command, a.grace, a.ready_fd, cpus, a.memory_max,
+               a.cgroup)
 
 
 if __name__ == "__main__":

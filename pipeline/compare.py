@@ -36,7 +36,8 @@ FALLBACK_CONFIDENCE = 0.99    # the CI that decides significance when U cannot
 N_RESAMPLES = 9999            # scipy's default
 BOOTSTRAP_SEED = 20261204     # fixed: the same two runs always give the same report
 # Metadata fields that always differ or are shown elsewhere (adapter_versions: per row)
-_ENV_SKIP = ("utc_time", "argv", "seed", "adapter_versions", "git_sha", "git_dirty")
+_ENV_SKIP = ("utc_time", "argv", "seed", "adapter_versions", "git_sha", "git_dirty",
+             "cpu_time_s", "peak_rss_bytes")  # what the run cost: not its environment
 _CONFIG_FIELDS = ("experiments", "n", "seed", "perf_rounds", "no_perf")
 
 

@@ -113,4 +113,23 @@ def collect(registry: ModuleType, seed: int, argv: list[str],
                     load_avg=load_avg(), nproc=len(os.sched_getaffinity(0)),
                     cgroup_cpu_max=cgroup_cpu_max(),
                     cpu_governors=governors, cpu_cur_freq_khz=freqs,
-                    thread_env=dict(thread_env or {}))
+                    thread_env=dict(thread_env or {}),
+                    cpuset=sorted(os.sched_getaffinity(0)))
+
+
+def usage() -> tuple[float, int]:
+    """(user+system CPU seconds, peak RSS bytes) of this process and its reaped children (the
+    workers): what the run cost, recorded when it is published."""
+    import resource
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return round(cpu, 3), max(me.ru_maxrss, kids.ru_maxrss) * 1024
+
+
+def isolation_line(meta: Metadata) -> str:
+    """'CPUs 1 · threads 1 (OMP/OPENBLAS/MKL/NUMEXPR)' for summary.md: where it ran."""
+    cpus = ",".join(map(str, meta.cpuset)) if meta.cpuset else "?"
+    threads = sorted(set(meta.thread_env.values()))
+    return (f"CPUs {cpus} (affinity) · threads {'/'.join(threads) or '?'} "
+            f"(OMP/OPENBLAS/MKL/NUMEXPR_NUM_THREADS)")

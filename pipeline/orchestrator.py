@@ -222,6 +222,8 @@ class Orchestrator:
         self.manifest.published_at = self.manifest.updated_at = metadata.utc_now()
         self.manifest.orchestrator_pid = None
         self.manifest.metadata.load_avg_end = metadata.load_avg()
+        self.manifest.metadata.cpu_time_s, self.manifest.metadata.peak_rss_bytes = \
+            metadata.usage()
         prepublish.before_publish(self.results_dir, self.staged.path, self.manifest, self._say)
         # the final manifest and the rename are one step: a signal waits until both are done
         stop_signals = {signal.SIGTERM, signal.SIGINT}
@@ -299,7 +301,8 @@ class Orchestrator:
             write_bytes_atomic(out_dir / f"{rec.library}.json", schema.encode(rec), durable=False)
         write_bytes_atomic(out_dir / results.SUMMARY, summary.render(
             name, exp.title, exp.error_unit, exp.perf_contract, self.staged.run_id, cfg.n,
-            cfg.seed, ref, records).encode(), durable=False)
+            cfg.seed, ref, records,
+            environment=metadata.isolation_line(self.manifest.metadata)).encode(), durable=False)
         self.staged.commit_experiment(name)
         status = schema.EXP_DONE if ref_res.status == schema.LIB_OK else schema.EXP_FAILED
         return schema.ExperimentEntry(

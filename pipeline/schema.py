@@ -64,6 +64,10 @@ class Metadata(msgspec.Struct):
     cpu_governors: dict[str, str] = {}    # cpuN -> scaling_governor, where cpufreq exists
     cpu_cur_freq_khz: dict[str, int] = {} # cpuN -> scaling_cur_freq at the start
     thread_env: dict[str, str] = {}       # OMP/OPENBLAS/MKL/NUMEXPR_NUM_THREADS given to workers
+    # Added with issue 12 (isolation): where the run was pinned and what it cost
+    cpuset: list[int] = []                # CPUs it may run on (sched_getaffinity; benchd pins)
+    cpu_time_s: float | None = None       # user+system CPU of the orchestrator and its workers
+    peak_rss_bytes: int | None = None     # largest peak RSS among them (ru_maxrss)
 
 
 class ExperimentEntry(msgspec.Struct):

@@ -40,12 +40,14 @@ def _cell(text: str) -> str:
 
 
 def render(experiment: str, title: str, unit: str, perf_contract: str, run_id: str, n: int,
-           seed: int, reference: str, libraries: list[schema.LibraryResult]) -> str:
+           seed: int, reference: str, libraries: list[schema.LibraryResult],
+           environment: str | None = None) -> str:
     """Markdown for <experiment>/summary.md; reference first, then candidates by name."""
     lines = [f"# {experiment} — {title}", "",
              f"Run `{run_id}` · n = {n} · seed = {seed} · reference **{reference}** · "
              f"errors in **{unit}** vs the reference.", "",
              f"Perf contract: {perf_contract}", "",
+             *([f"Ran on: {environment}", ""] if environment else []),
              f"| library | status | version | p50 ({unit}) | p99 ({unit}) | max ({unit}) | "
              f"NaN/Inf | median ns/op | 95% CI | CPU ns/op | harness ns/op | × ref | rounds | "
              f"in domain | out of domain | failed |",

@@ -86,6 +86,15 @@ def _show_run(detail: dict[str, Any], out: render.Out, only: str | None = None) 
                  f"{render.short_time(manifest.get('created_at'), out.human)}"
                  f" · n = {cfg.get('n')} · seed = {cfg.get('seed')}")
     lines.append(head)
+    meta = manifest.get("metadata") or {}
+    if meta.get("cpuset"):   # runs since issue 12: where it was pinned and what it cost
+        threads = "/".join(sorted(set((meta.get("thread_env") or {}).values()))) or "?"
+        text = f"cpus {render.cpus_text(meta)} · threads {threads}"
+        if meta.get("cpu_time_s") is not None:
+            text += f" · cpu time {meta['cpu_time_s']:.1f}s"
+        if meta.get("peak_rss_bytes") is not None:
+            text += f" · peak memory {render.memory_text(meta['peak_rss_bytes'])}"
+        lines.append(text)
     reg = manifest.get("regression")
     if reg:
         text = f"regression check: {reg.get('verdict')}"

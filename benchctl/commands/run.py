@@ -74,6 +74,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preempt-now", action="store_true",
                    help="when it preempts a lower-priority running job: SIGTERM at once, not "
                         "at that job's next experiment boundary")
+
+    p.add_argument("--cpus", type=int, metavar="K",
+                   help="CPUs the job is pinned to, and BLAS/OpenMP threads (default 1)")
+    p.add_argument("--exclusive", action="store_true",
+                   help="every CPU benchd manages; waits until no other job runs")
+    p.add_argument("--memory-max", metavar="SIZE",
+                   help="memory limit of the job, e.g. 2G (at most benchd's --job-memory-max)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("-f", "--follow", action="store_true",
                       help="stream the log until the job ends; exit with its outcome")
@@ -98,6 +105,12 @@ def config_from(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("after", "after_any"):
         if getattr(args, key, None):
             body[key] = [j.strip() for v in getattr(args, key) for j in v.split(",") if j.strip()]
+    if getattr(args, "cpus", None) is not None:
+        body["cpus"] = args.cpus
+    if getattr(args, "exclusive", False):
+        body["exclusive"] = True
+    if getattr(args, "memory_max", None) is not None:
+        body["memory_max"] = args.memory_max   # benchd parses and checks it (400 names it)
     return body
 
 

@@ -36,9 +36,19 @@ class Started:
     running: bool               # False: it could not start (outcome() / the log say why)
 
 
+@dataclass(frozen=True)
+class JobLimits:
+    """What a job's processes are confined to (README "CPUs and memory"): the CPUs the
+    scheduler gave it (benchd.cpusets) and the memory limit in bytes (None: none)."""
+    cpus: tuple[int, ...] | None = None
+    memory_max: int | None = None
+
+
 class Executor(Protocol):
-    async def start(self, marks: JobMarks, argv: list[str]) -> Started:
-        """Start the job (the orchestrator `argv`) and return once it runs or has failed."""
+    async def start(self, marks: JobMarks, argv: list[str],
+                    limits: JobLimits | None = None) -> Started:
+        """Start the job (the orchestrator `argv`) within `limits` and return once it runs
+        or has failed."""
 
     async def wait(self, handle: Handle) -> None:
         """Return once the job's processes are gone (its outcome is then final)."""

@@ -14,9 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchd import procs
+from benchd import cgroups, procs
 from benchd.defaults import JOB_START_TIMEOUT_S
-from benchd.executors import Handle, Started
+from benchd.cpusets import format_cpu_list
+from benchd.executors import Handle, JobLimits, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
 from benchd.store import Store, utc_now
 from pipeline.atomicio import write_bytes_atomic
@@ -31,14 +32,18 @@ LEFTOVER_KILL_S = 2.0        # how long leftovers are killed and looked for agai
 class LocalExecutor:
     """Jobs of one lab root as supervised local process groups (README "Process model")."""
 
-    def __init__(self, root: Path, store: Store, grace: float) -> None:
+    def __init__(self, root: Path, store: Store, grace: float,
+                 cgroup_root: Path | None = None) -> None:
         self.root = root
         self.store = store
         self.grace = grace
+        self.cgroup_root = cgroup_root   # benchd's delegated subtree: a cgroup per job
 
-    async def start(self, marks: procs.JobMarks, argv: list[str]) -> Started:
+    async def start(self, marks: procs.JobMarks, argv: list[str],
+                    limits: JobLimits | None = None) -> Started:
         """Spawn the job's supervisor in a new session (stdout+stderr appended to the job's
-        log) and wait for its word: "running <pgid>" or "failed <why>"."""
+        log) and wait for its word: "running <pgid>" or "failed <why>". The supervisor pins
+        itself to `limits.cpus` and limits the orchestrator's memory (benchd.supervisor)."""
         loop = asyncio.get_running_loop()
         paths = self.store.paths(marks.job_id)
         for stale in (paths.checkpoint, paths.cancel, paths.exit):
@@ -49,7 +54,8 @@ class LocalExecutor:
         try:
             cmd = [sys.executable, "-m", "benchd.supervisor", "--root", str(self.root),
                    "--job-id", marks.job_id, "--grace", repr(self.grace),
-                   "--ready-fd", str(ready_w), "--", *argv]
+                   "--ready-fd", str(ready_w), *_limit_args(limits),
+                   *self._cgroup_args(marks.job_id, limits), "--", *argv]
             popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
                                      stderr=log_fd, pass_fds=(ready_w,), cwd=self.root,
                                      start_new_session=True,
@@ -94,6 +100,22 @@ class LocalExecutor:
                 os.close(pidfd)
         if handle.private is not None:  # the Popen of our own child (not after a restart)
             handle.private.wait()  # our child: reap it (it has exited, this does not block)
+        if self.cgroup_root is not None:  # empty once the supervisor is gone, unless
+            d = cgroups.job_dir(self.cgroup_root, handle.job_id)  # leftovers (then
+            if not cgroups.populated(d):                           # kill_leftovers)
+                cgroups.remove(d)
+
+    def _cgroup_args(self, job_id: str, limits: JobLimits | None) -> list[str]:
+        """Make the job's cgroup (under systemd delegation) and name it to the supervisor."""
+        if self.cgroup_root is None:
+            return []
+        d, applied = cgroups.create_job(self.cgroup_root, job_id,
+                                        limits.cpus if limits else None,
+                                        limits.memory_max if limits else None)
+        log.info("job %s: cgroup %s%s", job_id, d,
+                 f" ({', '.join(applied)} set)" if applied else
+                 " (cpuset/memory controllers not delegated: limits by affinity and rlimit)")
+        return ["--cgroup", str(d)]
 
     def outcome(self, job_id: str) -> ExitRecord | None:
         return self.store.read_exit(job_id)
@@ -128,10 +150,30 @@ class LocalExecutor:
 
     def kill_leftovers(self, marks: procs.JobMarks, pgid: int | None,
                        info: SupervisorInfo | None) -> list[str]:
-        return _kill_leftovers(marks, pgid, info)
+        killed = []
+        if self.cgroup_root is not None:  # everything the job started, escaped or not
+            d = cgroups.job_dir(self.cgroup_root, marks.job_id)
+            names = {pid: procs.command_name(pid) for pid in cgroups.pids(d)}
+            killed = [f"{pid} ({names[pid]})" for pid in sorted(cgroups.kill(d))]
+            cgroups.remove(d)
+        return killed + _kill_leftovers(marks, pgid, info)
 
     def leftovers_note(self, killed: list[str]) -> str:
+        if self.cgroup_root is not None:
+            return _cgroup_leftovers_note(killed)
         return _leftovers_note(killed)
+
+
+def _limit_args(limits: JobLimits | None) -> list[str]:
+    """The supervisor's options for `limits`."""
+    if limits is None:
+        return []
+    args = []
+    if limits.cpus:
+        args += ["--cpus", format_cpu_list(limits.cpus)]
+    if limits.memory_max is not None:
+        args += ["--memory-max", str(limits.memory_max)]
+    return args
 
 
 async def _read_all(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
@@ -201,6 +243,13 @@ def _leader_proven(marks: procs.JobMarks, pgid: int, info: SupervisorInfo | None
     elif procs.cwd_identity(pgid) != marks.root_id:
         return False
     return procs.is_alive(pgid, info.orchestrator_start_ticks)
+
+
+def _cgroup_leftovers_note(killed: list[str]) -> str:
+    """With a cgroup per job, nothing of it can be left: say what was killed."""
+    shown = ", ".join(killed[:5]) + (f", and {len(killed) - 5} more" if len(killed) > 5 else "")
+    return (f"{len(killed)} leftover process(es) killed with its cgroup: {shown}" if killed
+            else "nothing of it was left in its cgroup")
 
 
 def _leftovers_note(killed: list[str]) -> str:

@@ -1,11 +1,12 @@
 """A model-based test of the scheduler: hypothesis drives the real JobManager + policy
 (benchd.jobs, benchd.scheduler, real records on disk, real restarts on the same root) through
-random submits (priorities, users, dependencies), cancels, priority changes, holds, pauses
+random submits (priorities, users, dependencies, CPUs), cancels, priority changes, holds, pauses
 of running jobs (at the boundary or now), jobs reaching their experiment boundary, job exits
 and benchd restarts (with stopping jobs checkpointing while it is down), and checks the
 invariants after every step: slots, no idle slot, priority and FIFO/round-robin order,
 preemption (an outranked running job is being stopped, one preemption per waiting job),
-one final state each, and no job started twice (once per segment it was kept for).
+one final state each, no job started twice (once per segment it was kept for), and the CPU
+sets of running jobs disjoint (random CPU requests and exclusive jobs).
 
 The executor is a fake (FakeExecutor below), and this is the one place a fake is right: the
 property is about which job the scheduler starts when, over thousands of steps, which real
@@ -27,9 +28,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
                                  rule)
 
-from benchd import procs, scheduler
+from benchd import cpusets, procs, scheduler
 from benchd.errors import BenchdError
-from benchd.executors import Handle, Started
+from benchd.executors import Handle, JobLimits, Started
 from benchd.jobs import JobManager
 from benchd.schema import CancelOrder, ExitRecord, JobConfig
 from benchd.states import ACTIVE, ELIGIBLE, FINAL, STOPPING, WAITING, JobState, StopMode
@@ -37,6 +38,9 @@ from benchd.store import utc_now
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
 USERS = (1, 2, 3)
+# an SMT machine: two 2-thread cores and a 1-thread one (CPU numbers as Linux gives them,
+# siblings apart: 0/2 and 1/3); a job must never hold one thread of a core another job holds
+CORES = [(0, 2), (1, 3), (4,)]
 
 
 class FakeExecutor:
@@ -50,9 +54,14 @@ class FakeExecutor:
         self.gone: dict[str, asyncio.Event] = {}
         self.starts: Counter[str] = Counter()
         self.checkpoint_asked: set[str] = set()   # running jobs asked to stop at a boundary
+
+        self.cpus: dict[str, tuple[int, ...]] = {}   # job id -> CPUs it was started on
         self.on_start = lambda job_id: None
 
-    async def start(self, marks: procs.JobMarks, argv: list[str]) -> Started:
+    async def start(self, marks: procs.JobMarks, argv: list[str],
+                    limits: JobLimits | None = None) -> Started:
+        assert limits is not None and limits.cpus, "a job started without its CPUs"
+        self.cpus[marks.job_id] = limits.cpus
         self.on_start(marks.job_id)
         self.starts[marks.job_id] += 1
         (self.root / "logs" / f"{marks.job_id}.log").touch()
@@ -110,7 +119,7 @@ def _order_key(r) -> tuple:
 
 
 class SchedulerModel(RuleBasedStateMachine):
-    slots = 2
+    slots = 3
 
     def __init__(self) -> None:
         super().__init__()
@@ -145,7 +154,7 @@ class SchedulerModel(RuleBasedStateMachine):
     @initialize()
     def boot(self) -> None:
         self.m = JobManager(self.root, orchestrator=["true"], executor=self.ex, slots=self.slots,
-                            max_queued_per_user=1000)
+                            max_queued_per_user=1000, cores=CORES)
         self.run(self.m.reconcile())
 
     def teardown(self) -> None:
@@ -190,9 +199,11 @@ class SchedulerModel(RuleBasedStateMachine):
 
     # rules ---------------------------------------------------------------------------------
     @rule(uid=st.sampled_from(USERS), priority=st.integers(-3, 3),
-          dep=st.sampled_from([None, "after", "after_any"]), pick=st.integers(0, 10**6))
-    def submit(self, uid: int, priority: int, dep: str | None, pick: int) -> None:
-        cfg = msgspec.structs.replace(CFG, priority=priority)
+          dep=st.sampled_from([None, "after", "after_any"]), pick=st.integers(0, 10**6),
+          cpus=st.sampled_from([1, 1, 2, 3]), exclusive=st.sampled_from([False] * 5 + [True]))
+    def submit(self, uid: int, priority: int, dep: str | None, pick: int, cpus: int,
+               exclusive: bool) -> None:
+        cfg = msgspec.structs.replace(CFG, priority=priority, cpus=cpus, exclusive=exclusive)
         ids = [r.job_id for r in self.m.list_jobs()]
         if dep and ids:
             cfg = msgspec.structs.replace(cfg, **{dep: [ids[pick % len(ids)]]})
@@ -275,7 +286,7 @@ class SchedulerModel(RuleBasedStateMachine):
             for job_id in self._in_order(self.ex.checkpoint_asked):
                 self.ex.exit(job_id, 75)
         self.m = JobManager(self.root, orchestrator=["true"], executor=self.ex,
-                            slots=self.slots, max_queued_per_user=1000)
+                            slots=self.slots, max_queued_per_user=1000, cores=CORES)
         self.run(self.m.reconcile())
         self.settle()
         after = self.m.queue_positions()
@@ -296,14 +307,39 @@ class SchedulerModel(RuleBasedStateMachine):
         assert len(self.ex.alive) <= self.slots
 
     @invariant()
-    def no_idle_slot_while_an_eligible_job_waits(self) -> None:
+    def no_idle_slot_while_an_eligible_job_fits(self) -> None:
+        """A free slot stays free only while the first eligible job in queue order does not
+        fit on the free CPUs (no backfill: it waits for them, and so do the jobs behind it)."""
         if self.m is None:
             return
         active = [r for r in self.m.list_jobs() if r.status in ACTIVE]
         if len(active) < self.slots:
-            eligible = [j for j in self.m._waiting if self.m.get(j).status in ELIGIBLE
-                        and self.m._deps_met(self.m.get(j))]
-            assert not eligible, (active, eligible)
+            eligible = [w for w in scheduler.queue_order(self.m._snapshot()) if w.eligible]
+            busy = [c for r in active for c in (r.cpuset or ())]
+            assert not eligible or cpusets.allocate(CORES, busy, eligible[0].cpus,
+                                                    eligible[0].exclusive) is None, \
+                (active, eligible[0])
+
+    @invariant()
+    def cpu_sets_of_running_jobs_are_disjoint(self) -> None:
+        """Disjoint, whole cores (no SMT sibling split between two jobs), the size asked for,
+        an exclusive job alone on every CPU, and the record says what the executor got."""
+        if self.m is None:
+            return
+        held: dict[tuple[int, ...], str] = {}
+        for job_id in self.ex.alive:
+            cpus = self.ex.cpus[job_id]
+            rec = self.m.get(job_id)
+            assert rec.cpuset == list(cpus), (job_id, rec.cpuset, cpus)
+            if rec.config.exclusive:
+                assert sorted(cpus) == [0, 1, 2, 3, 4] and len(self.ex.alive) == 1, \
+                    (job_id, cpus, list(self.ex.alive))
+            else:
+                assert len(cpus) == rec.config.cpus, (job_id, cpus, rec.config.cpus)
+            for core in CORES:  # computed here, not by cpusets.reserved (under test)
+                if set(core) & set(cpus):
+                    assert core not in held, f"core {core} of {job_id} is also {held[core]}'s"
+                    held[core] = job_id
 
     @invariant()
     def final_is_final_and_started_once(self) -> None:

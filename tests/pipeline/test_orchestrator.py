@@ -301,3 +301,16 @@ def test_a_checkpoint_request_during_the_last_experiment_publishes(tmp_path: Pat
         request.touch()                              # no boundary is left before publishing
         assert p.wait(60) == 0, p.output
     assert len(pr.published(results)) == 1 and pr.staged(results) == []
+
+def test_run_records_its_cpus_threads_and_cost(toy_run: tuple[int, pr.Pipeline, Path]) -> None:
+    """Metadata and summary.md say where the run was pinned (its affinity, which benchd sets
+    per job) and with how many BLAS/OpenMP threads; the manifest says what it cost."""
+    _, p, run = toy_run
+    meta = _manifest(run).metadata
+    assert meta.cpuset == sorted(os.sched_getaffinity(0))   # inherited from this process
+    assert set(meta.thread_env.values()) == {"1"}
+    assert meta.cpu_time_s is not None and meta.cpu_time_s > 0
+    assert meta.peak_rss_bytes is not None and meta.peak_rss_bytes > 10 << 20
+    cpus = ",".join(map(str, meta.cpuset))
+    assert f"Ran on: CPUs {cpus} (affinity) · threads 1 " in \
+        (run / "gmst_era" / "summary.md").read_text()

@@ -25,6 +25,14 @@ published), following the rest of the spec, when RUN is one it checkpointed itse
 spec says
   resume_ok: bool       resume any run id
 and is refused otherwise (exit 2, like an un-resumable run).
+
+  per_experiment: {name: {...}}  keys above for a job whose first experiment is `name`
+                        (two jobs of one daemon behaving differently)
+  report_to: str        write {"affinity": [...], "env": {thread vars}} as JSON to this path
+                        (+ the job id) at the start: what the job was really given
+  allocate_mb: int      allocate (and touch) this many MiB, then hold them until the end;
+                        a MemoryError is not caught (Python reports it as any program would)
+  burn_cpu_s: float     spin on the CPU for this much process CPU time
 It is the real thing a test needs: a real process with a real pid, group, signals and output.
 """
 from __future__ import annotations
@@ -100,6 +108,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fake orchestrator: --resume {a.resume} refused (spec has no resume_ok)",
               flush=True)
         return 2
+
+    spec.update(spec.get("per_experiment", {}).get(a.experiments.split(",")[0], {}))
+    if spec.get("report_to"):
+        names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "NUMEXPR_NUM_THREADS", "BENCHD_JOB_CPUS")
+        report = {"affinity": sorted(os.sched_getaffinity(0)),
+                  "env": {k: os.environ.get(k) for k in names}}
+        out = Path(f"{spec['report_to']}.{os.environ.get('BENCHD_JOB_ID', 'x')}")
+        tmp = Path(f"{out}.tmp")
+        tmp.write_text(json.dumps(report))
+        os.rename(tmp, out)
+    held = bytearray(int(spec["allocate_mb"]) << 20) if spec.get("allocate_mb") else None
+    if held is not None:
+        held[::4096] = b"x" * len(held[::4096])   # touch every page: resident, not just reserved
+    if spec.get("burn_cpu_s"):
+        until = time.process_time() + float(spec["burn_cpu_s"])
+        while time.process_time() < until:
+            pass
     if spec.get("ignore_sigterm"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if spec.get("double_fork"):

@@ -86,10 +86,18 @@ class Container:
     def main_pid(self) -> int:
         return int(self.show(UNIT, "MainPID")["MainPID"])
 
-    def cgroup_procs(self, unit: str = UNIT) -> list[int]:
-        """Pids (container namespace) in the unit's cgroup, however the unit is doing."""
-        res = self.run("cat", f"/sys/fs/cgroup/system.slice/{unit}/cgroup.procs", check=False)
-        return [int(x) for x in res.stdout.split()] if res.returncode == 0 else []
+    def cgroup_procs(self, unit: str = UNIT, sub: str = "") -> list[int]:
+        """Pids (container namespace) in the unit's cgroup and the cgroups below it (benchd
+        runs in <unit>/daemon, each job in <unit>/job-<id>), or only in `sub` below it."""
+        res = self.run("find", f"/sys/fs/cgroup/system.slice/{unit}/{sub}", "-name",
+                       "cgroup.procs", "-exec", "cat", "{}", "+", check=False)
+        return sorted(int(x) for x in res.stdout.split()) if res.returncode == 0 else []
+
+    def cgroup_of(self, pid: int) -> str:
+        """The cgroup path of `pid`, from the unit's cgroup on: "benchd.service/job-…"."""
+        res = self.run("cat", f"/proc/{pid}/cgroup", check=False)
+        path = next((ln[3:] for ln in res.stdout.splitlines() if ln.startswith("0::")), "")
+        return path[path.find(UNIT):] if UNIT in path else path
 
     def cmdline(self, pid: int) -> str:
         res = self.run("cat", f"/proc/{pid}/cmdline", check=False)
