@@ -529,7 +529,14 @@ async def health(request: web.Request) -> web.StreamResponse:
     return json_response(Health(status="ok", version=ctx.version, pid=os.getpid(),
                                 uptime_s=round(time.monotonic() - ctx.started_monotonic, 3),
                                 root=str(ctx.root), socket=ctx.socket_path,
-                                active_job=ctx.manager.active()))
+                                active_job=ctx.manager.active(),
+                                executor=await _executor_state(getattr(ctx.manager, "executor", None))))
+
+
+async def _executor_state(executor: object) -> str:
+    """"local", or what the executor says about itself (Slurm: slurmctld's state)."""
+    state = getattr(executor, "health_text", None)
+    return await state() if state is not None else "local"
 
 
 async def list_results(request: web.Request) -> web.StreamResponse:

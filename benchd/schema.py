@@ -128,6 +128,10 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     queue_position: int | None = None     # API only (null on disk): 1 = next to start
     estimated_start_s: float | None = None  # API only: seconds until it may start (a guess
                                             # from earlier comparable jobs' durations)
+    # --executor slurm (benchd.executors.slurm): the batch job that runs it, and what Slurm
+    # last said about it, as Slurm says it ("PENDING (Priority)", "TIMEOUT (TimeLimit) 0:15")
+    slurm_job_id: str | None = None
+    slurm_state: str | None = None
 
 
 class ExitRecord(msgspec.Struct):
@@ -158,6 +162,7 @@ class Health(msgspec.Struct):
     root: str
     socket: str
     active_job: JobRecord | None = None
+    executor: str | None = None           # "local", or "slurm: ..." with slurmctld's state
 
 
 class Delivery(msgspec.Struct, omit_defaults=True):
