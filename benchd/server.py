@@ -398,7 +398,7 @@ async def _slurm_manager(cfg: ServerConfig, admin_gid: int | None, notifier: Not
                            f"nodes share its root, which needs it (SLURM_CONF="
                            f"{os.environ.get('SLURM_CONF', 'default')})")
     try:
-        log.info("%s", await executor.probe_shared_fs())
+        log.info("%s", await executor.check_shared_fs())
     except SlurmError as e:
         raise StartupError(f"--executor slurm: {e}") from None
     return SlurmJobManager(cfg.root, executor=executor, grace=cfg.grace,

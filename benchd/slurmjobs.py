@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 
 from benchd import procs
-from benchd.errors import NotPausable
+from benchd.errors import CancelFailed, NotPausable
 from benchd.executors import Handle
 from benchd.executors.slurm import SlurmError, SlurmExecutor, SlurmStatus, memory_bytes
 from benchd.jobs import JobManager, _Live
@@ -32,6 +32,7 @@ from benchd.store import utc_now
 log = logging.getLogger(__name__)
 
 SBATCH_WAIT_S = 30.0    # reconcile waits this long for an sbatch a crash left under way
+SLURM_CANCEL_MARGIN_S = 60.0  # after the grace and benchd's margin: Slurm's COMPLETING phase
 
 
 class SlurmJobManager(JobManager):
@@ -246,7 +247,21 @@ class SlurmJobManager(JobManager):
         scancel --signal=TERM, then a full scancel after the grace (executor.stop)."""
         rec = self.get(job_id)
         pending = rec.slurm_job_id if rec.status in WAITING else None
-        new = await super().cancel(job_id, uid, grace)   # checks, and records it if waiting
+        try:
+            new = await super().cancel(job_id, uid, grace)  # checks; records it if waiting
+        except CancelFailed:
+            # killed, but Slurm keeps a job COMPLETING until slurmd has cleaned up (KillWait,
+            # epilog): that is not a failure to stop it, so wait for Slurm's word a while more
+            live = self._live.get(job_id)
+            if live is None:
+                return self._jobs[job_id]
+            try:
+                await asyncio.wait_for(asyncio.shield(live.done), SLURM_CANCEL_MARGIN_S)
+            except asyncio.TimeoutError:
+                raise CancelFailed(f"job {job_id}: Slurm job {rec.slurm_job_id} has not ended "
+                                   f"{SLURM_CANCEL_MARGIN_S:g} s after its full scancel (it "
+                                   f"is {self._jobs[job_id].slurm_state})") from None
+            return self._jobs[job_id]
         if pending:
             await self.executor.scancel_now(pending)
         return new

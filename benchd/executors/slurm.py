@@ -14,6 +14,7 @@ to Slurm's options in one visible place.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from benchd.executors import Handle, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
 from benchd.states import FINAL, JobState, slurm_state
 from benchd.store import Store
+from pipeline.atomicio import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +260,7 @@ class SlurmExecutor:
         self.last_answer: float | None = None         # monotonic time slurmctld last answered
         self.last_error: str | None = None
         self.last_checked: float | None = None        # monotonic time of the last ping
+        self._probe_task: asyncio.Task[None] | None = None
         self._escalations: dict[str, asyncio.TimerHandle] = {}
 
     # running Slurm's commands --------------------------------------------------------------
@@ -409,6 +412,8 @@ class SlurmExecutor:
     async def stop_watching(self) -> None:
         for h in self._escalations.values():
             h.cancel()
+        if self._probe_task is not None:
+            self._probe_task.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -602,6 +607,46 @@ class SlurmExecutor:
         return "Slurm's process tracking kills what the job left"
 
     # the shared filesystem -----------------------------------------------------------------
+    def _probe_marker(self) -> Path:
+        return self.root / "run" / "slurm-probe.json"
+
+    def _probe_key(self) -> str:
+        """What a passed probe vouches for: this root (its identity: a moved or copied root
+        is another) and where jobs run (partition, account, extra options)."""
+        return json.dumps([procs.root_identity(self.root), self.settings.partition,
+                           self.settings.account, list(self.settings.extra)])
+
+    def probed_before(self) -> bool:
+        """Did a probe with the same key pass before (run/slurm-probe.json)?"""
+        try:
+            return json.loads(self._probe_marker().read_text()).get("key") == self._probe_key()
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _probe_passed(self) -> None:
+        self._probe_marker().parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(self._probe_marker(), json.dumps(
+            {"key": self._probe_key(), "at": _utc_now()}).encode())
+
+    async def check_shared_fs(self) -> str:
+        """The start-up check. The first time (for this root and these settings) it blocks:
+        SlurmError if the nodes do not write the probe files within probe_timeout. Once a
+        probe has passed, later starts do not wait for a free node on a busy cluster: the
+        probe runs in the background and a failure is logged as an error."""
+        if not self.probed_before():
+            line = await self.probe_shared_fs()
+            self._probe_passed()
+            return line
+        self._probe_task = asyncio.get_running_loop().create_task(self._background_probe())
+        return ("shared filesystem: a probe passed before for this root and these settings; "
+                "checking again in the background")
+
+    async def _background_probe(self) -> None:
+        try:
+            log.info("%s", await self.probe_shared_fs())
+        except SlurmError as e:
+            log.error("--executor slurm: %s", e)
+
     async def probe_shared_fs(self) -> str:
         """Run a tiny batch job where jobs run that writes a token into logs/ and results/
         under the root; return a line for the log once both are seen, else SlurmError with
