@@ -22,6 +22,7 @@ from tests.support.benchctl_run import BENCHCTL, bc, env_for
 from tests.support.daemon import Daemon
 
 PIPELINE = [sys.executable, "-m", "pipeline"]
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
@@ -204,6 +205,31 @@ def test_slurmctld_down_refuses_starts_with_503_and_the_outcome_survives(
     wait_until(lambda: "slurmctld up" in d.get("/api/health").json()["executor"], 30, 0.2,
                "health to say slurmctld is up")
     assert d.start_job(experiments=["gmst_era"])["slurm_job_id"]
+
+
+def test_pause_holds_a_pending_job_in_slurm_and_priority_renices_it(
+        slurm_daemon, slurm: Cluster, gate: Path) -> None:
+    """Jobs held by a gate take every CPU (--exclusive: one is enough), so the next one
+    stays pending while it is paused, resumed and re-prioritised."""
+    d = slurm_daemon("--slurm-extra", "--exclusive")
+    d.set_spec(lines=1, wait_for_file=str(gate))
+    d.start_job(experiments=["gmst_era"])
+    job_id = d.start_job(experiments=["gmst_era"])["job_id"]
+    sid = d.job(job_id)["slurm_job_id"]
+
+    def show() -> str:
+        return slurm.run("scontrol", "-o", "show", "job", sid).stdout
+    assert " Priority=0 " not in show()
+    r = bc(d, "pause", job_id)
+    assert r.returncode == 0 and d.job(job_id)["status"] == "paused", (r.stdout, r.stderr)
+    assert " Priority=0 " in show() and "JobHeld" in show()      # held in Slurm
+    r = bc(d, "resume", job_id)
+    assert r.returncode == 0 and d.job(job_id)["status"] == "queued", (r.stdout, r.stderr)
+    assert " Priority=0 " not in show() and "JobHeld" not in show()
+    assert d.request("PATCH", f"/api/benchmark/jobs/{job_id}", b'{"priority": 4}',
+                     {"Content-Type": "application/json"}).status == 200
+    assert " Nice=-4000 " in show()
+    assert d.job(job_id)["status"] == "queued"
 
 
 @pytest.fixture(scope="module")
