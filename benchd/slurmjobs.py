@@ -26,7 +26,7 @@ from benchd.executors import Handle
 from benchd.executors.slurm import SlurmError, SlurmExecutor, SlurmStatus, memory_bytes
 from benchd.jobs import JobManager, _Live
 from benchd.schema import ExitRecord, JobConfig, JobRecord
-from benchd.states import FINAL, WAITING, JobState
+from benchd.states import ACTIVE, FINAL, WAITING, JobState
 from benchd.store import utc_now
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class SlurmJobManager(JobManager):
         super().__init__(root, executor=executor, **kw)  # type: ignore[arg-type]
         self.slots = 0                     # the local slot scheduler never starts anything
         self._submitting: set[str] = set()
+        self._reconcile_polled = False           # reconcile: the one poll done
+        self._reconcile_error: str | None = None  # ...and why it failed, if it did
         executor.on_status = self._on_slurm
         executor.on_lost = self._on_lost
         executor.on_available = self._dispatch
@@ -284,15 +286,27 @@ class SlurmJobManager(JobManager):
                    "before benchd ran with --executor slurm; its outcome is not knowable here")
             self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded unknown"
-        self.executor.track(sid, job_id)
-        try:
-            await self.executor.poll()
-        except SlurmError as e:
-            self._attach(rec, None)
+        if not self._reconcile_polled:   # one squeue for every active job, not one each
+            self._reconcile_polled = True
+            for r in self._jobs.values():
+                if r.status in ACTIVE and r.slurm_job_id:
+                    self.executor.track(r.slurm_job_id, r.job_id)
+            try:
+                await self.executor.poll()
+            except SlurmError as e:
+                self._reconcile_error = str(e)
+        if self._reconcile_error is not None and job_id not in self._live \
+                and self._jobs[job_id].status not in FINAL:
+            e = self._reconcile_error
+            self._attach(self._jobs[job_id], None)
             return (f"job {job_id}: Slurm job {sid}: slurmctld does not answer ({e}); kept "
                     f"{self._jobs[job_id].status.value}, watched until it answers")
         if job_id not in self._live and self._jobs[job_id].status not in FINAL:
             self._attach(self._jobs[job_id], self.executor.status_of(sid))
+        ended = self.executor.slurm_outcome(job_id)
+        if ended is not None:
+            return (f"job {job_id}: Slurm job {sid} ended while benchd was down ({ended.text()});"
+                    f" its outcome is recorded")
         order = self.store.read_cancel(job_id)
         if order is not None and self._jobs[job_id].status not in FINAL:
             self.executor.resume_cancel(sid, order)

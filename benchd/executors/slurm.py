@@ -453,8 +453,13 @@ class SlurmExecutor:
         if self.reachable is False and not await self.ping():
             raise SlurmError(self.last_error or "slurmctld is down", unreachable=True)
         ids = list(self._tracked)
-        out = await self._run(["squeue", "--noheader", "--states=all",
-                               "--jobs=" + ",".join(ids), "-O", _SQUEUE_FIELDS])
+        try:
+            out = await self._run(["squeue", "--noheader", "--states=all",
+                                   "--jobs=" + ",".join(ids), "-O", _SQUEUE_FIELDS])
+        except SlurmError as e:
+            if "Invalid job id" not in str(e):
+                raise
+            out = ""       # every id has left slurmctld's memory (MinJobAge): sacct below
         self._answered()
         seen = {st.slurm_id: st for st in parse_squeue(out) if st.slurm_id in self._tracked}
         gone = [i for i in ids if i not in seen]
