@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 
 from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
-from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
+from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound,
+                           ExecutorUnavailable, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
                            NotCancellable, NotPausable, PayloadTooLarge, PlotsUnavailable,
                            QueueFull, RequestTimeout, RunInUse, RunNotFound)
@@ -843,7 +844,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
              {201: "started (status running, or failed if it could not start), or queued "
                    "(status queued, with queue_position) when no slot is free"},
-             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage, QueueFull),
+             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage, QueueFull,
+              ExecutorUnavailable),
              JobRecord, body=JobConfig),
     Endpoint("GET", "/api/benchmark/jobs", list_jobs,
              "Job history, newest first, one page (`next` is the cursor of the next page)",

@@ -158,6 +158,22 @@ def test_kill9_of_benchd_then_restart_reattaches_and_records_the_outcome(
     assert "boom at the end" in rec["reason"]
 
 
+def test_a_job_that_ends_while_benchd_is_down_gets_slurms_outcome_at_restart(
+        slurm_daemon, slurm: Cluster, gate: Path) -> None:
+    d = slurm_daemon()
+    d.set_spec(lines=1, wait_for_file=str(gate), exit_code=0)
+    job_id = d.start_job(experiments=["gmst_era"])["job_id"]
+    sid = _running(d, job_id)["slurm_job_id"]
+    d.kill9()
+    gate.touch()
+    wait_until(lambda: sid not in slurm.queue(), 30, 0.1, "the job to end in Slurm")
+    d.start(timeout=90)
+    rec = d.wait_job(job_id, timeout=30)
+    assert rec["status"] == "completed" and rec["exit_code"] == 0, rec
+    assert rec["slurm_state"].startswith("COMPLETED"), rec
+    assert f"Slurm job {sid} ended while benchd was down" in d.stderr_text()
+
+
 def test_a_crash_between_sbatch_and_recording_the_id_submits_nothing_twice(
         slurm_daemon, slurm: Cluster, gate: Path) -> None:
     """The record says a submission began (spawn_attempts) but holds no Slurm id, as if
