@@ -181,7 +181,10 @@ class SlurmJobManager(JobManager):
         rec = self._jobs.get(job_id)
         if rec is None or rec.status in FINAL:
             return
-        self._finish(self._live.get(job_id), JobState.UNKNOWN, reason=why, job_id=job_id)
+        live = self._live.get(job_id)
+        if live is not None and live.task is not None:
+            live.task.cancel()             # its follower waits for an end nobody will see
+        self._finish(live, JobState.UNKNOWN, reason=why, job_id=job_id)
 
     def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
         """Slurm's state decides (a TIMEOUT's batch step may well exit 0:15)."""
