@@ -201,7 +201,7 @@ def test_a_crash_between_sbatch_and_recording_the_id_submits_nothing_twice(
 
 
 def test_slurmctld_down_refuses_starts_with_503_and_the_outcome_survives(
-        slurm_daemon, slurm: Cluster, gate: Path) -> None:
+        slurm_daemon, slurm: Cluster, gate: Path, daemon_factory) -> None:
     d = slurm_daemon()
     d.set_spec(lines=1, wait_for_file=str(gate))
     job_id = d.start_job(experiments=["gmst_era"])["job_id"]
@@ -213,6 +213,10 @@ def test_slurmctld_down_refuses_starts_with_503_and_the_outcome_survives(
     assert "unreachable" in d.get("/api/health").json()["executor"]
     run = bc(d, "run", "-e", "gmst_era")
     assert run.returncode == exitcodes.UNAVAILABLE and "slurmctld" in run.stderr, run
+    other = daemon_factory(start=False, extra_args=["--executor", "slurm"])
+    other.start(wait=False)           # a benchd cannot check the shared filesystem now
+    assert other.proc is not None and other.proc.wait(timeout=60) == 1
+    assert "slurmctld does not answer" in other.stderr_text(), other.stderr_text()
     gate.touch()                      # the job ends while slurmctld is away
     assert d.job(job_id)["status"] == "running"   # kept until Slurm answers
     slurm.start_ctld()
