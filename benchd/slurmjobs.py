@@ -25,7 +25,7 @@ from benchd.errors import CancelFailed, NotPausable
 from benchd.executors import Handle
 from benchd.executors.slurm import SlurmError, SlurmExecutor, SlurmStatus, memory_bytes
 from benchd.jobs import JobManager, _Live
-from benchd.schema import ExitRecord, JobConfig, JobRecord
+from benchd.schema import ExitRecord, JobConfig, JobRecord, check_label
 from benchd.states import ACTIVE, FINAL, WAITING, JobState
 from benchd.store import utc_now
 
@@ -56,6 +56,8 @@ class SlurmJobManager(JobManager):
         """As JobManager.start, refused with 503 executor_unavailable while slurmctld does
         not answer; returns the record once sbatch has accepted it (queued, with its Slurm
         id) or refused it (failed, with sbatch's message)."""
+        check_label(config.label)
+        self._argv_tail(config)            # a bad request is a 400 even while Slurm is away
         await self.executor.require()
         rec = await super().start(config, uid, user, before_start=before_start)
         if rec.status == JobState.QUEUED:   # shielded: a client gone mid-sbatch loses no id
