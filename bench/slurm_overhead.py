@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,7 @@ def main() -> None:
     finally:
         if cluster is not None:
             subprocess.run([str(SLURM / "slurm-down"), cluster], capture_output=True)
+            shutil.rmtree(cluster, ignore_errors=True)
     print(f"{args.runs} jobs each, one after another; load {os.getloadavg()[0]:.2f}")
     for i, what in enumerate(("submit -> orchestrator running", "job end -> final record")):
         print(what)
