@@ -5,7 +5,8 @@ README table (a test checks the two agree). Stdlib only: imported on every call.
 """
 from __future__ import annotations
 
-from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
+from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound,
+                           ExecutorUnavailable, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
                            NotCancellable, NotPausable, PayloadTooLarge, PlotsUnavailable,
                            QueueFull, RequestTimeout, RunInUse, RunNotFound)
@@ -49,7 +50,8 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (QUEUE_FULL, "queue full: you already have the most waiting jobs benchd allows (retry "
                  "later)"),
     (WAIT_TIMEOUT, "`wait --timeout` passed before the jobs ended (they keep going)"),
-    (UNAVAILABLE, "benchd is unreachable (the message names the socket tried)"),
+    (UNAVAILABLE, "benchd is unreachable (the message names the socket tried), or its "
+                  "executor is (Slurm: slurmctld does not answer, 503)"),
     (INTERNAL, "internal error: unexpected answer from benchd"),
     (UNTRUSTED_SOCKET, ("refused a socket found by discovery that another user could control "
                         "(the message names the path and why; --socket PATH overrides)")),
@@ -74,12 +76,13 @@ _BY_ERROR_CODE: dict[str, int] = {
     PlotsUnavailable.code: NO_PLOTS,
     QueueFull.code: QUEUE_FULL,
     NotPausable.code: NOT_CANCELLABLE,
+    ExecutorUnavailable.code: UNAVAILABLE,
     BenchdError.code: INTERNAL,
 }
 # HTTP statuses for bodies without a known code (e.g. a 404 route from an older daemon).
 _BY_HTTP_STATUS: dict[int, int] = {400: USAGE, 403: FORBIDDEN, 404: UNKNOWN_JOB, 409: BUSY,
                                    408: USAGE, 413: USAGE, 429: QUEUE_FULL,
-                                   501: NO_PLOTS, 507: NO_SPACE}
+                                   501: NO_PLOTS, 503: UNAVAILABLE, 507: NO_SPACE}
 
 _BY_STATE: dict[str, int] = {
     JobState.COMPLETED: OK,

@@ -321,6 +321,11 @@ def job_rows(jobs: list[dict[str, Any]], out: Out) -> str:
                      results_text(job, out)])
         styles.append([None, STATE_STYLE.get(status), None, None, None, None, None, None,
                        None])
+    if any(job.get("slurm_job_id") for job in jobs):   # --executor slurm: its batch job
+        headers.append("SLURM")
+        for row, style, job in zip(rows, styles, jobs):
+            row.append(job.get("slurm_job_id") or "-")
+            style.append(None)
     if any(job.get("notify_status") for job in jobs):   # only where someone asked for them
         headers.append("NOTIFY")
         for row, style, job in zip(rows, styles, jobs):
@@ -403,6 +408,9 @@ def job_detail(job: dict[str, Any], out: Out) -> str:
     flags = [f for f in ("no_perf", "ci") if cfg.get(f)]
     if flags:
         lines.append(("flags", " ".join("--" + f.replace("_", "-") for f in flags)))
+    if job.get("slurm_job_id"):
+        lines.append(("slurm job", f"{job['slurm_job_id']}"
+                      + (f" ({job['slurm_state']})" if job.get("slurm_state") else "")))
     if job.get("exit_code") is not None:
         lines.append(("exit code", str(job["exit_code"])))
     if job.get("signal"):

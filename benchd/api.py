@@ -21,7 +21,8 @@ from aiohttp import WSMsgType, web
 
 from benchd import discard
 from benchd.app import CONTEXT, Context, decode_body, json_response
-from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound, Forbidden,
+from benchd.errors import (BenchdError, Busy, CancelFailed, DeliveryNotFound,
+                           ExecutorUnavailable, Forbidden,
                            InsufficientStorage, InvalidRequest, JobFinal, JobNotFound,
                            NotCancellable, NotPausable, PayloadTooLarge, PlotsUnavailable,
                            QueueFull, RequestTimeout, RunInUse, RunNotFound)
@@ -530,7 +531,14 @@ async def health(request: web.Request) -> web.StreamResponse:
     return json_response(Health(status="ok", version=ctx.version, pid=os.getpid(),
                                 uptime_s=round(time.monotonic() - ctx.started_monotonic, 3),
                                 root=str(ctx.root), socket=ctx.socket_path,
-                                active_job=ctx.manager.active()))
+                                active_job=ctx.manager.active(),
+                                executor=await _executor_state(getattr(ctx.manager, "executor", None))))
+
+
+async def _executor_state(executor: object) -> str:
+    """"local", or what the executor says about itself (Slurm: slurmctld's state)."""
+    state = getattr(executor, "health_text", None)
+    return await state() if state is not None else "local"
 
 
 async def list_results(request: web.Request) -> web.StreamResponse:
@@ -837,7 +845,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/api/benchmark/jobs", start_job, "Start a benchmark job",
              {201: "started (status running, or failed if it could not start), or queued "
                    "(status queued, with queue_position) when no slot is free"},
-             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage, QueueFull),
+             (*_BODY, Forbidden, RunNotFound, Busy, RunInUse, InsufficientStorage, QueueFull,
+              ExecutorUnavailable),
              JobRecord, body=JobConfig),
     Endpoint("GET", "/api/benchmark/jobs", list_jobs,
              "Job history, newest first, one page (`next` is the cursor of the next page)",

@@ -137,6 +137,25 @@ def _cpu_list(ctx: click.Context, param: click.Parameter, value: str | None
     return cpus
 
 
+def _slurm_time(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from benchd.executors.slurm import check_time_limit
+    try:
+        return check_time_limit(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _slurm_extra(ctx: click.Context, param: click.Parameter, value: str | None
+                 ) -> tuple[str, ...]:
+    import shlex
+    try:
+        return tuple(shlex.split(value or ""))
+    except ValueError as e:
+        raise click.BadParameter(f"{e}: {value!r}") from None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"],
                                  "max_content_width": 100})
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -215,6 +234,26 @@ def _cpu_list(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--max-queued-per-user", type=click.IntRange(min=0), default=50,
               show_default=True, envvar="BENCHD_MAX_QUEUED_PER_USER",
               help="Waiting jobs one user may have; one more is refused (429 queue_full).")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local",
+              show_default=True, envvar="BENCHD_EXECUTOR",
+              help="Where jobs run: local processes under benchd's supervisor, or Slurm batch "
+                   "jobs (Slurm is then the queue; README \"Running jobs on a Slurm cluster\").")
+@click.option("--slurm-partition", metavar="NAME", default=None, envvar="BENCHD_SLURM_PARTITION",
+              help="--executor slurm: sbatch --partition [default: Slurm's default].")
+@click.option("--slurm-account", metavar="NAME", default=None, envvar="BENCHD_SLURM_ACCOUNT",
+              help="--executor slurm: sbatch --account.")
+@click.option("--slurm-time-limit", metavar="TIME", default=None, callback=_slurm_time,
+              envvar="BENCHD_SLURM_TIME_LIMIT",
+              help="--executor slurm: sbatch --time (minutes, HH:MM:SS or D-HH:MM:SS); a job "
+                   "over it ends failed with the reason TIMEOUT.")
+@click.option("--slurm-extra", metavar="ARGS", default=None, callback=_slurm_extra,
+              envvar="BENCHD_SLURM_EXTRA",
+              help="--executor slurm: more sbatch options, shell-quoted (e.g. "
+                   "'--constraint=avx512 --qos=bench').")
+@click.option("--slurm-probe-timeout", metavar="S", type=click.FloatRange(min=1.0),
+              default=60.0, show_default=True, envvar="BENCHD_SLURM_PROBE_TIMEOUT",
+              help="--executor slurm: how long the start-up probe job may take to show that "
+                   "the nodes share the root.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, envvar="BENCHD_LOG_LEVEL",
               help="debug also logs every HTTP request.")
@@ -225,13 +264,16 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
          keep_runs: int | None, max_results_size: int | None, keep_job_days: float | None,
          archive_after: float | None, min_free: float, slots: int,
          cpu_list: list[int] | None, job_memory_max: int | None, max_queued_per_user: int,
-         log_level: str) -> None:
+         executor: str, slurm_partition: str | None, slurm_account: str | None,
+         slurm_time_limit: str | None, slurm_extra: tuple[str, ...],
+         slurm_probe_timeout: float, log_level: str) -> None:
     """Run the benchd job daemon: jobs queued for --slots slots, HTTP/1.1 + JSON on a Unix
     socket (see README "API"), systemd Type=notify with watchdog and socket activation.
 
     Exit status: 0 clean stop, 1 could not start or crashed, 2 usage error.
     """
     setup_logging(log_level)
+    from benchd.executors.slurm import SlurmSettings
     from benchd.retention.policy import Policy
     from benchd.server import ServerConfig, StartupError, serve
 
@@ -247,7 +289,10 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
                                         max_size=max_results_size, keep_job_days=keep_job_days,
                                         archive_after=archive_after, min_free=min_free / 100),
                        slots=slots, max_queued_per_user=max_queued_per_user,
-                       cpus=cpu_list, job_memory_max=job_memory_max)
+                       cpus=cpu_list, job_memory_max=job_memory_max, executor=executor,
+                       slurm=SlurmSettings(partition=slurm_partition, account=slurm_account,
+                                           time_limit=slurm_time_limit, extra=slurm_extra,
+                                           probe_timeout=slurm_probe_timeout))
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

@@ -106,6 +106,13 @@ class QueueFull(BenchdError):
         self.retry_after = retry_after
 
 
+class ExecutorUnavailable(BenchdError):
+    """The executor cannot take a job now (`--executor slurm`: slurmctld does not answer).
+    Jobs already submitted keep their state until it answers again."""
+    code, http_status = "executor_unavailable", 503
+    summary = "the cluster's controller (slurmctld) does not answer: no job can be submitted"
+
+
 class CancelFailed(BenchdError):
     code, http_status = "cancel_failed", 500
     summary = "the job is still alive after the grace and margin"
@@ -116,5 +123,5 @@ ERRORS_BY_CODE: dict[str, type[BenchdError]] = {
     for cls in (BenchdError, InvalidRequest, Forbidden, JobNotFound, RunNotFound, Busy,
                 NotCancellable, RunInUse, PayloadTooLarge, RequestTimeout, CancelFailed,
                 InsufficientStorage, DeliveryNotFound, JobFinal, PlotsUnavailable, QueueFull,
-                NotPausable)
+                NotPausable, ExecutorUnavailable)
 }

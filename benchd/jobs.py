@@ -425,11 +425,10 @@ class JobManager:
 
     def _check_resources(self, config: JobConfig) -> None:
         """cpus, exclusive and memory_max of a request, or InvalidRequest naming the field."""
-        have = cpusets.capacity(self.cores)
-        managed = cpusets.format_cpu_list(c for core in self.cores for c in core)
+        have, where = self._cpu_capacity()
         if isinstance(config.cpus, bool) or not 1 <= config.cpus <= have:
-            raise InvalidRequest(f"cpus: must be an integer from 1 to {have} (the CPUs benchd "
-                                 f"manages: {managed}), got {config.cpus!r}")
+            raise InvalidRequest(f"cpus: must be an integer from 1 to {have} ({where}), "
+                                 f"got {config.cpus!r}")
         if config.memory_max is not None:
             try:
                 limit = parse_size(config.memory_max)
@@ -439,6 +438,11 @@ class JobManager:
                 raise InvalidRequest(
                     f"memory_max: {format_size(limit)} is above the most benchd allows "
                     f"(--job-memory-max {format_size(self.job_memory_max)})")
+
+    def _cpu_capacity(self) -> tuple[int, str]:
+        """The most CPUs one job may ask for, and where that number comes from."""
+        managed = cpusets.format_cpu_list(c for core in self.cores for c in core)
+        return cpusets.capacity(self.cores), f"the CPUs benchd manages: {managed}"
 
     def _limits(self, rec: JobRecord) -> JobLimits:
         return JobLimits(tuple(rec.cpuset) if rec.cpuset else None, rec.memory_limit)

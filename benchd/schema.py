@@ -151,6 +151,11 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     cpu_sys_s: float | None = None        # final: system CPU time of all its processes
     peak_memory_bytes: int | None = None  # final: peak RSS of its largest process
 
+    # --executor slurm (benchd.executors.slurm): the batch job that runs it, and what Slurm
+    # last said about it, as Slurm says it ("PENDING (Priority)", "TIMEOUT (TimeLimit) 0:15")
+    slurm_job_id: str | None = None
+    slurm_state: str | None = None
+
 
 class ExitRecord(msgspec.Struct):
     """Written atomically by the per-job supervisor when the orchestrator is gone, whether or
@@ -188,6 +193,7 @@ class Health(msgspec.Struct):
     root: str
     socket: str
     active_job: JobRecord | None = None
+    executor: str | None = None           # "local", or "slurm: ..." with slurmctld's state
 
 
 class Delivery(msgspec.Struct, omit_defaults=True):

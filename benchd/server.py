@@ -29,6 +29,7 @@ from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
 from pipeline.lockprobe import lock_holders, lock_is_held, lock_is_held_by_us
 from benchd.retention.policy import Policy
+from benchd.executors.slurm import SlurmSettings
 
 if TYPE_CHECKING:
     from benchd.notifications.config import NotifyConfig
@@ -71,6 +72,8 @@ class ServerConfig:
     max_queued_per_user: int = 50            # waiting jobs per user before 429 queue_full
     cpus: list[int] | None = None            # CPUs jobs may use (None: cpusets.default_cpus)
     job_memory_max: int | None = None        # bytes: default and ceiling of memory_max
+    executor: str = "local"                  # "local" | "slurm" (benchd.executors.slurm)
+    slurm: SlurmSettings | None = None       # --slurm-* options (executor "slurm")
 
 
 def _make_private_dir(path: Path) -> None:
@@ -336,11 +339,14 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
 
     notifications = Notifications(cfg.root, notify_cfg, retry_base_s=cfg.notify_retry_base,
                                   give_up_s=cfg.notify_give_up)
-    manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
-                         admin_gid=admin_gid, on_change=on_change_status(notifier),
-                         on_transition=notifications.on_transition, slots=cfg.slots,
-                         max_queued_per_user=cfg.max_queued_per_user, cpus=cfg.cpus,
-                         job_memory_max=cfg.job_memory_max, executor=_executor(cfg))
+    if cfg.executor == "slurm":
+        manager = await _slurm_manager(cfg, admin_gid, notifier, notifications)
+    else:
+        manager = JobManager(cfg.root, grace=cfg.grace, orchestrator=cfg.orchestrator,
+                             admin_gid=admin_gid, on_change=on_change_status(notifier),
+                             on_transition=notifications.on_transition, slots=cfg.slots,
+                             max_queued_per_user=cfg.max_queued_per_user, cpus=cfg.cpus,
+                             job_memory_max=cfg.job_memory_max, executor=_executor(cfg))
     retention = Retention(cfg.root, cfg.retention, manager)
     manager.make_space = retention.make_space
     runner: JsonErrorAppRunner | None = None
@@ -349,6 +355,9 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
         notifier.status("reconciling jobs")
         for line in await manager.reconcile():
             log.info("reconcile: %s", line)
+        start_watching = getattr(manager.executor, "start_watching", None)
+        if start_watching is not None:   # Slurm: one squeue for all jobs every few seconds
+            start_watching()
         await notifications.start()
         await retention.start()
         ctx = Context(manager=manager, root=cfg.root, socket_path=socket_name,
@@ -393,6 +402,35 @@ async def _run(cfg: ServerConfig, sock: socket.socket, socket_name: str, own_soc
             await runner.cleanup()
         await notifications.stop()
         await retention.stop()
+
+
+async def _slurm_manager(cfg: ServerConfig, admin_gid: int | None, notifier: Notifier,
+                         notifications: object) -> JobManager:
+    """The job layer with Slurm as the queue, once the nodes are shown to share the root
+    (a probe job writes into logs/ and results/); StartupError saying why not."""
+    from benchd.executors.slurm import SlurmError, SlurmExecutor
+    from benchd.slurmjobs import SlurmJobManager
+    from benchd.store import Store
+
+    settings = cfg.slurm or SlurmSettings()
+    executor = SlurmExecutor(cfg.root.resolve(), Store(cfg.root.resolve()), cfg.grace,
+                             settings)
+    notifier.status("checking that the Slurm nodes share the root")
+    if not await executor.ping():
+        raise StartupError(f"--executor slurm: slurmctld does not answer "
+                           f"({executor.last_error}); benchd checks at start-up that the "
+                           f"nodes share its root, which needs it (SLURM_CONF="
+                           f"{os.environ.get('SLURM_CONF', 'default')})")
+    try:
+        log.info("%s", await executor.check_shared_fs())
+    except SlurmError as e:
+        raise StartupError(f"--executor slurm: {e}") from None
+    return SlurmJobManager(cfg.root, executor=executor, grace=cfg.grace,
+                           orchestrator=cfg.orchestrator, admin_gid=admin_gid,
+                           on_change=on_change_status(notifier),
+                           on_transition=notifications.on_transition,  # type: ignore[attr-defined]
+                           max_queued_per_user=cfg.max_queued_per_user,
+                           job_memory_max=cfg.job_memory_max)
 
 
 def _unlink_if_ours(path: Path, ino: int | None) -> None:

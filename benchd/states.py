@@ -88,3 +88,29 @@ assert all(new in TRANSITIONS[t.value[0]] for t in Transition
 def can_transition(old: JobState, new: JobState) -> bool:
     """True when `new` may follow `old` (see TRANSITIONS)."""
     return new in TRANSITIONS[old]
+
+
+# Slurm's job states (squeue %T, sacct State) -> the benchd state a job in it has under
+# `--executor slurm` (benchd.executors.slurm). Slurm is the queue there: PENDING is queued
+# (Slurm's reason shown beside it), every state in which the batch script runs or winds down
+# is running, and each way of ending maps to a final state; the Slurm state itself is kept
+# in the record (`slurm_state`) and in the reason, exactly as Slurm reports it.
+SLURM_STATES: dict[str, JobState] = {
+    "PENDING": JobState.QUEUED, "REQUEUED": JobState.QUEUED, "REQUEUE_HOLD": JobState.QUEUED,
+    "REQUEUE_FED": JobState.QUEUED, "RESV_DEL_HOLD": JobState.QUEUED,
+    "RUNNING": JobState.RUNNING, "CONFIGURING": JobState.RUNNING,
+    "COMPLETING": JobState.RUNNING, "SUSPENDED": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING, "SIGNALING": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING, "RESIZING": JobState.RUNNING,
+    "COMPLETED": JobState.COMPLETED,
+    "CANCELLED": JobState.CANCELLED,
+    "FAILED": JobState.FAILED, "TIMEOUT": JobState.FAILED, "OUT_OF_MEMORY": JobState.FAILED,
+    "NODE_FAIL": JobState.FAILED, "BOOT_FAIL": JobState.FAILED, "DEADLINE": JobState.FAILED,
+    "PREEMPTED": JobState.FAILED, "SPECIAL_EXIT": JobState.FAILED, "REVOKED": JobState.FAILED,
+}
+
+
+def slurm_state(name: str) -> JobState | None:
+    """The benchd state of a Slurm state name ("CANCELLED by 0" counts as CANCELLED); None
+    for a name this table does not know (benchd then keeps the job's state and logs it)."""
+    return SLURM_STATES.get(name.split(" ", 1)[0].strip().upper().rstrip("+"))

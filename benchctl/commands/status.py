@@ -50,6 +50,8 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
              f"up {render.duration(health.get('uptime_s'))}",
              f"root:   {health.get('root')}",
              f"socket: {_socket_line(ctx, health.get('socket'))}"]   # paths are never cut
+    if health.get("executor") not in (None, "local"):   # e.g. Slurm, with slurmctld's state
+        lines.append(f"executor: {health['executor']}")
     job = health.get("active_job")
     if job:
         lines.append("")

@@ -249,8 +249,10 @@ async def test_unmarked_leftovers_are_killed_through_their_group(root, tmp_path)
     info = Store(root).read_info(rec.job_id)
     try:
         assert info.orchestrator_pid == rec.pgid and info.orchestrator_start_ticks
-        env = wait_until(lambda: Path(f"/proc/{rec.pgid}/environ").read_bytes(),
-                         what="orchestrator exec'd")
+        wait_until(lambda: Path(f"/proc/{rec.pgid}/cmdline").read_bytes().split(b"\0")[0]
+                   == sys.executable.encode(),   # before: the forked child, then `env`
+                   what="env exec'd the orchestrator")
+        env = Path(f"/proc/{rec.pgid}/environ").read_bytes()
         assert b"BENCHD_JOB_ID" not in env
         os.kill(rec.supervisor_pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(rec.supervisor_pid), what="supervisor gone")
