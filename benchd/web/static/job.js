@@ -84,8 +84,9 @@ function start(el) {
     const fin = ['experiment_done', 'published'].includes(p.phase);
     const frac = p.total ? Math.min(1, ((p.k || 0) - (fin ? 0 : 1)) / p.total) : 0;
     $('job-bar').style.width = `${Math.max(0, frac) * 100}%`;
+    const where = p.phase === 'published' ? ['published'] : [p.experiment, p.adapter];
     $('job-progress-text').textContent =
-      `${p.k}/${p.total} experiments · ${[p.experiment, p.adapter].filter(Boolean).join(' · ')}`;
+      [`${p.k}/${p.total} experiments`, ...where.filter(Boolean)].join(' · ');
     $('job-progress').hidden = false;
   }
 

@@ -38,6 +38,7 @@ async function loadExperiments() {
       label.append(input, text);
       box.append(label);
     }
+    tick();
     document.getElementById('experiments-loading').textContent =
       'None ticked: all experiments.';
   } catch (e) {
@@ -77,7 +78,26 @@ form.addEventListener('submit', async (ev) => {
   }
 });
 
+let filled = false;
+function fill(config) {   // the form shows what the job on the page was asked to run
+  if (filled) return;
+  filled = true;
+  for (const name of ['n', 'seed', 'perf_rounds', 'priority', 'label']) {
+    if (config[name] != null) form.elements[name].value = config[name];
+  }
+  if (config.notify) form.elements.notify.value = config.notify.map((t) => t.url).join('\n');
+  experimentsWanted = config.experiments || [];
+  tick();
+}
+let experimentsWanted = [];
+function tick() {
+  for (const box of form.querySelectorAll('input[name="experiments"]')) {
+    box.checked = experimentsWanted.includes(box.value);
+  }
+}
+
 window.addEventListener('benchd:job', (ev) => {
+  fill(ev.detail.config || {});
   const s = ev.detail.status;
   if (FINAL.includes(s)) busy(false);
   else busy(true, s === 'queued' ? 'Queued…' : s === 'paused' ? 'Paused' : 'Running…');
