@@ -52,9 +52,10 @@ def shot(drv, name: str, size: tuple[int, int] | None = None) -> Path:
     """Save a screenshot of the whole page (at `size`'s width, or the window's) as an artefact."""
     path = artifacts_dir() / f"{name}.png"
     width = size[0] if size else drv.get_window_size()["width"]
-    height = drv.execute_script("return Math.max(document.documentElement.scrollHeight, 600)")
     before = drv.get_window_size()
-    drv.set_window_size(width, min(int(height) + 140, 6000))
+    drv.set_window_size(width, (size or DESKTOP)[1])
+    height = drv.execute_script("return document.documentElement.scrollHeight")
+    drv.set_window_size(width, min(int(height) + 140, 6000))   # the whole page, bounded
     try:
         drv.save_screenshot(str(path))
     finally:
