@@ -89,6 +89,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def browser_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Browser requests: Host always; Origin and CSRF token when they change state; Origin
     on WebSocket upgrades (a cross-site page must not read logs). Pages get the CSP."""
+    if request.match_info.http_exception is not None:   # no such route: its 404/405 as ever
+        return await handler(request)
     page = not request.path.startswith("/api/")
     if page or is_browser(request):
         check_host(request)

@@ -77,14 +77,13 @@ def _render(name: str, request: web.Request, ctx: dict[str, Any], status: int = 
 @web.middleware
 async def error_pages(request: web.Request, handler: api.Handler) -> web.StreamResponse:
     """A page that fails shows the API's message on a page, with the API's status."""
-    if request.path.startswith(("/api/", "/static/")):
+    if (request.path.startswith(("/api/", "/static/"))
+            or request.match_info.http_exception is not None):   # no such page: JSON 404
         return await handler(request)
     try:
         return await handler(request)
     except BenchdError as e:
         status, code, message = e.http_status, e.code, e.message
-    except web.HTTPNotFound:
-        status, code, message = 404, "not_found", f"no page {request.path}"
     try:
         ctx = _base(request, "Error", status=status, code=code, message=message)
     except (BenchdError, OSError):
