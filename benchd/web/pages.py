@@ -8,6 +8,7 @@ page or a traceback); the status is the API's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import re
 import statistics
@@ -135,6 +136,8 @@ async def history_page(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     q = {k: request.query[k] for k in HISTORY_FILTERS if request.query.get(k)}
     query = api._job_query({**q, "limit": str(PAGE_SIZE)})
+    if query.statuses is None:      # running and queued jobs are listed above it
+        query = dataclasses.replace(query, statuses=FINAL)
     manager = ctx.manager
     running = [manager.shown(r) for r in manager.active_jobs()]
     positions = manager.queue_positions()

@@ -71,7 +71,15 @@ def test_run_from_form_live_log_survives_refresh_then_green_badge_and_svg_plots(
     shot(drv, "run-idle-phone", PHONE)
     for name in ("gmst_era", "equ_ecl"):
         drv.find_element("css selector", f'#experiments input[value="{name}"]').click()
-    drv.find_element("id", "f-n").send_keys("200")
+    n = drv.find_element("id", "f-n")
+    n.send_keys("0")                         # the API's refusal shows next to its field
+    drv.find_element("id", "run-button").click()
+    until(drv, lambda d: text(d, '.field-error[data-for="n"]'), 30, "no message next to n")
+    assert text(drv, '.field-error[data-for="n"]').startswith("n: ")
+    assert not js(drv, "return document.getElementById('run-button').disabled")
+    shot(drv, "run-field-error")
+    n.clear()
+    n.send_keys("200")
     drv.find_element("id", "f-perf_rounds").send_keys("1")
     drv.find_element("id", "f-label").send_keys("web-form")
     # the submit handler disables the button and shows the spinner before its request
@@ -156,6 +164,37 @@ def test_other_user_cannot_cancel_and_is_told_why_then_owner_cancels_orange(
     assert not js(drv, "return document.getElementById('run-button').disabled")
     assert text(drv, "#run-button .label") == "Run"
     shot(drv, "job-cancelled-desktop")
+
+
+def test_queued_job_shows_its_position_pauses_and_resumes(web_lab: WebLab, browser) -> None:
+    d = web_lab.daemon
+    running = d.start_job(n=200, perf_rounds=1, label="blocker")["job_id"]    # every experiment
+    queued = d.start_job(experiments=["gmst_era"], n=200, label="waiter")["job_id"]
+    try:
+        drv = browser
+        drv.get(f"{base(web_lab.mine)}/jobs/{queued}")
+        until(drv, lambda x: badge(x) == "queued", 30)
+        assert text(drv, "#job-message").startswith("Queued, position 1")
+        assert drv.find_element("id", "job-pause").is_displayed()
+        shot(drv, "job-queued")
+        drv.find_element("id", "job-pause").click()
+        until(drv, lambda x: badge(x) == "paused", 30)
+        assert d.job(queued)["status"] == "paused"
+        assert drv.find_element("id", "job-resume").is_displayed()
+        assert not drv.find_element("id", "job-pause").is_displayed()
+        shot(drv, "job-paused")
+        drv.find_element("id", "job-resume").click()
+        until(drv, lambda x: badge(x) == "queued", 30)
+        assert d.job(queued)["status"] == "queued"
+        drv.get(base(web_lab.mine) + "/history")
+        rows = [r.text for r in drv.find_elements("css selector", "section.card")[0]
+                .find_elements("css selector", "tbody tr")]
+        assert running in rows[0] and "running" in rows[0], rows
+        assert queued in rows[1] and "queued #1" in rows[1], rows
+        shot(drv, "history-with-queue")
+    finally:
+        for job_id in (queued, running):
+            d.post_json(f"{JOBS}/{job_id}/cancel", {}, timeout=120)
 
 
 class _EvilPage(http.server.BaseHTTPRequestHandler):

@@ -60,7 +60,8 @@ function start(el) {
       case 'running': return `Running for ${rec.requester_name}`;
       case 'completed': return `Completed${elapsedText()}`;
       case 'failed': return `Failed${elapsedText()}: ${rec.reason || `exit code ${rec.exit_code}`}`;
-      case 'cancelled': return `Cancelled${elapsedText()}${rec.reason ? `: ${rec.reason}` : ''}`;
+      case 'cancelled': return `Cancelled${elapsedText()}` +
+        (rec.reason ? `: ${rec.reason.replace(/^cancelled /, '')}` : '');
       default: return `Outcome unknown: ${rec.reason || 'benchd lost track of the job'}`;
     }
   }
