@@ -217,12 +217,20 @@ async def compare_page(request: web.Request) -> web.StreamResponse:
                                                   base=base, head=head, report=report))
 
 
+def ns_per_op(value: float | None) -> str:
+    """1,406 rather than 1.406e+04; four significant digits below 1000."""
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def add_routes(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=True, context_processors=())
     env = aiohttp_jinja2.get_env(app)
     env.globals.update(ACTIVE=[s.value for s in ACTIVE], WAITING=[s.value for s in WAITING],
                        FINAL=[s.value for s in FINAL])
+    env.filters["ns"] = ns_per_op
     app.middlewares.append(error_pages)
     r = app.router
     r.add_get("/", run_page)

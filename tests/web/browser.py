@@ -42,6 +42,7 @@ def chrome(size: tuple[int, int] = DESKTOP):
                 "--disable-background-networking", "--disable-component-update",
                 f"--host-resolver-rules=MAP {REBIND_HOST} 127.0.0.1"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports included
     drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
     drv.set_page_load_timeout(60)
     drv.set_script_timeout(30)
