@@ -104,27 +104,32 @@ def _typical_s(request: web.Request, rec: Any) -> float | None:
     return round(statistics.median(durations), 1) if durations else None
 
 
-def _job_view(request: web.Request, job_id: str | None) -> dict[str, Any] | None:
+async def _job_view(request: web.Request, job_id: str | None) -> dict[str, Any] | None:
+    """The job's record for job.js, the ETA basis, and whether the caller may pause or
+    resume it (its owner, root, the admin group: the API decides, this only hides buttons)."""
     if job_id is None:
         return None
     ctx = request.app[CONTEXT]
+    uid = api._caller(request).uid
     if not JOB_ID_RE.match(job_id):
         raise JobNotFound(f"no job {job_id[:40]!r} (job ids are 12 lowercase hex digits)")
     rec = ctx.manager.shown(ctx.manager.get(job_id))
+    may_act = uid == rec.requester_uid or await asyncio.to_thread(ctx.manager.is_admin, uid)
     return {"record": rec, "json": msgspec.json.encode(rec).decode(),
-            "typical_s": _typical_s(request, rec)}
+            "typical_s": _typical_s(request, rec), "may_act": may_act}
 
 
 async def run_page(request: web.Request) -> web.StreamResponse:
     """The Run form and the live view of the job it started (`?job=ID` survives a refresh)."""
     job_id = request.query.get("job")
-    return _render("run.html", request, _base(request, "Run", job=_job_view(request, job_id)))
+    job = await _job_view(request, job_id)
+    return _render("run.html", request, _base(request, "Run", job=job))
 
 
 async def job_page(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["job_id"]
     return _render("job.html", request, _base(request, f"Job {job_id}",
-                                              job=_job_view(request, job_id)))
+                                              job=await _job_view(request, job_id)))
 
 
 _STATE_CHOICES = [s.value for s in JobState]

@@ -67,7 +67,8 @@ def start_web(argv: list[str], env: dict[str, str]) -> WebForward:
         if not line:
             break
     proc.kill()
-    raise AssertionError(f"benchctl web printed no URL: {proc.stderr.read() if proc.stderr else ''}")
+    err = proc.stderr.read() if proc.stderr else ""
+    raise AssertionError(f"benchctl web printed no URL: {err}")
 
 
 @dataclass

@@ -160,6 +160,8 @@ def test_other_user_cannot_cancel_and_is_told_why_then_owner_cancels_orange(
         bob.get(web_lab.bob.url)                              # bob's own forwarder and token
         bob.get(f"{base(web_lab.bob)}/jobs/{job_id}")
         assert f"signed in as {web_lab.bob_name}" in text(bob, ".who")
+        assert not bob.find_element("id", "job-pause").is_displayed()   # not his to pause
+        assert text(bob, "#job-not-yours").startswith("root's job: only they, root")
         token = "return document.querySelector('meta[name=csrf-token]').content"
         assert js(bob, token) != js(drv, token)        # a per-user CSRF token
         bob.find_element("id", "job-cancel").click()

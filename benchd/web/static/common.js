@@ -55,14 +55,18 @@ const localFormat = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
   second: '2-digit', timeZoneName: 'short' });
 
-// <time class="when" datetime=ISO> -> "5 min ago", the local time as its title;
+const shortFormat = new Intl.DateTimeFormat(undefined, {
+  month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+
+// <time class="when" datetime=ISO> -> "Dec 4, 06:12 · 5 min ago" (local), the full local
+// time with its zone as the title;
 // <span class="duration" data-start data-end> -> "1m12s".
 export function localTimes(root = document) {
   for (const t of root.querySelectorAll('time.when')) {
     const d = new Date(t.dateTime);
     if (isNaN(d)) continue;
     t.title = localFormat.format(d);
-    t.textContent = relative(d);
+    t.textContent = `${shortFormat.format(d)} · ${relative(d)}`;
   }
   for (const el of root.querySelectorAll('.duration')) {
     if (!el.dataset.start) continue;

@@ -16,6 +16,7 @@ if (el) start(el);
 function start(el) {
   const $ = (id) => document.getElementById(id);
   const jobId = el.dataset.jobId;
+  const mayAct = Boolean(el.dataset.mayAct);   // pause/resume shown only where allowed
   const typical = el.dataset.typicalS ? Number(el.dataset.typicalS) : null;
   const key = `benchd-log:${jobId}`;
   const pane = $('log');
@@ -38,8 +39,8 @@ function start(el) {
     $('job-cancel').hidden = !mayCancel;
     $('job-cancel').disabled = cancelling;
     $('job-cancel').textContent = cancelling ? 'Cancelling…' : 'Cancel';
-    $('job-pause').hidden = !['queued', 'preempted', 'running'].includes(s) || cancelling;
-    $('job-resume').hidden = s !== 'paused' || cancelling;
+    $('job-pause').hidden = !mayAct || !['queued', 'preempted', 'running'].includes(s) || cancelling;
+    $('job-resume').hidden = !mayAct || s !== 'paused' || cancelling;
     const run = rec.run_dir ? rec.run_dir.split('/').pop() : null;
     $('job-results').hidden = !run;
     if (run) $('job-results').href = `/results/${run}`;
