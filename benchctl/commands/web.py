@@ -10,7 +10,6 @@ until Ctrl-C. From another machine, forward the socket with ssh instead:
 from __future__ import annotations
 
 import argparse
-import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from pipeline.progress import PREFIX
-from tests.web.browser import DESKTOP, PHONE, REBIND_HOST, chrome, shot
+from tests.web.browser import PHONE, REBIND_HOST, chrome, shot
 from tests.web.conftest import WebLab
 
 JOBS = "/api/benchmark/jobs"
@@ -167,7 +166,7 @@ def test_other_user_cannot_cancel_and_is_told_why_then_owner_cancels_orange(
         bob.find_element("id", "job-cancel").click()
         until(bob, lambda x: x.find_element("id", "job-action-error").is_displayed(), 30)
         why = text(bob, "#job-action-error")
-        assert f"belongs to root" in why and "only they, root or the admin group" in why, why
+        assert "belongs to root" in why and "only they, root or the admin group" in why, why
         assert d.job(job_id)["status"] == "running"
         shot(bob, "job-refused-other-user")
     finally:
