@@ -3,7 +3,8 @@ running the real pipeline (small n), reached through real `benchctl web` forward
 real users (tests/web/conftest.py). Screenshots of each main page are saved as artefacts
 (tests/web/browser.py: $BENCHD_TEST_ARTIFACTS/web or logs/test-artifacts/web).
 
-Economy: one benchd and one chromium per module; three short real jobs in all."""
+Economy: one benchd and one chromium per module (bob's only for his test); one real job
+(gmst_era, n = 200) runs to the end, the other real jobs are cancelled within seconds."""
 from __future__ import annotations
 
 import http.server
@@ -68,8 +69,7 @@ def test_run_from_form_live_log_survives_refresh_then_green_badge_and_svg_plots(
           message="experiments never listed")
     shot(drv, "run-idle-desktop")
     shot(drv, "run-idle-phone", PHONE)
-    for name in ("gmst_era", "equ_ecl"):
-        drv.find_element("css selector", f'#experiments input[value="{name}"]').click()
+    drv.find_element("css selector", '#experiments input[value="gmst_era"]').click()
     n = drv.find_element("id", "f-n")
     n.send_keys("0")                         # the API's refusal shows next to its field
     drv.find_element("id", "run-button").click()
@@ -92,8 +92,11 @@ def test_run_from_form_live_log_survives_refresh_then_green_badge_and_svg_plots(
     status = web_lab.daemon.job(job_id)["status"]
     assert status in ("starting", "running"), f"the job ended before the refresh ({status})"
     shot(drv, "job-running-desktop")
+    before = text(drv, "#job-progress-text")
     drv.refresh()                        # mid-job: the pane resumes at the byte reached
     until(drv, lambda d: badge(d) in ("running", "completed"), 30)
+    assert text(drv, "#job-progress-text")     # the bar as it was, not blank until the next line
+    assert before
     seen: list[tuple[str, float]] = []
 
     def progressed(d) -> bool:
@@ -105,7 +108,8 @@ def test_run_from_form_live_log_survives_refresh_then_green_badge_and_svg_plots(
     until(drv, progressed, LONG, "the job did not end")
     assert badge(drv) == "completed", text(drv, "#job-message")
     texts = [t for t, _ in seen if t]
-    assert len(set(texts)) >= 2 and any(t.startswith("2/2 experiments · ") for t in texts), seen
+    # one experiment: the bar moves from adapter to adapter, then fills when it is done
+    assert len(set(texts)) >= 3 and all(t.startswith("1/1 experiments · ") for t in texts), seen
     widths = [w for _, w in seen]
     assert widths == sorted(widths) and widths[-1] == 100.0, seen
     until(drv, lambda d: text(d, "#log-state") == "", 30, "the log never finished")
@@ -118,7 +122,7 @@ def test_run_from_form_live_log_survives_refresh_then_green_badge_and_svg_plots(
     drv.find_element("id", "job-results").click()
     until(drv, lambda d: "/results/" in d.current_url)
     svgs = js(drv, "return document.querySelectorAll('.report figure svg').length")
-    assert svgs >= 6, svgs                   # three figures per experiment
+    assert svgs >= 3, svgs                   # three figures per experiment
     shot(drv, "run-detail-desktop")
     shot(drv, "run-detail-phone", PHONE)
     drv.get(base(web_lab.mine) + "/history")

@@ -108,7 +108,8 @@ function start(el) {
     if (m.type === 'log') {
       saved.offset = m.offset;
       if (!m.partial && m.line.startsWith(PROGRESS)) {
-        try { drawProgress(JSON.parse(m.line.slice(PROGRESS.length))); } catch { /* shown below */ }
+        try { drawProgress(saved.progress = JSON.parse(m.line.slice(PROGRESS.length))); }
+        catch { /* not JSON: shown as a line below */ }
         try { sessionStorage.setItem(key, JSON.stringify(saved)); } catch { /* full */ }
         if (progress) return;
       }
@@ -178,6 +179,7 @@ function start(el) {
   $('job-pause').addEventListener('click', () => act($('job-pause'), 'pause'));
   $('job-resume').addEventListener('click', () => act($('job-resume'), 'resume'));
 
+  if (saved.progress) drawProgress(saved.progress);     // as it was before the refresh
   show();
   if (!WAITING.includes(rec.status)) connect();
   setInterval(() => { if (!FINAL.includes(rec.status)) refresh(); else tick(); }, POLL_MS);
