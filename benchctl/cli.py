@@ -18,7 +18,7 @@ from benchctl.exitcodes import EXIT_CODES, INTERNAL, INTERRUPTED, OK, CliError
 
 COMMANDS: tuple[str, ...] = ("run", "tail", "cancel", "status", "history", "logs", "results",
                              "compare", "trend", "experiments", "notify", "prune", "queue",
-                             "wait", "priority", "pause", "resume", "completion")
+                             "wait", "priority", "pause", "resume", "completion", "web")
 
 EXIT_EPILOG = "exit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES)
 SOCKET_HELP = ("benchd's Unix socket, used as given (default: $BENCHD_SOCKET, else "

@@ -206,5 +206,7 @@ def make_app(context: Context) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[CONTEXT] = context
     api.add_routes(app)
+    from benchd import web as dashboard  # the dashboard at GET / (benchd.web)
+    dashboard.setup(app)
     app.on_shutdown.append(_close_followers)
     return app
