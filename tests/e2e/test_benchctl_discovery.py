@@ -36,9 +36,11 @@ from tests.hostile.conftest import NEEDS_ROOT, SystemUsers, system_users, tmpfs 
 from tests.support.benchctl_run import BENCHCTL
 from tests.support.daemon import REPO, daemon_factory  # noqa: F401 (fixture)
 
+# one made-up answer to every request: a Health, which is also an empty job list (`status`
+# asks for both: benchd's health, then the running and waiting jobs)
 FAKE_HEALTH = json.dumps({"status": "ok", "version": "6.6.6", "pid": 1, "uptime_s": 1.0,
                           "root": "/fake", "socket": "/fake/run/benchd.sock",
-                          "active_job": None}).encode()
+                          "active_job": None, "jobs": [], "next": None, "total": 0}).encode()
 
 # modules a dropped child needs, imported while it is still root
 _PRELUDE = """
@@ -169,7 +171,7 @@ def test_a_socket_planted_by_another_user_in_a_1777_dir_is_refused(users, scratc
         r = benchctl_as(alice, scratch, "status", "--socket", str(planted))
         assert r.returncode == 0 and "benchd 6.6.6" in r.stdout, r.stderr
         assert f"socket: {planted} (given with --socket)" in r.stdout
-    assert fake.requests == 1  # only the explicit call reached it
+    assert fake.requests == 2  # only the explicit `status` reached it (health, then jobs)
 
 
 @NEEDS_ROOT
