@@ -155,6 +155,7 @@ class JobRecord(msgspec.Struct, omit_defaults=False):
     # last said about it, as Slurm says it ("PENDING (Priority)", "TIMEOUT (TimeLimit) 0:15")
     slurm_job_id: str | None = None
     slurm_state: str | None = None
+    slurm_past_ids: list[str] | None = None  # earlier segments' batch jobs (paused, resumed)
 
 
 class ExitRecord(msgspec.Struct):

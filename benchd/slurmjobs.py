@@ -21,13 +21,13 @@ from pathlib import Path
 import msgspec
 
 from benchd import procs
-from benchd.errors import CancelFailed, NotPausable
+from benchd.errors import CancelFailed
 from benchd.executors import Handle
 from benchd.executors.slurm import SlurmError, SlurmExecutor, SlurmStatus
 from benchd.jobs import JobManager, _Live
 from benchd.sizes import parse_size
 from benchd.schema import ExitRecord, JobConfig, JobRecord, check_label
-from benchd.states import ACTIVE, FINAL, WAITING, JobState
+from benchd.states import ACTIVE, FINAL, STOPPING, WAITING, JobState, StopMode
 from benchd.store import utc_now
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class SlurmJobManager(JobManager):
             if rec.spawn_attempts > 0:     # an earlier sbatch may have reached Slurm
                 await self.executor.wait_for_sbatch(marks, SBATCH_WAIT_S)
                 st = (await self.executor.find([job_id])).get(job_id)
-                if st is not None:
+                if st is not None and st.slurm_id not in (rec.slurm_past_ids or ()):
                     self._adopt(job_id, st)
                     return
             tail = self._queued_argv(rec)
@@ -207,7 +207,12 @@ class SlurmJobManager(JobManager):
         self._finish(live, JobState.UNKNOWN, reason=why, job_id=job_id)
 
     def _outcome(self, rec: JobRecord, ex: ExitRecord) -> tuple[JobState, str | None]:
-        """Slurm's state decides (a TIMEOUT's batch step may well exit 0:15)."""
+        """Slurm's state decides (a TIMEOUT's batch step may well exit 0:15), except for a
+        pausing job that stopped as asked: paused, its staged run kept (as locally)."""
+        if rec.status in STOPPING:
+            state, reason = super()._outcome(rec, ex)
+            if state in WAITING:
+                return state, reason
         st = self.executor.slurm_outcome(rec.job_id)
         if ex.cancelled:
             return JobState.CANCELLED, ex.reason
@@ -225,21 +230,23 @@ class SlurmJobManager(JobManager):
         got = self.executor.slurm_outcome(jid)
         rec = self._jobs[jid]
         if got is not None and rec.slurm_state != got.text():
-            self._jobs[jid] = msgspec.structs.replace(rec, slurm_state=got.text())
+            rec = self._jobs[jid] = msgspec.structs.replace(rec, slurm_state=got.text())
+        if status in WAITING and rec.slurm_job_id is not None:
+            # paused: its next segment (resume) is a new batch job; this one is history,
+            # never to be adopted by name again (_submit_once)
+            self._jobs[jid] = msgspec.structs.replace(
+                rec, slurm_job_id=None,
+                slurm_past_ids=[*(rec.slurm_past_ids or ()), rec.slurm_job_id])
         new = super()._finish(live, status, reason, exit=exit, job_id=job_id)
         self.executor.forget(jid)
         return new
 
     # pause, resume, priority, cancel -------------------------------------------------------
     async def pause(self, job_id: str, uid: int, now: bool = False) -> JobRecord:
-        """A queued job is held in Slurm too (`scontrol hold`); a running one cannot be
-        paused under Slurm (no checkpoint + requeue yet)."""
-        rec = self.get(job_id)
-        if rec.status in (JobState.STARTING, JobState.RUNNING):
-            raise NotPausable(f"job {job_id} is {rec.status.value} in Slurm job "
-                              f"{rec.slurm_job_id}: pausing a running job is not supported "
-                              f"with --executor slurm (cancel it; its staged run can be "
-                              f"resumed with `benchctl run --resume RUN`)")
+        """A queued job is held in Slurm too (`scontrol hold`). A running one checkpoints
+        as locally (the request file on the shared root, or `now`: scancel --signal=TERM)
+        and its batch job ends; resume submits a new batch job that resumes its staged run
+        (Slurm's own requeue would rerun the script from the start)."""
         new = await super().pause(job_id, uid, now)
         if new.slurm_job_id and new.status == JobState.PAUSED:
             await self._control("hold", new.slurm_job_id)
@@ -309,6 +316,9 @@ class SlurmJobManager(JobManager):
                    "before benchd ran with --executor slurm; its outcome is not knowable here")
             self._finish(None, JobState.UNKNOWN, job_id=job_id, reason=why)
             return f"job {job_id}: {why}; recorded unknown"
+        if rec.status in STOPPING and rec.stop_mode != StopMode.NOW:
+            # asked to checkpoint; benchd may have died before the request file was written
+            self.executor.request_checkpoint(Handle(job_id, private=sid))
         if not self._reconcile_polled:   # one squeue for every active job, not one each
             self._reconcile_polled = True
             for r in self._jobs.values():

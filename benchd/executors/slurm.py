@@ -31,11 +31,12 @@ from pathlib import Path
 
 from benchd import procs
 from benchd.errors import ExecutorUnavailable
-from benchd.executors import Handle, Started
+from benchd.executors import Handle, JobLimits, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
 from benchd.states import FINAL, JobState, slurm_state
 from benchd.store import Store
 from pipeline.atomicio import write_bytes_atomic
+from pipeline.checkpoint import CHECKPOINT_ENV, CHECKPOINT_REASON, EXIT_CHECKPOINTED
 
 log = logging.getLogger(__name__)
 
@@ -333,14 +334,18 @@ class SlurmExecutor:
                      exclusive: bool = False, memory_max_bytes: int | None = None,
                      priority: int = 0) -> str:
         """sbatch the job; its Slurm id. SlurmError if sbatch refused it."""
-        log_path = self.store.paths(marks.job_id).log
+        paths = self.store.paths(marks.job_id)
+        log_path = paths.log
+        for stale in (paths.checkpoint, paths.cancel):
+            stale.unlink(missing_ok=True)  # an earlier segment's (a paused job resumed)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         os.close(fd)   # exists before the job runs: tail and offsets work while it waits
         args = sbatch_args(marks.job_id, self.root, log_path, cpus=cpus, exclusive=exclusive,
                            memory_max_bytes=memory_max_bytes, priority=priority,
                            settings=self.settings)
         out = await self._run(["sbatch", *args], stdin=batch_script(argv),
-                              env=dict(os.environ, **marks.env()))
+                              env=dict(os.environ, **marks.env(),  # --export=ALL: the job's
+                                       **{CHECKPOINT_ENV: str(paths.checkpoint)}))
         self._answered()
         sid = out.strip().split(";", 1)[0]
         if not sid.isdigit():
@@ -360,14 +365,20 @@ class SlurmExecutor:
                                "--name=" + ",".join(names), "-O", _SQUEUE_FIELDS])
         self._answered()
         found: dict[str, SlurmStatus] = {}
+
+        def keep(st: SlurmStatus) -> None:
+            # the newest Slurm job of that name: a paused job resumed is a new batch job
+            old = found.get(names[st.name])
+            if old is None or _slurm_id_key(st.slurm_id) > _slurm_id_key(old.slurm_id):
+                found[names[st.name]] = st
         for st in parse_squeue(out):
             if st.name in names and st.comment == comment_for(names[st.name], self.root):
-                found[names[st.name]] = st
+                keep(st)
         rest = [n for n, j in names.items() if j not in found]
         if rest:
             for st in await self._sacct(["--name=" + ",".join(rest)]):
-                if st.name in names and names[st.name] not in found:
-                    found[names[st.name]] = st   # the completion log has no comment
+                if st.name in names:
+                    keep(st)                     # the completion log has no comment
         return found
 
     async def wait_for_sbatch(self, marks: procs.JobMarks, timeout: float) -> None:
@@ -496,14 +507,21 @@ class SlurmExecutor:
     def _exit_record(self, job_id: str, st: SlurmStatus) -> ExitRecord:
         order = self.store.read_cancel(job_id)
         cancelled = st.benchd_state == JobState.CANCELLED or order is not None
+        checkpointed = not cancelled and st.exit_code == EXIT_CHECKPOINTED
         reason = None if st.benchd_state == JobState.COMPLETED and not cancelled \
             else f"Slurm: {st.text()}"
-        if cancelled and order is not None:
-            reason = f"cancelled by {_user(order.requester_uid)}: {reason}"
+        if checkpointed:   # stopped at an experiment boundary on request (pause): kept
+            reason = f"{CHECKPOINT_REASON} (exit {EXIT_CHECKPOINTED}); {reason}"
+        elif cancelled and order is not None:
+            what = {"pause": "paused", "preempt": "preempted"}.get(order.purpose or "",
+                                                                  "cancelled")
+            reason = f"{what} by {_user(order.requester_uid)}: {reason}"
         elif cancelled:
             reason = f"cancelled in Slurm (scancel outside benchd): {reason}"
         return ExitRecord(job_id=job_id, exit_code=st.exit_code, signal=signal_name(st.signal),
-                          cancelled=cancelled, finished_at=st.end or _utc_now(), reason=reason)
+                          cancelled=cancelled, finished_at=st.end or _utc_now(), reason=reason,
+                          checkpointed=checkpointed,
+                          stopped_for=order.purpose if cancelled and order else None)
 
     def slurm_outcome(self, job_id: str) -> SlurmStatus | None:
         got = self._outcomes.get(job_id)
@@ -513,7 +531,8 @@ class SlurmExecutor:
         self._outcomes.pop(job_id, None)
 
     # the Executor protocol -----------------------------------------------------------------
-    async def start(self, marks: procs.JobMarks, argv: list[str]) -> Started:
+    async def start(self, marks: procs.JobMarks, argv: list[str],
+                    limits: JobLimits | None = None) -> Started:
         """Not used with Slurm (the job layer submits: benchd.slurmjobs)."""
         raise RuntimeError("the Slurm executor submits through SlurmJobManager")
 
@@ -547,6 +566,12 @@ class SlurmExecutor:
         loop.create_task(self._scancel(sid, "--batch", "--signal=TERM"))
         self._escalate(sid, order.grace)
         self.kick()
+
+    def request_checkpoint(self, handle: Handle) -> None:
+        """The request file the orchestrator looks for at each experiment boundary (its path
+        is in the batch job's environment; the root is shared with the nodes)."""
+        write_bytes_atomic(self.store.paths(handle.job_id).checkpoint,
+                           f"checkpoint requested at {_utc_now()}\n".encode(), durable=False)
 
     def _escalate(self, sid: str, after: float) -> None:
         loop = asyncio.get_running_loop()
@@ -691,6 +716,12 @@ def _reads(path: Path) -> str | None:
         return path.read_text()
     except OSError:
         return None
+
+
+def _slurm_id_key(slurm_id: str) -> tuple[int, str]:
+    """Slurm job ids grow: a later submission sorts after an earlier one."""
+    head = slurm_id.split("_", 1)[0]
+    return (int(head) if head.isdigit() else -1, slurm_id)
 
 
 def _user(uid: int) -> str:

@@ -252,6 +252,32 @@ def test_pause_holds_a_pending_job_in_slurm_and_priority_renices_it(
     assert d.job(job_id)["status"] == "queued"
 
 
+def test_pause_of_a_running_job_checkpoints_and_resume_submits_a_new_batch_job(
+        slurm_daemon, slurm: Cluster, gate: Path) -> None:
+    """Pause of a job Slurm runs: the checkpoint request on the shared root, the batch job
+    ends at the experiment boundary (exit 75) and the job is paused with its staged run;
+    resume submits a new batch job (the old id kept as history) that finishes that run."""
+    d = slurm_daemon()
+    d.set_spec(lines=1, wait_for_file=str(gate), staging=True)
+    job_id = d.start_job(experiments=["gmst_era", "kepler_solver"])["job_id"]
+    first = _running(d, job_id)["slurm_job_id"]
+    r = bc(d, "pause", job_id)
+    assert r.returncode == 0 and d.job(job_id)["status"] == "pausing", (r.stdout, r.stderr)
+    gate.touch()                                   # it reaches its first boundary
+    rec = d.wait_job(job_id, ("paused",), timeout=60)
+    run = rec["resume_run"]
+    assert run and rec["checkpoints"] == 1 and "checkpointed" in rec["reason"], rec
+    assert rec["slurm_job_id"] is None and rec["slurm_past_ids"] == [first], rec
+    wait_until(lambda: first not in slurm.queue(), 30, 0.1, "the paused batch job to leave")
+    r = bc(d, "resume", job_id)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    done = d.wait_job(job_id, timeout=120)
+    assert done["status"] == "completed", done
+    assert done["slurm_job_id"] not in (None, first) and done["slurm_past_ids"] == [first]
+    assert done["run_dir"] == f"results/{run}"     # the same run, finished
+    assert f"resume={run}" in d.log_file(job_id).read_text()
+
+
 @pytest.fixture(scope="module")
 def over_time_limit(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[tuple[Daemon, str]]:
