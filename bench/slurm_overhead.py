@@ -67,8 +67,10 @@ def main() -> None:
     cluster = None
     if args.slurm_conf is None:
         cluster = tempfile.mkdtemp(prefix="benchd-slurm-bench-", dir="/tmp")
+        machine = {k: v for k, v in os.environ.items()   # slurm-up sizes the node with
+                   if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}  # nproc, which obeys these
         out = subprocess.run([str(SLURM / "slurm-up"), cluster], check=True,
-                             capture_output=True, text=True).stdout
+                             capture_output=True, text=True, env=machine).stdout
         args.slurm_conf = Path(out.strip().splitlines()[-1])
     os.environ["SLURM_CONF"] = str(args.slurm_conf)
     results = {}

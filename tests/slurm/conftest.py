@@ -85,11 +85,19 @@ class Cluster:
                    "an empty Slurm queue")
 
 
+def _machine_env() -> dict[str, str]:
+    """This environment without the OpenMP thread settings: slurm-up sizes the node with
+    `nproc`, which honours OMP_NUM_THREADS, and a test of this session that imported
+    pipeline.worker in-process has set it to 1 here (pipeline.threads) -- a 1-CPU node."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
+
+
 def _slurm_up(d: Path) -> Path:
     deadline = time.monotonic() + APT_LOCK_WAIT_S
     while True:
         r = subprocess.run([str(SLURM_DIR / "slurm-up"), str(d)], capture_output=True,
-                           text=True, timeout=APT_LOCK_WAIT_S)
+                           text=True, timeout=APT_LOCK_WAIT_S, env=_machine_env())
         if r.returncode == 0:
             return Path(r.stdout.strip().splitlines()[-1])
         busy = "dpkg" in r.stderr and "lock" in r.stderr
