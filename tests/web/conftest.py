@@ -77,6 +77,7 @@ class WebLab:
     mine: WebForward        # root's `benchctl web`
     bob: WebForward         # bob's own `benchctl web`, running as bob
     bob_name: str
+    gid: int                # the daemon's group (its socket's): a restarted benchd needs it
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def web_lab() -> Iterator[WebLab]:
                                uid=bob_uid, sock=str(d.socket_path))
         bob = start_web([sys.executable, "-c", textwrap.dedent(code)], env)
         forwards.append(bob)
-        yield WebLab(d, mine, bob, bob_name)
+        yield WebLab(d, mine, bob, bob_name, gid)
     finally:
         for f in forwards:
             f.stop()

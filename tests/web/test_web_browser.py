@@ -8,6 +8,7 @@ Economy: one benchd and one chromium per module (bob's only for his test); one r
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 
@@ -264,3 +265,25 @@ def test_cross_origin_csrf_and_rebinding_host_are_refused(web_lab: WebLab, brows
     until(drv, lambda x: "refused" in x.page_source, 30)
     assert f"Host '{REBIND_HOST}:{web_lab.mine.port}' refused" in drv.page_source
     shot(drv, "rebinding-refused")
+
+
+def test_the_live_log_continues_across_a_benchd_restart(web_lab: WebLab, browser) -> None:
+    """kill -9 of benchd while the page follows a job: the job runs on under its supervisor,
+    the page's WebSocket reconnects (at the byte offset reached) once benchd is back on the
+    same socket, and the pane ends equal to the log file: no line lost or repeated."""
+    d = web_lab.daemon
+    job_id = d.start_job(n=200, perf_rounds=1, label="restart")["job_id"]  # every experiment
+    drv = browser
+    drv.get(f"{base(web_lab.mine)}/jobs/{job_id}")
+    until(drv, lambda x: text(x, "#log").count("\n") >= 1, LONG, "no log line arrived")
+    d.kill9()
+    d.start(timeout=90, preexec_fn=lambda: os.setgid(web_lab.gid))
+    assert d.job(job_id)["status"] == "running"
+    lines = text(drv, "#log").count("\n")
+    until(drv, lambda x: text(x, "#log").count("\n") > lines, LONG,
+          "no log line after the restart")
+    assert d.post_json(f"{JOBS}/{job_id}/cancel", {}, timeout=120).status == 200
+    until(drv, lambda x: badge(x) == "cancelled", 60)
+    until(drv, lambda x: text(x, "#log-state") == "", 30, "the log never finished")
+    assert text(drv, "#log") == shown_log(web_lab, job_id)      # none lost, none repeated
+
