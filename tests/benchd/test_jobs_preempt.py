@@ -15,33 +15,10 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig
 from benchd.states import JobState, StopMode
 from benchd.store import Store
-from tests.support import fake_orchestrator_argv, final_record, kill_job_processes
+from tests.support import final_record
 
 CFG = JobConfig(experiments=["gmst_era", "equ_ecl", "precession"], ci=True)
 URGENT = JobConfig(experiments=["gmst_era"], ci=True, priority=5)
-
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-async def made(root, spec):
-    managers: list[JobManager] = []
-
-    async def make(**kw) -> JobManager:
-        m = JobManager(root, orchestrator=fake_orchestrator_argv(), grace=2.0, **kw)
-        await m.reconcile()
-        managers.append(m)
-        return m
-    yield make
-    for m in managers:
-        await m.close()
-        for rec in m.list_jobs():
-            kill_job_processes(rec.job_id)
 
 
 async def status_in(m: JobManager, job_id: str, states: set[JobState], timeout: float = 20.0):
@@ -148,7 +125,7 @@ async def test_preemption_frees_one_slot_per_higher_priority_job(made, spec, roo
     assert "resume=None" in log_of(root, low1.job_id) and m.get(low1.job_id).resume_run is None
 
 
-async def test_preempt_now_sends_sigterm_at_once(made, spec, tmp_path):
+async def test_preempt_now_sends_sigterm_at_once(made, spec, root, tmp_path):
     spec(wait_for_file=str(tmp_path / "never"), staging=True, resume_ok=True)
     m = await made()
     low = await m.start(CFG, uid=1, user="alice")

@@ -12,34 +12,9 @@ from benchd.jobs import JobManager
 from benchd.schema import JobConfig, JobRecord
 from benchd.states import JobState
 from benchd.store import Store, utc_now
-from tests.support import (fake_orchestrator_argv, final_record,
-                           kill_job_processes, pids_of_job)
+from tests.support import final_record, pids_of_job
 
 CFG = JobConfig(experiments=["gmst_era"], ci=True)
-
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
-async def made(root, spec):
-    """make(**kw) -> a reconciled JobManager on `root`; all closed and their jobs killed."""
-    managers: list[JobManager] = []
-
-    async def make(**kw) -> JobManager:
-        m = JobManager(root, orchestrator=fake_orchestrator_argv(), grace=2.0, **kw)
-        await m.reconcile()
-        managers.append(m)
-        return m
-    yield make
-    for m in managers:
-        await m.close()
-        for rec in m.list_jobs():
-            kill_job_processes(rec.job_id)
 
 
 def held(spec, tmp_path):

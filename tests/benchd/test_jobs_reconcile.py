@@ -31,13 +31,6 @@ def spec(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    r.mkdir()
-    return r
-
-
-@pytest.fixture
 def host(root):
     """Start a jobhost that starts one job; returns its first record. Killed on teardown."""
     procs: list[subprocess.Popen] = []
