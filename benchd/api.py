@@ -649,16 +649,24 @@ async def compare_runs(request: web.Request) -> web.StreamResponse:
     threshold, tolerance = _factor(q, "threshold"), _factor(q, "error_tolerance")
     if float(threshold) <= 1.0:
         raise InvalidRequest(f"threshold: must be > 1, got {q.get('threshold')!r}")
-    ctx = _ctx(request)
-    rc, body, message = await _reportjob(ctx, "compare", str(ctx.results_dir), q["base"],
-                                         q["head"], threshold, tolerance)
+    body = await compare_report(_ctx(request), q["base"], q["head"], threshold, tolerance)
+    return web.Response(body=body, content_type="application/json")
+
+
+async def compare_report(ctx: Context, base: str, head: str, threshold: str = "1.1",
+                         tolerance: str = "1.1") -> bytes:
+    """The CompareReport (JSON) of two runs, computed in a child interpreter (scipy stays
+    out of benchd); InvalidRequest or RunNotFound with the child's message, for the API and
+    the dashboard alike."""
+    rc, body, message = await _reportjob(ctx, "compare", str(ctx.results_dir), base, head,
+                                         threshold, tolerance)
     if rc == reportjob.EXIT_INVALID:
         raise InvalidRequest(message)
     if rc == reportjob.EXIT_NOT_FOUND:
         raise RunNotFound(message)
     if rc != reportjob.EXIT_OK:
         raise BenchdError(f"compare failed: {message}")
-    return web.Response(body=body, content_type="application/json")
+    return body
 
 
 async def run_trend(request: web.Request) -> web.StreamResponse:

@@ -209,15 +209,7 @@ async def compare_page(request: web.Request) -> web.StreamResponse:
     runs = (await asyncio.to_thread(loader.page_runs, ctx.results_dir, limit=200)).runs
     report = None
     if base and head:
-        rc, out, message = await api._reportjob(ctx, "compare", str(ctx.results_dir), base,
-                                                head, "1.1", "1.1")
-        if rc == reportjob.EXIT_INVALID:
-            raise InvalidRequest(message)
-        if rc == reportjob.EXIT_NOT_FOUND:
-            raise RunNotFound(message)
-        if rc != reportjob.EXIT_OK:
-            raise BenchdError(f"compare failed: {message}")
-        report = msgspec.json.decode(out)
+        report = msgspec.json.decode(await api.compare_report(ctx, base, head))
     return _render("compare.html", request, _base(request, "Compare runs", runs=runs,
                                                   base=base, head=head, report=report))
 
