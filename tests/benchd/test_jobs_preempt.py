@@ -149,8 +149,9 @@ async def _supervisor_gone(root, job_id: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
-        made, spec, root, tmp_path):
+async def _low_being_preempted(made, spec, tmp_path):
+    """A low-priority job held in its first experiment by a gate file, being preempted by a
+    priority-5 job: (manager, low, urgent, gate)."""
     gate = tmp_path / "gate"
     spec(wait_for_file=str(gate), staging=True, resume_ok=True)
     m = await made()
@@ -159,6 +160,20 @@ async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
     spec(staging=True, resume_ok=True)
     urgent = await m.start(URGENT, uid=0, user="root")
     assert m.get(low.job_id).status == JobState.PREEMPTING
+    return m, low, urgent, gate
+
+
+async def _both_complete(m, root, low_id: str, urgent_id: str) -> None:
+    """Both jobs complete, the urgent one started once."""
+    for job_id in (urgent_id, low_id):
+        done = await final_record(m, job_id)
+        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
+    assert log_of(root, urgent_id).count("fake orchestrator pid") == 1
+
+
+async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
+        made, spec, root, tmp_path):
+    m, low, urgent, gate = await _low_being_preempted(made, spec, tmp_path)
     request = Store(root).paths(low.job_id).checkpoint
     request.unlink()               # as if benchd died after writing the intent, before asking
     await m.close()                # benchd goes; the job keeps running
@@ -166,23 +181,13 @@ async def test_a_crash_between_the_preemption_intent_and_the_ask_asks_again(
     assert request.exists()        # the restarted benchd asked again
     assert m.get(urgent.job_id).status == JobState.QUEUED
     gate.touch()
-    for job_id in (urgent.job_id, low.job_id):
-        done = await final_record(m, job_id)
-        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
-    assert log_of(root, urgent.job_id).count("fake orchestrator pid") == 1   # started once
+    await _both_complete(m, root, low.job_id, urgent.job_id)
     assert log_of(root, low.job_id).count("fake orchestrator pid") == 2      # two segments
 
 
 async def test_a_job_checkpointed_while_benchd_was_down_is_preempted_not_lost(
         made, spec, root, tmp_path):
-    gate = tmp_path / "gate"
-    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
-    m = await made()
-    low = await m.start(CFG, uid=1, user="alice")
-    await progressed(m, low.job_id)
-    spec(staging=True, resume_ok=True)
-    urgent = await m.start(URGENT, uid=0, user="root")
-    assert m.get(low.job_id).status == JobState.PREEMPTING
+    m, low, urgent, gate = await _low_being_preempted(made, spec, tmp_path)
     await m.close()
     gate.touch()                                   # it checkpoints (exit 75) with no benchd
     await _supervisor_gone(root, low.job_id)
@@ -190,7 +195,4 @@ async def test_a_job_checkpointed_while_benchd_was_down_is_preempted_not_lost(
     rec = m.get(low.job_id)
     assert rec.status in (JobState.PREEMPTED, JobState.STARTING, JobState.RUNNING), rec
     assert rec.checkpoints == 1 and rec.resume_run is not None
-    for job_id in (urgent.job_id, low.job_id):
-        done = await final_record(m, job_id)
-        assert done.status == JobState.COMPLETED, (done.reason, log_of(root, job_id))
-    assert log_of(root, urgent.job_id).count("fake orchestrator pid") == 1
+    await _both_complete(m, root, low.job_id, urgent.job_id)
