@@ -505,11 +505,16 @@ class JobManager:
         between finds the intent and asks again (reconcile); the waiting job starts only once
         the preempted one's slot is free, never twice. Only running jobs (not starting) can be
         preempted; a job that becomes running calls this again."""
-        if self._settling or self.slots > len(self._live):
+        if self._settling:
             return
         recs = [self._jobs[j] for j in self._live]
-        running = [scheduler.Running(r.job_id, r.priority, r.queue_seq or 0) for r in recs
+        running = [scheduler.Running(r.job_id, r.priority, r.queue_seq or 0,
+                                     tuple(r.cpuset or ()))
+                   for r in recs
                    if r.status == JobState.RUNNING and self._live[r.job_id].started.done()]
+        if self.slots > len(self._live):
+            self._preempt_for_cpus(recs, running)
+            return
         freeing = sum(1 for r in recs if r.status in STOPPING)
         snapshot = self._snapshot()
         low = scheduler.victim(running, snapshot, self.slots - len(self._live), freeing)
@@ -521,6 +526,23 @@ class JobManager:
         mode = self._jobs[for_whom.job_id].config.preempt or StopMode.BOUNDARY
         self._ask_to_stop(self._jobs[low.job_id], JobState.PREEMPTING, StopMode(mode), 0,
                           preempted_by=for_whom.job_id)
+
+    def _preempt_for_cpus(self, recs: list[JobRecord], running: list[scheduler.Running]
+                          ) -> None:
+        """A slot is free but the first waiting job does not fit on the free CPUs: preempt a
+        lower-priority running job for it, if that can make room (scheduler.cpu_victim)."""
+        preemptible = {r.job_id for r in running}
+        stopping = [r for r in recs if r.status in STOPPING]
+        held = [c for r in recs if r.job_id not in preemptible and r.status not in STOPPING
+                for c in (r.cpuset or ())]
+        got = scheduler.cpu_victim(self._snapshot(), running, held, self.cores,
+                                   [r.preempted_by for r in stopping if r.preempted_by])
+        if got is None:
+            return
+        low, head = got
+        mode = self._jobs[head.job_id].config.preempt or StopMode.BOUNDARY
+        self._ask_to_stop(self._jobs[low.job_id], JobState.PREEMPTING, StopMode(mode), 0,
+                          preempted_by=head.job_id)
 
     def _ask_to_stop(self, rec: JobRecord, state: JobState, mode: StopMode, uid: int,
                      preempted_by: str | None = None) -> JobRecord:

@@ -41,6 +41,7 @@ class Running:
     job_id: str
     priority: int
     seq: int
+    cpus: tuple[int, ...] = ()   # the CPUs it is pinned to
 
 
 def next_key(vclock: int, own_keys: Iterable[int]) -> int:
@@ -106,3 +107,30 @@ def place(waiting: Iterable[Waiting], free_slots: int, cores: list[cpusets.Core]
         taken.update(got)
         out.append((w, got))
     return out
+
+
+def cpu_victim(waiting: Iterable[Waiting], running: Iterable[Running], held: Iterable[int],
+               cores: list[cpusets.Core], in_flight_for: Iterable[str]
+               ) -> tuple[Running, Waiting] | None:
+    """With a slot free but the first eligible job short of CPUs (a large or exclusive one):
+    the running job to preempt for it, and that job. `running`: jobs that may be preempted;
+    `held`: CPUs of the other jobs that keep theirs (starting, or not preemptible); the CPUs
+    of jobs already being stopped count as free. Only a job of lower priority than the head, the
+    lowest (most recently started) of them, and only if stopping every lower-priority job
+    would make room -- never a preemption that cannot help. One at a time per head
+    (`in_flight_for`): the next is asked when that one has stopped, if still needed, so no
+    waiting job ever has two preemptions in flight."""
+    head = next((w for w in queue_order(waiting) if w.eligible), None)
+    if head is None or head.job_id in set(in_flight_for):
+        return None
+    runs = list(running)
+    kept = set(held)
+    busy = kept | {c for r in runs for c in r.cpus}
+    if cpusets.allocate(cores, busy, head.cpus, head.exclusive) is not None:
+        return None                          # it fits once the jobs being stopped are gone
+    lower = [r for r in runs if r.priority < head.priority]
+    staying = kept | {c for r in runs if r.priority >= head.priority for c in r.cpus}
+    if not lower or cpusets.allocate(cores, staying, head.cpus, head.exclusive) is None:
+        return None
+    return min(lower, key=lambda r: (r.priority, -r.seq)), head
+

@@ -149,6 +149,27 @@ async def _supervisor_gone(root, job_id: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def test_an_exclusive_job_short_of_cpus_preempts_the_lower_job_holding_one(
+        made, spec, root, tmp_path):
+    """Two slots on CPUs 0 and 1, one low-priority job on one of them: a slot is free, but an
+    exclusive priority-5 job needs both CPUs, so the low job is preempted for it."""
+    gate = tmp_path / "gate"
+    spec(wait_for_file=str(gate), staging=True, resume_ok=True)
+    m = await made(slots=2, cpus=[0, 1])
+    low = await m.start(CFG, uid=1, user="alice")
+    await progressed(m, low.job_id)
+    spec(staging=True, resume_ok=True)
+    import msgspec
+    urgent = await m.start(msgspec.structs.replace(URGENT, exclusive=True), 0, "root")
+    assert urgent.status == JobState.QUEUED
+    rec = m.get(low.job_id)
+    assert rec.status == JobState.PREEMPTING and rec.preempted_by == urgent.job_id, rec
+    gate.touch()                                   # it reaches its boundary and stops
+    await _both_complete(m, root, low.job_id, urgent.job_id)
+    assert m.get(urgent.job_id).cpuset == [0, 1]
+    assert m.get(low.job_id).checkpoints == 1
+
+
 async def _low_being_preempted(made, spec, tmp_path):
     """A low-priority job held in its first experiment by a gate file, being preempted by a
     priority-5 job: (manager, low, urgent, gate)."""

@@ -4,7 +4,8 @@ random submits (priorities, users, dependencies, CPUs), cancels, priority change
 of running jobs (at the boundary or now), jobs reaching their experiment boundary, job exits
 and benchd restarts (with stopping jobs checkpointing while it is down), and checks the
 invariants after every step: slots, no idle slot, priority and FIFO/round-robin order,
-preemption (an outranked running job is being stopped, one preemption per waiting job),
+preemption (an outranked running job is being stopped, one preemption per waiting job, also
+when a slot is free but the first waiting job is short of CPUs that lower ones hold),
 one final state each, no job started twice (once per segment it was kept for), and the CPU
 sets of running jobs disjoint (random CPU requests and exclusive jobs).
 
@@ -373,6 +374,26 @@ class SchedulerModel(RuleBasedStateMachine):
             assert len(outranking) <= len(stopping), (outranking, stopping)
         by = [r.preempted_by for r in stopping if r.status == JobState.PREEMPTING]
         assert len(by) == len(set(by)), f"preemption storm: {by}"
+
+    @invariant()
+    def a_job_short_of_cpus_preempts_lower_ones_that_hold_them(self) -> None:
+        """A slot free, the first eligible job does not fit on the free CPUs, and stopping the
+        lower-priority running jobs would make room: one of them is being stopped."""
+        if self.m is None:
+            return
+        active = [r for r in self.m.list_jobs() if r.status in ACTIVE]
+        if len(active) >= self.slots or any(r.status == JobState.STARTING for r in active):
+            return
+        eligible = [w for w in scheduler.queue_order(self.m._snapshot()) if w.eligible]
+        if not eligible or any(r.status in STOPPING for r in active):
+            return
+        head = eligible[0]
+        busy = [c for r in active for c in (r.cpuset or ())]
+        staying = [c for r in active if r.priority >= head.priority for c in (r.cpuset or ())]
+        lower = [r.job_id for r in active if r.priority < head.priority]
+        assert not (cpusets.allocate(CORES, busy, head.cpus, head.exclusive) is None and lower
+                    and cpusets.allocate(CORES, staying, head.cpus, head.exclusive)
+                    is not None), f"{head} waits for CPUs that lower-priority {lower} hold"
 
     @invariant()
     def a_stopping_job_was_asked(self) -> None:
