@@ -3,6 +3,8 @@ priorities and who may set them, the per-user cap, cancel of a waiting job, depe
 a restart that keeps the order, and a crash between deciding to start a job and spawning it."""
 from __future__ import annotations
 
+import secrets
+
 import msgspec
 import pytest
 
@@ -134,16 +136,20 @@ async def test_restart_keeps_queue_order_priorities_and_holds(made, spec, tmp_pa
         assert (await final_record(m2, j, timeout=60)).status == JobState.COMPLETED
 
 
-def _starting(job_id: str, attempts: int) -> JobRecord:
-    return JobRecord(job_id=job_id, status=JobState.STARTING, config=CFG, requester_uid=1,
-                     requester_name="u", created_at=utc_now(), job_token="ab" * 16,
-                     root_id=None, queue_seq=1, spawn_attempts=attempts)
+def _starting(attempts: int) -> JobRecord:
+    """A record left `starting` by a benchd that died. Its id and token are random, as
+    benchd's are: a test's last-resort cleanup kills by job id, and another test process on
+    this machine (another xdist worker, another checkout's suite) must not share them."""
+    return JobRecord(job_id=secrets.token_hex(6), status=JobState.STARTING, config=CFG,
+                     requester_uid=1, requester_name="u", created_at=utc_now(),
+                     job_token=secrets.token_hex(16), root_id=None, queue_seq=1,
+                     spawn_attempts=attempts)
 
 
 async def test_crash_between_spawn_intent_and_spawn_starts_the_job_once(made, root, spec):
     """benchd wrote `starting` (the spawn intent, attempt 1) and died before its supervisor
     ran: the restart spawns it exactly once more, and it completes."""
-    rec = _starting("0123456789ab", 1)
+    rec = _starting(1)
     Store(root).save(msgspec.structs.replace(rec, root_id=procs.root_identity(root)))
     m = await made()
     assert m.get(rec.job_id).spawn_attempts == 2
@@ -159,7 +165,7 @@ async def test_crash_after_a_supervisor_was_spawned_but_before_it_locked(made, r
     the job never runs twice."""
     import subprocess
     import sys
-    rec = msgspec.structs.replace(_starting("0123456789ac", 1),
+    rec = msgspec.structs.replace(_starting(1),
                                   root_id=procs.root_identity(root))
     Store(root).save(rec)
     marks = procs.JobMarks(rec.job_id, rec.job_token, rec.root_id)
@@ -176,7 +182,7 @@ async def test_crash_after_a_supervisor_was_spawned_but_before_it_locked(made, r
 
 
 async def test_a_second_interrupted_spawn_is_failed_not_retried(made, root, spec):
-    rec = _starting("0123456789ad", 2)
+    rec = _starting(2)
     Store(root).save(msgspec.structs.replace(rec, root_id=procs.root_identity(root)))
     m = await made()
     final = m.get(rec.job_id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_lock_is_held(tmp_path):
 
 
 def test_descendants_and_marker_find_the_whole_tree():
-    marker = "feedfacecafe"
+    marker = secrets.token_hex(6)   # not a fixed one: other test processes scan and kill too
     p = subprocess.Popen([sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True,
                          env=dict(os.environ, **{procs.JOB_ENV: marker}))
     try:
