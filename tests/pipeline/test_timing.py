@@ -161,13 +161,26 @@ def test_metadata_fingerprint(tmp_path: Path) -> None:
 
 # ---- the worker ---------------------------------------------------------------------------
 
-def test_adaptive_rounds_stop_on_precision(tmp_path: Path) -> None:
+def test_adaptive_rounds_stop_at_the_first_round_that_is_precise_enough(
+        tmp_path: Path) -> None:
+    """The stop rule, checked on the rounds the worker kept: after the minimum rounds it
+    stops at the first round whose CI half-width is under the target ("precision"), so the
+    rounds before the last were not precise enough. How many rounds that takes depends on
+    the machine's noise: on a quiet machine a few seconds; when other processes steal the
+    CPU (a full suite on 2 cores: CPU/wall 0.68 in one CI run), the target may stay out of
+    reach and the run goes on to the time cap -- then too the rule must have found every
+    round before the last short of the target (the last one is not checked: the cap came
+    first)."""
     res = _worker(tmp_path, "toy_steady", "--perf-rounds", "3", "--max-perf-seconds", "60")
     p = res.perf
-    assert res.status == schema.LIB_OK and p.stop_reason == "precision", p
+    assert res.status == schema.LIB_OK and p.stop_reason in ("precision", "time cap"), p
     assert p.rounds >= 3 and len(p.samples_ns) == p.rounds
-    lo, hi = stats.median_ci(p.samples_ns)         # the CI the orchestrator will publish
-    assert 50.0 * (hi - lo) / p.median_ns < stats.TARGET_CI_HALF_PCT + 0.5
+    if p.rounds > 3:                 # the rule was checked after the round before the last
+        assert stats.ci_half_width_pct(p.samples_ns[:-1]) >= stats.TARGET_CI_HALF_PCT, p
+    if p.stop_reason == "precision":
+        assert stats.ci_half_width_pct(p.samples_ns) < stats.TARGET_CI_HALF_PCT
+        lo, hi = stats.median_ci(p.samples_ns)         # the CI the orchestrator will publish
+        assert 50.0 * (hi - lo) / p.median_ns < stats.TARGET_CI_HALF_PCT + 0.5
 
 
 def test_worker_never_imports_scipy_and_leaves_the_ci_to_the_orchestrator(
