@@ -523,9 +523,7 @@ class JobManager:
         named = {r.preempted_by for r in recs if r.status == JobState.PREEMPTING}
         for_whom = next(w for w in scheduler.pick(snapshot, freeing + 1)
                         if w.job_id not in named)  # the one no preemption is for yet
-        mode = self._jobs[for_whom.job_id].config.preempt or StopMode.BOUNDARY
-        self._ask_to_stop(self._jobs[low.job_id], JobState.PREEMPTING, StopMode(mode), 0,
-                          preempted_by=for_whom.job_id)
+        self._preempt_one(low.job_id, for_whom.job_id)
 
     def _preempt_for_cpus(self, recs: list[JobRecord], running: list[scheduler.Running]
                           ) -> None:
@@ -537,12 +535,15 @@ class JobManager:
                 for c in (r.cpuset or ())]
         got = scheduler.cpu_victim(self._snapshot(), running, held, self.cores,
                                    [r.preempted_by for r in stopping if r.preempted_by])
-        if got is None:
-            return
-        low, head = got
-        mode = self._jobs[head.job_id].config.preempt or StopMode.BOUNDARY
-        self._ask_to_stop(self._jobs[low.job_id], JobState.PREEMPTING, StopMode(mode), 0,
-                          preempted_by=head.job_id)
+        if got is not None:
+            low, head = got
+            self._preempt_one(low.job_id, head.job_id)
+
+    def _preempt_one(self, job_id: str, for_id: str) -> None:
+        """Preempt `job_id` to make room for `for_id`, as `for_id` asked ("preempt")."""
+        mode = self._jobs[for_id].config.preempt or StopMode.BOUNDARY
+        self._ask_to_stop(self._jobs[job_id], JobState.PREEMPTING, StopMode(mode), 0,
+                          preempted_by=for_id)
 
     def _ask_to_stop(self, rec: JobRecord, state: JobState, mode: StopMode, uid: int,
                      preempted_by: str | None = None) -> JobRecord:
