@@ -34,6 +34,12 @@ class StopFor(enum.StrEnum):
     PREEMPT = "preempt"
 
 
+def stopped_as(purpose: str | None) -> str:
+    """How a job stopped by an order is described ("paused by alice: ..."): by the order's
+    purpose (StopFor), and "cancelled" for a plain cancel."""
+    return {StopFor.PAUSE: "paused", StopFor.PREEMPT: "preempted"}.get(purpose, "cancelled")
+
+
 # holding a slot: a process exists or is being spawned
 ACTIVE: frozenset[JobState] = frozenset({JobState.STARTING, JobState.RUNNING,
                                          JobState.PAUSING, JobState.PREEMPTING})

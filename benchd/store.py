@@ -220,6 +220,19 @@ class Store:
         Skipping the two fsyncs keeps them off the cancel latency path."""
         self._write(self.paths(job_id).cancel, msgspec.json.encode(order), durable=False)
 
+    def request_checkpoint(self, job_id: str) -> None:
+        """The request file the orchestrator looks for at each experiment boundary
+        (pipeline.checkpoint); not fsynced: it matters only while the job runs."""
+        self._write(self.paths(job_id).checkpoint,
+                    f"checkpoint requested at {utc_now()}\n".encode(), durable=False)
+
+    def clear_requests(self, job_id: str) -> None:
+        """Before a job's (next) start: an earlier segment's checkpoint request, stop order
+        and exit record (a paused or preempted job's) are done with."""
+        paths = self.paths(job_id)
+        for p in (paths.checkpoint, paths.cancel, paths.exit):
+            self._unlink(p)
+
     def remove_aux(self, job_id: str) -> None:
         """Drop a finalized job's supervisor files. Call only once its final record is durable
         on disk: until then the exit record (and cancel order) are the outcome's only copy."""

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 
 from benchd import procs
 from benchd.layout import JobPaths, utc_now
+from benchd.states import stopped_as
 from pipeline import threads
 from pipeline.atomicio import write_bytes_atomic
 from pipeline.checkpoint import CHECKPOINT_REASON, EXIT_CHECKPOINTED
@@ -361,8 +362,8 @@ def run(root: Path, job_id: str, argv: list[str], default_grace: float,
     cancelled = job.term_sent and exit_code != 0
     checkpointed = exit_code == EXIT_CHECKPOINTED
     if cancelled:
-        what = {"pause": "paused", "preempt": "preempted"}.get(job.purpose or "", "cancelled")
-        reason = f"{what} by {job.cancelled_by}: {_how_stopped(job, exit_code, sig)}"
+        reason = (f"{stopped_as(job.purpose)} by {job.cancelled_by}: "
+                  f"{_how_stopped(job, exit_code, sig)}")
     elif checkpointed:
         reason = f"{CHECKPOINT_REASON} (exit {EXIT_CHECKPOINTED})"
     if leftovers:

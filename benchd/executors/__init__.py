@@ -7,8 +7,8 @@ checkpoint at their next experiment boundary: pause, preemption), and after a
 benchd restart tells from what the job left behind (a persisted handle: supervisor pid +
 start ticks, its pid file, lock and exit record) whether the job still runs or how it ended.
 benchd.executors.local is the local executor (a supervisor process per job, process
-groups); benchd.executors.slurm runs jobs as Slurm batch jobs and owns the queue (its
-`owns_queue`: the job layer benchd.slurmjobs submits through it instead of start()). The model-based test
+groups); benchd.executors.slurm runs jobs as Slurm batch jobs and Slurm owns the queue (the
+job layer benchd.slurmjobs submits through it instead of start()). The model-based test
 (tests/benchd/test_scheduler_model.py) drives the scheduler with an in-memory executor.
 """
 from __future__ import annotations

@@ -19,8 +19,7 @@ from benchd.defaults import JOB_START_TIMEOUT_S
 from benchd.cpusets import format_cpu_list
 from benchd.executors import Handle, JobLimits, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
-from benchd.store import Store, utc_now
-from pipeline.atomicio import write_bytes_atomic
+from benchd.store import Store
 from pipeline.checkpoint import CHECKPOINT_ENV
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,7 @@ class LocalExecutor:
         itself to `limits.cpus` and limits the orchestrator's memory (benchd.supervisor)."""
         loop = asyncio.get_running_loop()
         paths = self.store.paths(marks.job_id)
-        for stale in (paths.checkpoint, paths.cancel, paths.exit):
-            stale.unlink(missing_ok=True)  # an earlier segment's (paused, preempted): done
+        self.store.clear_requests(marks.job_id)
         log_fd = os.open(paths.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                          0o640)
         ready_r, ready_w = os.pipe()
@@ -137,8 +135,7 @@ class LocalExecutor:
         """The request file the orchestrator looks for at each experiment boundary (its path
         is in the job's environment, CHECKPOINT_ENV); no signal, so the request cannot
         disturb an experiment in progress."""
-        write_bytes_atomic(self.store.paths(handle.job_id).checkpoint,
-                           f"checkpoint requested at {utc_now()}\n".encode(), durable=False)
+        self.store.request_checkpoint(handle.job_id)
 
     def holds_lock(self, job_id: str) -> bool:
         return procs.lock_is_held(self.store.paths(job_id).lock)

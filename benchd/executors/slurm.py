@@ -33,7 +33,7 @@ from benchd import procs
 from benchd.errors import ExecutorUnavailable
 from benchd.executors import Handle, JobLimits, Started
 from benchd.schema import CancelOrder, ExitRecord, SupervisorInfo
-from benchd.states import FINAL, JobState, slurm_state
+from benchd.states import FINAL, JobState, slurm_state, stopped_as
 from benchd.store import Store
 from pipeline.atomicio import write_bytes_atomic
 from pipeline.checkpoint import CHECKPOINT_ENV, CHECKPOINT_REASON, EXIT_CHECKPOINTED
@@ -224,8 +224,6 @@ class SlurmExecutor:
     applies (wait, outcome, stop) and the Slurm-only parts the job layer (benchd.slurmjobs)
     uses: submit, find, hold/release/renice, the watcher and slurmctld's state."""
 
-    owns_queue = True    # Slurm decides when a job starts: benchd submits at once
-
     def __init__(self, root: Path, store: Store, grace: float,
                  settings: SlurmSettings = SlurmSettings()) -> None:
         self.root = root
@@ -336,8 +334,7 @@ class SlurmExecutor:
         """sbatch the job; its Slurm id. SlurmError if sbatch refused it."""
         paths = self.store.paths(marks.job_id)
         log_path = paths.log
-        for stale in (paths.checkpoint, paths.cancel):
-            stale.unlink(missing_ok=True)  # an earlier segment's (a paused job resumed)
+        self.store.clear_requests(marks.job_id)
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         os.close(fd)   # exists before the job runs: tail and offsets work while it waits
         args = sbatch_args(marks.job_id, self.root, log_path, cpus=cpus, exclusive=exclusive,
@@ -513,9 +510,7 @@ class SlurmExecutor:
         if checkpointed:   # stopped at an experiment boundary on request (pause): kept
             reason = f"{CHECKPOINT_REASON} (exit {EXIT_CHECKPOINTED}); {reason}"
         elif cancelled and order is not None:
-            what = {"pause": "paused", "preempt": "preempted"}.get(order.purpose or "",
-                                                                  "cancelled")
-            reason = f"{what} by {_user(order.requester_uid)}: {reason}"
+            reason = f"{stopped_as(order.purpose)} by {_user(order.requester_uid)}: {reason}"
         elif cancelled:
             reason = f"cancelled in Slurm (scancel outside benchd): {reason}"
         return ExitRecord(job_id=job_id, exit_code=st.exit_code, signal=signal_name(st.signal),
@@ -570,8 +565,7 @@ class SlurmExecutor:
     def request_checkpoint(self, handle: Handle) -> None:
         """The request file the orchestrator looks for at each experiment boundary (its path
         is in the batch job's environment; the root is shared with the nodes)."""
-        write_bytes_atomic(self.store.paths(handle.job_id).checkpoint,
-                           f"checkpoint requested at {_utc_now()}\n".encode(), durable=False)
+        self.store.request_checkpoint(handle.job_id)
 
     def _escalate(self, sid: str, after: float) -> None:
         loop = asyncio.get_running_loop()
