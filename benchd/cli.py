@@ -273,11 +273,16 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
     Exit status: 0 clean stop, 1 could not start or crashed, 2 usage error.
     """
     setup_logging(log_level)
-    from benchd.executors.slurm import SlurmSettings
     from benchd.retention.policy import Policy
     from benchd.server import ServerConfig, StartupError, serve
 
     root = root.resolve()
+    slurm = None
+    if executor == "slurm":   # the Slurm executor's module only where it is used
+        from benchd.executors.slurm import SlurmSettings
+        slurm = SlurmSettings(partition=slurm_partition, account=slurm_account,
+                              time_limit=slurm_time_limit, extra=slurm_extra,
+                              probe_timeout=slurm_probe_timeout)
     cfg = ServerConfig(root=root, socket_path=(socket_path or local_socket(root)).absolute(),
                        socket_mode=socket_mode, grace=grace, admin_group=admin_group,
                        on_stop=on_stop, orchestrator=orchestrator,
@@ -290,9 +295,7 @@ def main(root: Path, socket_path: Path | None, socket_mode: int, grace: float,
                                         archive_after=archive_after, min_free=min_free / 100),
                        slots=slots, max_queued_per_user=max_queued_per_user,
                        cpus=cpu_list, job_memory_max=job_memory_max, executor=executor,
-                       slurm=SlurmSettings(partition=slurm_partition, account=slurm_account,
-                                           time_limit=slurm_time_limit, extra=slurm_extra,
-                                           probe_timeout=slurm_probe_timeout))
+                       slurm=slurm)
     try:
         asyncio.run(serve(cfg))
     except StartupError as e:

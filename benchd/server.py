@@ -29,11 +29,12 @@ from benchd.httpserver import JsonErrorAppRunner
 from benchd.notify import Notifier, on_change_status, status_text
 from pipeline.lockprobe import lock_holders, lock_is_held, lock_is_held_by_us
 from benchd.retention.policy import Policy
-from benchd.executors.slurm import SlurmSettings
 
 if TYPE_CHECKING:
-    from benchd.notifications.config import NotifyConfig
     from benchd.executors.local import LocalExecutor
+    from benchd.executors.slurm import SlurmSettings
+    from benchd.jobs import JobManager
+    from benchd.notifications.config import NotifyConfig
 
 log = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ async def _slurm_manager(cfg: ServerConfig, admin_gid: int | None, notifier: Not
                          notifications: object) -> JobManager:
     """The job layer with Slurm as the queue, once the nodes are shown to share the root
     (a probe job writes into logs/ and results/); StartupError saying why not."""
-    from benchd.executors.slurm import SlurmError, SlurmExecutor
+    from benchd.executors.slurm import SlurmError, SlurmExecutor, SlurmSettings
     from benchd.slurmjobs import SlurmJobManager
     from benchd.store import Store
 

@@ -253,7 +253,7 @@ class SlurmJobManager(JobManager):
         return self.shown(self._jobs[job_id])
 
     async def resume(self, job_id: str, uid: int) -> JobRecord:
-        new = await super().resume(job_id, uid)
+        await super().resume(job_id, uid)
         sid = self._jobs[job_id].slurm_job_id
         if sid:
             await self._control("release", sid)
