@@ -133,4 +133,3 @@ def cpu_victim(waiting: Iterable[Waiting], running: Iterable[Running], held: Ite
     if not lower or cpusets.allocate(cores, staying, head.cpus, head.exclusive) is None:
         return None
     return min(lower, key=lambda r: (r.priority, -r.seq)), head
-
