@@ -25,7 +25,7 @@ from benchd import api
 from benchd.app import CONTEXT
 from benchd.errors import BenchdError, InvalidRequest, JobNotFound, RunNotFound
 from benchd.schema import JOB_ID_RE
-from benchd.states import ACTIVE, FINAL, WAITING, JobState
+from benchd.states import FINAL, JobState
 from benchd.web.guard import csrf_token
 from pipeline import loader, reportjob, staged
 
@@ -145,16 +145,13 @@ async def history_page(request: web.Request) -> web.StreamResponse:
         query = dataclasses.replace(query, statuses=FINAL)
     manager = ctx.manager
     running = [manager.shown(r) for r in manager.active_jobs()]
-    positions = manager.queue_positions()
-    queued = sorted((manager.shown(manager.get(j)) for j in positions),
-                    key=lambda r: r.queue_position or 0)
+    queued = [manager.shown(manager.get(j)) for j in manager.queue_positions()]  # in order
     found = manager.page_jobs(query)
     history = [api._with_staged_run(r, ctx.results_dir) for r in found.jobs]
     next_q = {**q, "before": found.next} if found.next else None
     return _render("history.html", request, _base(
         request, "Queue and history", running=running, queued=queued, jobs=history,
-        total=found.total, next_q=next_q, filters=q, states=_STATE_CHOICES,
-        final=[s.value for s in FINAL]))
+        total=found.total, next_q=next_q, filters=q, states=_STATE_CHOICES))
 
 
 async def results_page(request: web.Request) -> web.StreamResponse:
@@ -182,9 +179,17 @@ async def run_detail_page(request: web.Request) -> web.StreamResponse:
     now in a child interpreter, as GET /api/results/{run}/report.html does)."""
     ctx = request.app[CONTEXT]
     run = request.match_info["run"]
+
+    def read() -> tuple[str, bytes | None, object, object]:
+        """Off the loop, in one go: the stored report, the run, and its own summary (by its
+        exact id: a prefix also matches a later run such as RUN_01)."""
+        run_id, body = api._stored_report(ctx.results_dir, run)
+        detail = loader.load_run(ctx.results_dir, run_id)
+        summary = next((r for r in loader.page_runs(ctx.results_dir, prefix=run_id).runs
+                        if r.run_id == run_id), None)
+        return run_id, body, detail, summary
     try:
-        run_id, body = await asyncio.to_thread(api._stored_report, ctx.results_dir, run)
-        detail = await asyncio.to_thread(loader.load_run, ctx.results_dir, run_id)
+        run_id, body, detail, summary = await asyncio.to_thread(read)
     except loader.AmbiguousRunError as e:
         raise InvalidRequest(f"run: {e}") from None
     except loader.RunNotFoundError as e:
@@ -194,9 +199,6 @@ async def run_detail_page(request: web.Request) -> web.StreamResponse:
         rc, body, message = await api._reportjob(ctx, "report", str(ctx.results_dir), run_id)
         if rc != reportjob.EXIT_OK:
             body, problem = b"", f"no plots for this run: {message}"
-    summaries = await asyncio.to_thread(loader.page_runs, ctx.results_dir, prefix=run_id,
-                                        limit=1)
-    summary = summaries.runs[0] if summaries.runs else None
     return _render("run_detail.html", request, _base(
         request, f"Run {run_id}", run_id=run_id, detail=detail, summary=summary,
         pieces=_report_pieces(body), problem=problem))
@@ -225,8 +227,6 @@ def add_routes(app: web.Application) -> None:
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"),
                          autoescape=True, context_processors=())
     env = aiohttp_jinja2.get_env(app)
-    env.globals.update(ACTIVE=[s.value for s in ACTIVE], WAITING=[s.value for s in WAITING],
-                       FINAL=[s.value for s in FINAL])
     env.filters["ns"] = ns_per_op
     app.middlewares.append(error_pages)
     r = app.router
