@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; annotations are strings anyway
     from typing import Any, TextIO
 
-from benchd.states import JobState
+from benchd.states import ACTIVE, JobState
 
 _RESET = "\x1b[0m"
 
@@ -121,8 +121,7 @@ def job_duration(job: dict[str, Any]) -> float | None:
         return None
     end = parse_time(job.get("finished_at"))
     if end is None:
-        if job.get("status") not in (JobState.STARTING, JobState.RUNNING, JobState.PAUSING,
-                                     JobState.PREEMPTING):
+        if job.get("status") not in ACTIVE:
             return None
         end = datetime.now(timezone.utc)
     return max(0.0, (end - start).total_seconds())
@@ -389,8 +388,7 @@ def job_detail(job: dict[str, Any], out: Out) -> str:
     lines = [("job", job.get("job_id", "?")),
              ("state", paint(state_label(status), STATE_STYLE.get(status), colour))]
     prog = progress_text(job.get("progress"))
-    if prog and status in (JobState.STARTING, JobState.RUNNING, JobState.PAUSING,
-                           JobState.PREEMPTING):
+    if prog and status in ACTIVE:
         lines.append(("progress", prog))
     when = out.human
     lines += [("requested by", f"{job.get('requester_name')} (uid {job.get('requester_uid')})"),

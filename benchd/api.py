@@ -532,13 +532,7 @@ async def health(request: web.Request) -> web.StreamResponse:
                                 uptime_s=round(time.monotonic() - ctx.started_monotonic, 3),
                                 root=str(ctx.root), socket=ctx.socket_path,
                                 active_job=ctx.manager.active(),
-                                executor=await _executor_state(getattr(ctx.manager, "executor", None))))
-
-
-async def _executor_state(executor: object) -> str:
-    """"local", or what the executor says about itself (Slurm: slurmctld's state)."""
-    state = getattr(executor, "health_text", None)
-    return await state() if state is not None else "local"
+                                executor=await ctx.manager.executor.health_text()))
 
 
 async def list_results(request: web.Request) -> web.StreamResponse:

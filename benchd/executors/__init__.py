@@ -77,6 +77,9 @@ class Executor(Protocol):
     def leftovers_note(self, killed: list[str]) -> str:
         """What a record's reason says about leftovers (what was killed, what cannot be)."""
 
+    async def health_text(self) -> str:
+        """What /api/health says of the executor ("local"; Slurm: slurmctld's state)."""
+
     def request_checkpoint(self, handle: Handle) -> None:
         """Ask the job to stop at its next experiment boundary and keep its staged run
         (pipeline.checkpoint): it then exits 75 and its exit record says `checkpointed`.

@@ -131,6 +131,9 @@ class LocalExecutor:
             except ProcessLookupError:
                 pass
 
+    async def health_text(self) -> str:
+        return "local"
+
     def request_checkpoint(self, handle: Handle) -> None:
         """The request file the orchestrator looks for at each experiment boundary (its path
         is in the job's environment, CHECKPOINT_ENV); no signal, so the request cannot
