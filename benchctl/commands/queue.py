@@ -36,26 +36,39 @@ def run(args: argparse.Namespace, ctx: Any) -> int:
         print(json.dumps(list(reversed(active)) + waiting))
         return OK
     colour = render.use_colour(sys.stdout)
-    rows = [("POS", "JOB", "STATE", "PRIO", "USER", "LABEL", "AFTER", "EST. START")]
-    for j in reversed(active):
-        rows.append(("-", j["job_id"], j["status"], str(j.get("priority", 0)),
-                     j.get("requester_name", "?"), j.get("config", {}).get("label") or "",
-                     "", "running"))
-    for j in waiting:
-        cfg = j.get("config") or {}
-        after = ",".join((cfg.get("after") or []) + [f"{d}(any)" for d in
-                                                      cfg.get("after_any") or []])
-        est = j.get("estimated_start_s")
-        rows.append((str(j.get("queue_position") or "?"), j["job_id"], j["status"],
-                     str(j.get("priority", 0)), j.get("requester_name", "?"),
-                     cfg.get("label") or "", after,
-                     "?" if est is None else f"in {render.duration(est)}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for n, r in enumerate(rows):
-        line = "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+    rows = queue_rows(list(reversed(active)), waiting, full=True)
+    for n, (r, line) in enumerate(zip(rows, aligned(rows))):
         if n and colour:
             line = line.replace(r[2], render.paint(r[2], render.STATE_STYLE.get(r[2]), True), 1)
         print(line)
     if len(rows) == 1:
         print("no job running or queued")
     return OK
+
+
+def queue_rows(active: list[dict[str, Any]], waiting: list[dict[str, Any]],
+               full: bool) -> list[tuple[str, ...]]:
+    """Header and a row per job: active ones (position "-"), then waiting ones in queue
+    order; `full` adds their dependencies and estimated start (`queue`; `status` is shorter)."""
+    head = ("POS", "JOB", "STATE", "PRIO", "USER", "LABEL")
+    rows = [head + (("AFTER", "EST. START") if full else ())]
+    for waits, j in [(False, j) for j in active] + [(True, j) for j in waiting]:
+        cfg = j.get("config") or {}
+        row = (str(j.get("queue_position") or "?") if waits else "-", j["job_id"],
+               j["status"], str(j.get("priority", 0)), j.get("requester_name", "?"),
+               cfg.get("label") or "")
+        if full and waits:
+            after = ",".join((cfg.get("after") or []) + [f"{d}(any)" for d in
+                                                          cfg.get("after_any") or []])
+            est = j.get("estimated_start_s")
+            row += (after, "?" if est is None else f"in {render.duration(est)}")
+        elif full:
+            row += ("", "running")
+        rows.append(row)
+    return rows
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """The rows as lines, each column padded to its widest cell."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -74,13 +74,9 @@ def _others(client: Any, shown: str | None) -> list[str]:
                      key=lambda j: j.get("queue_position") or 0)
     if not active and not waiting:
         return []
-    rows = [("POS", "JOB", "STATE", "PRIO", "USER", "LABEL")]
-    rows += [("-" if j["status"] in ACTIVE else str(j.get("queue_position") or "?"),
-              j["job_id"], j["status"], str(j.get("priority", 0)), j.get("requester_name", "?"),
-              (j.get("config") or {}).get("label") or "") for j in active + waiting]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    from benchctl.commands.queue import aligned, queue_rows
     return ["", f"{len(active)} more active, {len(waiting)} waiting:"] + [
-        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        "  " + line for line in aligned(queue_rows(active, waiting, full=False))]
 
 
 def _socket_line(ctx: Any, reported: str | None) -> str:
